@@ -1,0 +1,142 @@
+"""Reading claims from the remote: one listing, one fetch of what we lack.
+
+A ticket's state on the remote is two refs: the claim ref (who holds it, or
+its outcome) and the ticket's notes ref (heartbeats and the decisions that end
+a claim). Tag and note objects are immutable, so whatever is already in the
+local object database is never fetched again.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Iterable, Sequence
+
+from .clock import now
+from .errors import GitError
+from .record import (EVENT_HEARTBEAT, STATE_HELD, STATE_UNKNOWN, ClaimRecord, LivenessRecord,
+                     parse_claim, parse_liveness)
+from .session import Session
+
+CACHE_NAMESPACE = "refs/claim-cache/"
+WILDCARD_THRESHOLD = 32  # above this many missing refs, fetch by pattern
+
+
+def cache_ref(ref: str) -> str:
+    return CACHE_NAMESPACE + ref[len("refs/"):]
+
+
+@dataclass(frozen=True)
+class ClaimView:
+    """One ticket as the remote showed it at one listing."""
+
+    ticket: str
+    ref: str
+    oid: str | None  # the claim ref's value; None: the ticket is free
+    record: ClaimRecord | None
+    notes_tip: str | None
+    note: LivenessRecord | None  # the latest note on `oid`, if any
+
+    @property
+    def state(self) -> str:
+        return "free" if self.record is None else self.record.state
+
+    @property
+    def held(self) -> bool:
+        return self.record is not None and self.record.state == STATE_HELD
+
+    @property
+    def ended_by(self) -> LivenessRecord | None:
+        """A recorded release or reap that the claim ref does not show yet (roll forward)."""
+        if self.held and self.note is not None and self.note.ends_claim:
+            return self.note
+        return None
+
+    @property
+    def last_alive(self) -> float | None:
+        """The holder's last sign of life: its last heartbeat, else the claim time."""
+        if self.note is not None and self.note.event == EVENT_HEARTBEAT and self.note.time:
+            return self.note.time
+        return self.record.time if self.record else None
+
+    @property
+    def beats(self) -> int:
+        return self.note.seq if self.note and self.note.event == EVENT_HEARTBEAT else 0
+
+    def age(self, at: float | None = None) -> float | None:
+        alive = self.last_alive
+        return None if alive is None else (at if at is not None else now()) - alive
+
+
+def _view(session: Session, ticket: str, oid: str | None, notes_tip: str | None) -> ClaimView:
+    ref = session.settings.claim_ref(ticket)
+    if oid is None:
+        return ClaimView(ticket, ref, None, None, notes_tip, None)
+    info = session.local.read_tag(oid)
+    if info is None:
+        record = ClaimRecord(ticket=ticket, state=STATE_UNKNOWN, agent="", version=None,
+                             problem="claim object could not be read")
+    elif info.target_type != "blob" and info.target_type != "commit" or not info.raw_message:
+        record = ClaimRecord(ticket=ticket, state=STATE_UNKNOWN, agent=info.tagger_name,
+                             time=info.tagger_time, version=None,
+                             problem=f"claim ref points to a {info.target_type}, not a claim tag")
+    else:
+        record = parse_claim(ticket, info.raw_message, tagger_name=info.tagger_name,
+                             tagger_time=info.tagger_time)
+    note_bytes = session.local.note_on(notes_tip, oid)
+    note = parse_liveness(note_bytes) if note_bytes is not None else None
+    return ClaimView(ticket, ref, oid, record, notes_tip, note)
+
+
+def read_claims(session: Session, tickets: Sequence[str] | None = None) -> dict[str, ClaimView]:
+    """The remote's claims (all, or just `tickets`), objects fetched as needed."""
+    settings = session.settings
+    if tickets is None:
+        patterns = [settings.ref_prefix, settings.notes_prefix]
+    else:
+        patterns = [r for t in tickets for r in (settings.claim_ref(t), settings.notes_ref(t))]
+    listed = _list(session, patterns, exact=tickets is not None)
+    _fetch_missing(session, listed, wildcard_ok=tickets is None)
+    claim_oids: dict[str, str] = {}
+    notes_tips: dict[str, str] = {}
+    for ref, oid in listed.items():
+        ticket = settings.ticket_of_ref(ref)
+        if ticket is not None and "/" not in ticket:
+            claim_oids[ticket] = oid
+            continue
+        ticket = settings.ticket_of_notes_ref(ref)
+        if ticket is not None and "/" not in ticket:
+            notes_tips[ticket] = oid
+    names: Iterable[str] = tickets if tickets is not None else claim_oids.keys()
+    return {t: _view(session, t, claim_oids.get(t), notes_tips.get(t)) for t in names}
+
+
+def read_claim(session: Session, ticket: str) -> ClaimView:
+    return read_claims(session, [ticket])[ticket]
+
+
+def _list(session: Session, patterns: list[str], *, exact: bool) -> dict[str, str]:
+    listed = session.transport.list_refs(patterns)
+    if exact:
+        wanted = set(patterns)
+        listed = {ref: oid for ref, oid in listed.items() if ref in wanted}
+    return listed
+
+
+def _fetch_missing(session: Session, listed: dict[str, str], *, wildcard_ok: bool) -> None:
+    local = session.local
+    missing = [ref for ref, oid in listed.items() if not local.has(oid)]
+    if not missing:
+        return
+    if wildcard_ok and len(missing) > WILDCARD_THRESHOLD:
+        prefixes = sorted({session.settings.ref_prefix, session.settings.notes_prefix})
+        specs = [f"+{p}*:{cache_ref(p)}*" for p in prefixes]
+    else:
+        specs = [f"+{ref}:{cache_ref(ref)}" for ref in missing]
+    try:
+        session.transport.fetch(specs)
+    except GitError:
+        # A ref may have moved or vanished between listing and fetching; fetch
+        # what is there now. Views of objects still missing come back unknown.
+        current = session.transport.list_refs(missing)
+        specs = [f"+{ref}:{cache_ref(ref)}" for ref in missing if ref in current]
+        session.transport.fetch(specs)

@@ -1,0 +1,58 @@
+"""Printing results and errors: one line for people, one JSON document for scripts."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import traceback
+from contextlib import contextmanager
+from typing import Any, Iterator
+
+import click
+
+from ..errors import ClaimError, ExitCode
+from ..safetext import clean
+
+DEBUG_VARIABLE = "GIT_CLAIM_DEBUG"
+
+
+def emit_json(document: Any) -> None:
+    click.echo(json.dumps(document, sort_keys=True, default=str))
+
+
+def error_document(message: str, kind: str, code: int, **details: Any) -> dict[str, Any]:
+    return {"ok": False, "error": {"kind": kind, "message": message}, "exit_code": code,
+            **details}
+
+
+@contextmanager
+def reporting(*, as_json: bool, command: str) -> Iterator[None]:
+    """Turn every failure into one line (or one JSON object) and a documented exit code."""
+    try:
+        yield
+    except ClaimError as error:
+        _fail(error.message, error.kind, int(error.exit_code), as_json, command, error.details)
+    except click.exceptions.Exit:
+        raise
+    except click.ClickException:
+        raise
+    except KeyboardInterrupt:
+        _fail("interrupted", "interrupted", 130, as_json, command, {})
+    except Exception as error:  # a bug: still one line, details on request
+        if os.environ.get(DEBUG_VARIABLE):
+            traceback.print_exc()
+        _fail(f"internal error: {type(error).__name__}: {clean(str(error))}"
+              f" (set {DEBUG_VARIABLE}=1 for details)", "internal", int(ExitCode.GIT_ERROR),
+              as_json, command, {})
+
+
+def _fail(message: str, kind: str, code: int, as_json: bool, command: str,
+          details: dict[str, Any]) -> None:
+    if os.environ.get(DEBUG_VARIABLE) and sys.exc_info()[0] is not None and kind != "internal":
+        traceback.print_exc()
+    if as_json:
+        emit_json(error_document(message, kind, code, **details))
+    else:
+        click.echo(f"{command}: {message}", err=True)
+    raise SystemExit(code)

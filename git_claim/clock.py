@@ -1,0 +1,80 @@
+"""The one clock of the tool, and durations.
+
+Every timestamp the tool writes or compares comes from `now()`. Tests (and
+people rehearsing clock skew) shift it per process with the environment
+variable GIT_CLAIM_CLOCK_OFFSET, in seconds (for example `-300`): a test aid,
+documented as such, never needed in normal use.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import time
+from datetime import datetime, timezone
+
+from .errors import UsageError
+
+CLOCK_OFFSET_VARIABLE = "GIT_CLAIM_CLOCK_OFFSET"
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+_DURATION = re.compile(r"(\d+(?:\.\d+)?)([smhd]?)\Z")
+
+
+def _offset() -> float:
+    raw = os.environ.get(CLOCK_OFFSET_VARIABLE, "").strip()
+    if not raw:
+        return 0.0
+    try:
+        return float(raw)
+    except ValueError:
+        raise UsageError(f"{CLOCK_OFFSET_VARIABLE} must be a number of seconds, not {raw!r}")
+
+
+def now() -> float:
+    """Seconds since the epoch, as this process believes (offset applied)."""
+    return time.time() + _offset()
+
+
+def parse_duration(text: str, *, what: str = "duration") -> float:
+    """`15m` -> 900.0. Units s, m, h, d; a bare number is seconds."""
+    match = _DURATION.match(text.strip().lower())
+    if not match:
+        raise UsageError(f"invalid {what} {text!r}: use a number with s, m, h or d (e.g. 15m)")
+    return float(match.group(1)) * _UNITS[match.group(2) or "s"]
+
+
+def format_duration(seconds: float) -> str:
+    """Short human form: 45s, 4m, 2h5m, 3d."""
+    seconds = int(round(seconds))
+    sign = "-" if seconds < 0 else ""
+    seconds = abs(seconds)
+    if seconds < 60:
+        return f"{sign}{seconds}s"
+    if seconds < 3600:
+        return f"{sign}{seconds // 60}m"
+    if seconds < 86400:
+        hours, rest = divmod(seconds, 3600)
+        return f"{sign}{hours}h{rest // 60}m" if rest >= 60 else f"{sign}{hours}h"
+    return f"{sign}{seconds // 86400}d"
+
+
+def iso(timestamp: float) -> str:
+    """UTC ISO-8601 with seconds, the form written into records."""
+    return datetime.fromtimestamp(int(timestamp), tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def parse_iso(text: str) -> float | None:
+    """Inverse of `iso`; None for anything else (foreign records are not trusted)."""
+    try:
+        parsed = datetime.strptime(text.strip(), "%Y-%m-%dT%H:%M:%SZ")
+    except ValueError:
+        return None
+    return parsed.replace(tzinfo=timezone.utc).timestamp()
+
+
+def local_hhmm(timestamp: float) -> str:
+    """Wall-clock time for messages such as 'since 12:03'."""
+    try:
+        return datetime.fromtimestamp(timestamp).strftime("%H:%M")
+    except (OverflowError, OSError, ValueError):
+        return "?"

@@ -1,0 +1,59 @@
+"""Exit codes and the typed errors that carry them.
+
+Scripts and agents branch on these codes, so they live in one enum and are
+documented in the man pages; the protocol raises, the CLI maps to an exit.
+"""
+
+from __future__ import annotations
+
+from enum import IntEnum
+from typing import Any
+
+
+class ExitCode(IntEnum):
+    OK = 0
+    NO = 1  # the answer is no: lost, held by another, not the holder, refused
+    USAGE = 2  # usage or bad input
+    GIT_ERROR = 3  # remote or local git error: unreachable, auth, not a repository
+    LOST = 4  # `git claim run`: the claim was lost while the command ran
+
+
+class ClaimError(Exception):
+    """Base of every error a user may see; its message is one line."""
+
+    exit_code: ExitCode = ExitCode.GIT_ERROR
+    kind: str = "error"
+
+    def __init__(self, message: str, **details: Any) -> None:
+        super().__init__(message)
+        self.message = message
+        self.details = details
+
+
+class UsageError(ClaimError):
+    exit_code = ExitCode.USAGE
+    kind = "usage"
+
+
+class BadTicketError(UsageError):
+    kind = "bad-ticket"
+
+
+class RefusedError(ClaimError):
+    """The answer is no: someone else holds it, it is done, we are not the holder."""
+
+    exit_code = ExitCode.NO
+    kind = "refused"
+
+
+class GitError(ClaimError):
+    """git itself failed: unreachable remote, auth, not a repository, server refusal."""
+
+    exit_code = ExitCode.GIT_ERROR
+    kind = "git"
+
+
+class AmbiguousOutcome(GitError):
+    """The remote may or may not have applied an update; re-read to settle it."""
+
+    kind = "ambiguous"

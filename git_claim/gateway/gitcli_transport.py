@@ -1,0 +1,93 @@
+"""The `git` CLI as a transport: everything a user's git honours, for free.
+
+~/.ssh/config host aliases, core.sshCommand, proxies, insteadOf, remote
+helpers and credential helpers all work because git itself does the work.
+Each update is a `--force-with-lease=<ref>:<expect>` push: git checks the
+lease against the advertisement and the server re-checks under its lock.
+"""
+
+from __future__ import annotations
+
+import subprocess
+from typing import Sequence
+
+from ..errors import GitError
+from .credentials import safe_url
+from .localrepo import LocalRepo, first_line, run_git
+from .transport import RefUpdate, Transport, UpdateResult, UpdateStatus
+
+PUSH_TIMEOUT = 120.0
+
+
+class GitCliTransport(Transport):
+    name = "git"
+
+    def __init__(self, local: LocalRepo, remote_name: str, url: str) -> None:
+        self.local = local
+        self.remote = remote_name
+        self.url = url
+        self.base_args = ["--git-dir", str(local.location.git_dir)]
+
+    def _git(self, args: list[str], *, timeout: float = PUSH_TIMEOUT,
+             check: bool = True) -> subprocess.CompletedProcess[str]:
+        try:
+            return run_git([*self.base_args, *args], timeout=timeout, check=check)
+        except GitError as error:
+            raise GitError(f"{safe_url(self.url)}: {error.message}")
+
+    def list_refs(self, prefixes: Sequence[str]) -> dict[str, str]:
+        patterns = [prefix + "*" for prefix in prefixes]
+        result = self._git(["ls-remote", self.remote, *patterns])
+        found: dict[str, str] = {}
+        for line in result.stdout.splitlines():
+            oid, _, name = line.partition("\t")
+            if name.startswith(tuple(prefixes)) and not name.endswith("^{}"):
+                found[name] = oid
+        return found
+
+    def fetch(self, refspecs: Sequence[str]) -> None:
+        if refspecs:
+            self._git(["fetch", "--quiet", "--no-tags", "--no-write-fetch-head",
+                       "--no-auto-maintenance", self.remote, *refspecs])
+
+    def push(self, updates: Sequence[RefUpdate]) -> list[UpdateResult]:
+        args = ["push", "--porcelain", "--no-verify", "--quiet"]
+        specs = []
+        for update in updates:
+            args.append(f"--force-with-lease={update.ref}:{update.expect or ''}")
+            specs.append(f"{update.new}:{update.ref}" if update.new else f":{update.ref}")
+        try:
+            completed = self._git([*args, self.remote, *specs], check=False)
+        except GitError as error:
+            # A timeout: the push may have been applied.
+            return [UpdateResult(u.ref, UpdateStatus.UNKNOWN, error.message) for u in updates]
+        reports = _parse_porcelain(completed.stdout)
+        results = []
+        for update in updates:
+            report = reports.get(update.ref)
+            if report is None:
+                # No verdict for this ref: maybe never sent, maybe applied. The
+                # protocol re-reads the remote to settle it.
+                message = first_line(completed.stderr) or "git push reported nothing for this ref"
+                results.append(UpdateResult(update.ref, UpdateStatus.UNKNOWN, message))
+                continue
+            flag, summary = report
+            if flag in ("*", "+", " ", "-", "="):
+                results.append(UpdateResult(update.ref, UpdateStatus.OK))
+            elif "stale info" in summary:
+                results.append(UpdateResult(update.ref, UpdateStatus.STALE, "remote changed"))
+            else:
+                results.append(UpdateResult(update.ref, UpdateStatus.REJECTED, summary))
+        return results
+
+
+def _parse_porcelain(stdout: str) -> dict[str, tuple[str, str]]:
+    """`<flag>\\t<from>:<to>\\t<summary>` lines -> {to: (flag, summary)}."""
+    reports: dict[str, tuple[str, str]] = {}
+    for line in stdout.splitlines():
+        parts = line.split("\t")
+        if len(parts) >= 3 and len(parts[0]) == 1:
+            _, _, destination = parts[1].rpartition(":")
+            reports[destination] = (parts[0], parts[2])
+    return reports
+

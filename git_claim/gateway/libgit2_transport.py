@@ -1,0 +1,134 @@
+"""libgit2 over the network (git://, http(s)://, ssh://), with leases made real.
+
+libgit2 reports a server's rejection only through push_update_reference and
+sends the *advertised* old value, not ours. So every push checks, in
+push_negotiation (after the advertisement, before the upload), that the
+remote holds what the caller expects, and aborts otherwise; the server then
+checks the advertised old value under its own lock, which closes the race.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import pygit2
+from pygit2.enums import Option
+
+from ..errors import AmbiguousOutcome, GitError
+from .credentials import AuthFailed, Callbacks, safe_url
+from .localrepo import LocalRepo
+from .transport import ZERO_OID, RefUpdate, Transport, UpdateResult, UpdateStatus
+
+CONNECT_TIMEOUT_MS = 10_000
+SERVER_TIMEOUT_MS = 60_000
+_timeouts_set = False
+
+
+def _set_timeouts() -> None:
+    global _timeouts_set
+    if not _timeouts_set:
+        pygit2.option(Option.SET_SERVER_CONNECT_TIMEOUT, CONNECT_TIMEOUT_MS)
+        pygit2.option(Option.SET_SERVER_TIMEOUT, SERVER_TIMEOUT_MS)
+        _timeouts_set = True
+
+
+class _LeaseBroken(Exception):
+    """Raised inside push_negotiation to abort before anything is uploaded."""
+
+
+class _PushCallbacks(Callbacks):
+    def __init__(self, url: str, expected: dict[str, str | None]) -> None:
+        super().__init__(url)
+        self.expected = expected
+        self.negotiated = False
+        self.stale: dict[str, str | None] = {}
+        self.reports: dict[str, str | None] = {}
+
+    def push_negotiation(self, updates: list[pygit2.PushUpdate]) -> None:
+        for update in updates:
+            remote_old = str(update.src)
+            current = None if remote_old == ZERO_OID else remote_old
+            if self.expected.get(update.dst_refname) != current:
+                self.stale[update.dst_refname] = current
+        if self.stale:
+            raise _LeaseBroken()
+        self.negotiated = True
+
+    def push_update_reference(self, refname: str, message: str | None) -> None:
+        self.reports[refname] = message
+
+
+def describe_error(error: Exception, url: str, callbacks: Callbacks | None = None) -> GitError:
+    """A one-line GitError for a libgit2 failure; auth and host keys named plainly."""
+    if isinstance(error, GitError):
+        return error
+    text = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+    if callbacks is not None and callbacks.host_key_rejected:
+        return GitError(f"host key for {safe_url(url)} is unknown or has changed"
+                        " (check ~/.ssh/known_hosts); refusing to connect")
+    if isinstance(error, pygit2.GitError) and "certificate" in text.lower():
+        return GitError(f"certificate check failed for {safe_url(url)}: {text}")
+    return GitError(f"{safe_url(url)}: {text}")
+
+
+class Libgit2Transport(Transport):
+    name = "libgit2"
+
+    def __init__(self, local: LocalRepo, remote_name: str, url: str) -> None:
+        _set_timeouts()
+        self.local = local
+        self.url = url
+        repo = local.repo
+        try:
+            self.remote = repo.remotes[remote_name]
+        except (KeyError, ValueError):
+            self.remote = repo.remotes.create_anonymous(url)
+
+    def list_refs(self, prefixes: Sequence[str]) -> dict[str, str]:
+        callbacks = Callbacks(self.url)
+        try:
+            heads = self.remote.list_heads(callbacks=callbacks, proxy=True)
+        except (pygit2.GitError, OSError, AuthFailed) as error:
+            raise describe_error(error, self.url, callbacks)
+        return {head.name: str(head.oid) for head in heads
+                if head.name.startswith(tuple(prefixes)) and not head.name.endswith("^{}")}
+
+    def fetch(self, refspecs: Sequence[str]) -> None:
+        if not refspecs:
+            return
+        callbacks = Callbacks(self.url)
+        try:
+            self.remote.fetch(list(refspecs), callbacks=callbacks, proxy=True,
+                              message="git-claim: fetch claims")
+        except (pygit2.GitError, OSError, AuthFailed) as error:
+            raise describe_error(error, self.url, callbacks)
+
+    def push(self, updates: Sequence[RefUpdate]) -> list[UpdateResult]:
+        specs = [f"+{u.new}:{u.ref}" if u.new else f":{u.ref}" for u in updates]
+        callbacks = _PushCallbacks(self.url, {u.ref: u.expect for u in updates})
+        try:
+            self.remote.push(specs, callbacks=callbacks, proxy=True)
+        except _LeaseBroken:
+            return [UpdateResult(u.ref, UpdateStatus.STALE, "remote changed",
+                                 callbacks.stale[u.ref], True) if u.ref in callbacks.stale
+                    else UpdateResult(u.ref, UpdateStatus.NOT_TRIED) for u in updates]
+        except (pygit2.GitError, OSError, AuthFailed) as error:
+            if not callbacks.negotiated:
+                raise describe_error(error, self.url, callbacks)
+            # Sent but not confirmed: the server may have applied any of them.
+            message = describe_error(error, self.url, callbacks).message
+            return [self._reported(u, callbacks) if u.ref in callbacks.reports else
+                    UpdateResult(u.ref, UpdateStatus.UNKNOWN, message) for u in updates]
+        return [self._reported(u, callbacks) if u.ref in callbacks.reports else
+                UpdateResult(u.ref, UpdateStatus.UNKNOWN, "the server did not report this ref")
+                for u in updates]
+
+    @staticmethod
+    def _reported(update: RefUpdate, callbacks: _PushCallbacks) -> UpdateResult:
+        message = callbacks.reports[update.ref]
+        if message is None:
+            return UpdateResult(update.ref, UpdateStatus.OK)
+        return UpdateResult(update.ref, UpdateStatus.REJECTED, message)
+
+
+__all__ = ["Libgit2Transport", "AmbiguousOutcome"]

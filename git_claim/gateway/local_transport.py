@@ -1,0 +1,159 @@
+"""Path and file:// remotes: a reference transaction on the remote repository.
+
+libgit2's local transport writes updates with force, deletes whatever is
+there and checks "already exists" outside the lock, so it cannot be a lock.
+Instead we copy the objects into the remote's object database and change
+each ref inside a reference transaction: lock the ref, read it under the
+lock, compare with the expected value, then write. git's own writers take the
+same `.lock` file, so this is a true compare-and-swap against them too.
+Hooks on the remote do not run on this path (git's local push runs them;
+choose `claim.transport git` where they matter).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Sequence
+from urllib.parse import unquote, urlsplit
+
+import pygit2
+
+from ..errors import GitError
+from .libgit2_transport import Libgit2Transport
+from .localrepo import LocalRepo
+from .transport import RefUpdate, UpdateResult, UpdateStatus
+
+
+def local_path(url: str) -> Path | None:
+    """The filesystem path of a path or file:// remote, else None."""
+    if url.startswith("file://"):
+        return Path(unquote(urlsplit(url).path))
+    if "://" in url:
+        return None
+    if ":" in url.split("/", 1)[0] and not url.startswith(("/", ".")):
+        return None  # scp-like ssh: host:path
+    return Path(url)
+
+
+class LocalTransport(Libgit2Transport):
+    """Lists and fetches like libgit2 (reading is safe); pushes by transaction."""
+
+    name = "local"
+
+    def __init__(self, local: LocalRepo, remote_name: str, url: str, path: Path) -> None:
+        super().__init__(local, remote_name, url)
+        base = local.location.worktree or local.location.git_dir
+        self.path = path if path.is_absolute() else (base / path)
+
+    def _remote_repo(self) -> pygit2.Repository:
+        try:
+            return pygit2.Repository(str(self.path))
+        except (pygit2.GitError, KeyError) as error:
+            raise GitError(f"{self.url}: not a git repository ({error})")
+
+    def list_refs(self, prefixes: Sequence[str]) -> dict[str, str]:
+        remote = self._remote_repo()
+        found: dict[str, str] = {}
+        for name in remote.references:
+            if name.startswith(tuple(prefixes)):
+                try:
+                    target = remote.references[name].target
+                except (KeyError, pygit2.GitError):
+                    continue
+                if isinstance(target, pygit2.Oid):
+                    found[name] = str(target)
+        return found
+
+    def fetch(self, refspecs: Sequence[str]) -> None:
+        """Copy objects straight from the remote's object database.
+
+        (libgit2's local fetch negotiation fails on refs to tags of blobs,
+        which is what claims are.)
+        """
+        remote = self._remote_repo()
+        sources = [spec.lstrip("+").split(":", 1)[0] for spec in refspecs]
+        exact = [s for s in sources if not s.endswith("*")]
+        prefixes = tuple(s[:-1] for s in sources if s.endswith("*"))
+        wanted = dict(self.list_refs(prefixes)) if prefixes else {}
+        for name in exact:
+            found = _read_ref(remote, name)
+            if found:
+                wanted[name] = found
+        for oid in wanted.values():
+            _copy_objects(oid, remote.odb, self.local.repo.odb)
+
+    def push(self, updates: Sequence[RefUpdate]) -> list[UpdateResult]:
+        remote = self._remote_repo()
+        for update in updates:
+            if update.new:
+                _copy_objects(update.new, self.local.repo.odb, remote.odb)
+        return [self._swap(remote, update) for update in updates]
+
+    @staticmethod
+    def _swap(remote: pygit2.Repository, update: RefUpdate) -> UpdateResult:
+        try:
+            with remote.transaction() as txn:
+                txn.lock_ref(update.ref)
+                current = _read_ref(remote, update.ref)
+                if current != update.expect:
+                    raise _Stale(current)
+                if update.new is None:
+                    txn.remove(update.ref)
+                else:
+                    txn.set_target(update.ref, update.new, message="git-claim")
+        except _Stale as stale:
+            return UpdateResult(update.ref, UpdateStatus.STALE, "remote changed", stale.current,
+                                True)
+        except (pygit2.GitError, OSError, KeyError) as error:
+            message = str(error).splitlines()[0] if str(error) else type(error).__name__
+            if os.path.exists(os.path.join(remote.path, update.ref + ".lock")):
+                message = f"{update.ref} is locked on the remote ({update.ref}.lock exists)"
+            return UpdateResult(update.ref, UpdateStatus.REJECTED, message)
+        return UpdateResult(update.ref, UpdateStatus.OK)
+
+
+class _Stale(Exception):
+    def __init__(self, current: str | None) -> None:
+        super().__init__(current)
+        self.current = current
+
+
+def _copy_objects(oid: str, source: pygit2.Odb, target: pygit2.Odb) -> None:
+    """Copy `oid` and whatever it references that `target` lacks."""
+    pending = [oid]
+    while pending:
+        current = pending.pop()
+        if target.exists(current):
+            continue
+        kind, data = source.read(current)
+        pending.extend(_references(kind, data))
+        target.write(kind, data)
+
+
+def _read_ref(repo: pygit2.Repository, name: str) -> str | None:
+    try:
+        target = repo.references[name].target
+    except KeyError:
+        return None
+    return str(target) if isinstance(target, pygit2.Oid) else None
+
+
+def _references(kind: int, data: bytes) -> list[str]:
+    """Object ids an object points to (enough for tags, commits and trees)."""
+    from pygit2.enums import ObjectType
+
+    found: list[str] = []
+    if kind == ObjectType.TAG or kind == ObjectType.COMMIT:
+        header = data.split(b"\n\n", 1)[0]
+        for line in header.splitlines():
+            key, _, value = line.partition(b" ")
+            if key in (b"object", b"tree", b"parent"):
+                found.append(value.decode("ascii"))
+    elif kind == ObjectType.TREE:
+        position = 0
+        while position < len(data):
+            nul = data.index(b"\0", position)
+            found.append(data[nul + 1: nul + 21].hex())
+            position = nul + 21
+    return found

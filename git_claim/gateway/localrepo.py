@@ -1,0 +1,257 @@
+"""The local repository: found the way git finds it, read and written with pygit2.
+
+Discovery and configuration go through the `git` CLI on purpose: pygit2's
+discovery ignores GIT_DIR and its config ignores `git -c` settings, and a git
+subcommand must see exactly what git sees.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+from typing import Iterator
+
+import pygit2
+from pygit2.enums import ObjectType
+
+from ..errors import GitError, UsageError
+
+_TYPE_NAMES = {
+    ObjectType.COMMIT: "commit",
+    ObjectType.TREE: "tree",
+    ObjectType.BLOB: "blob",
+    ObjectType.TAG: "tag",
+}
+MAX_OBJECT_BYTES = 1024 * 1024  # foreign objects larger than this are not parsed
+
+
+def run_git(args: list[str], *, cwd: Path | None = None, input_text: str | None = None,
+            timeout: float = 60, check: bool = True) -> subprocess.CompletedProcess[str]:
+    """Run git with no prompts on a non-terminal; raise GitError with git's own words."""
+    env = dict(os.environ)
+    env.setdefault("GIT_TERMINAL_PROMPT", "0")
+    try:
+        completed = subprocess.run(
+            ["git", *args], cwd=cwd, input=input_text, capture_output=True, text=True,
+            timeout=timeout, env=env, errors="replace",
+        )
+    except FileNotFoundError:
+        raise GitError("git is not installed or not on PATH")
+    except subprocess.TimeoutExpired:
+        raise GitError(f"git {args[0]} did not finish within {int(timeout)}s")
+    if check and completed.returncode != 0:
+        raise GitError(first_line(completed.stderr) or f"git {args[0]} failed")
+    return completed
+
+
+def first_line(text: str) -> str:
+    """The most useful single line of git's stderr (fatal/error lines first)."""
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    for line in lines:
+        if line.startswith(("fatal:", "error:")):
+            return line.split(":", 1)[1].strip()
+    return lines[-1] if lines else ""
+
+
+@dataclass(frozen=True)
+class Location:
+    git_dir: Path  # per worktree: where this worktree's ownership records live
+    common_dir: Path  # shared objects and refs
+    worktree: Path | None  # None for a bare repository
+
+
+def locate(cwd: Path | None = None) -> Location:
+    """Find the repository as git does (GIT_DIR, -C, subdirectories, linked worktrees)."""
+    result = run_git(
+        ["rev-parse", "--path-format=absolute", "--git-dir", "--git-common-dir",
+         "--is-bare-repository", "--show-toplevel"],
+        cwd=cwd, check=False,
+    )
+    lines = result.stdout.splitlines()
+    if result.returncode != 0 and len(lines) < 3:
+        raise GitError(first_line(result.stderr) or "not a git repository")
+    bare = len(lines) > 2 and lines[2] == "true"
+    worktree = Path(lines[3]) if not bare and len(lines) > 3 else None
+    return Location(git_dir=Path(lines[0]), common_dir=Path(lines[1]), worktree=worktree)
+
+
+def read_config(location: Location) -> dict[str, list[str]]:
+    """Every config value git sees here, including `git -c` ones; keys as git prints them."""
+    result = run_git(["--git-dir", str(location.git_dir), "config", "-z", "--list"], check=False)
+    values: dict[str, list[str]] = {}
+    for entry in result.stdout.split("\0"):
+        if not entry:
+            continue
+        key, _, value = entry.partition("\n")
+        values.setdefault(key.lower() if key.count(".") < 2 else _lower_ends(key), []).append(value)
+    return values
+
+
+def _lower_ends(key: str) -> str:
+    section, _, rest = key.partition(".")
+    subsection, _, name = rest.rpartition(".")
+    return f"{section.lower()}.{subsection}.{name.lower()}"
+
+
+@dataclass(frozen=True)
+class TagInfo:
+    oid: str
+    target_type: str
+    tagger_name: str
+    tagger_time: float | None
+    raw_message: bytes
+
+
+class LocalRepo:
+    """Objects and refs of the local repository, the staging area for every push."""
+
+    def __init__(self, location: Location) -> None:
+        self.location = location
+
+    @cached_property
+    def repo(self) -> pygit2.Repository:
+        try:
+            return pygit2.Repository(str(self.location.git_dir))
+        except (pygit2.GitError, KeyError) as error:
+            raise GitError(f"cannot open repository: {error}")
+
+    def has(self, oid: str) -> bool:
+        return oid in self.repo.odb if hasattr(self.repo.odb, "__contains__") else self.repo.odb.exists(oid)
+
+    def resolve(self, revision: str) -> str | None:
+        """A revision to a commit id, or None when it does not resolve."""
+        try:
+            obj = self.repo.revparse_single(revision)
+            return str(obj.peel(pygit2.Commit).id)
+        except (KeyError, ValueError, pygit2.GitError, pygit2.InvalidSpecError):
+            return None
+
+    def remote_default_commit(self, remote: str) -> str:
+        """The remote's default branch as last fetched (refs/remotes/R/HEAD), else HEAD."""
+        for revision in (f"refs/remotes/{remote}/HEAD", f"refs/remotes/{remote}/main",
+                         f"refs/remotes/{remote}/master", "HEAD"):
+            commit = self.resolve(revision)
+            if commit:
+                return commit
+        return ""
+
+    def create_tag(self, name: str, message: str, *, tagger: str, email: str, time: float) -> str:
+        """An annotated tag of the empty blob: a claim object with no ref of its own.
+
+        The target is a blob, not a commit, so that a plain (non-forced) `git push`
+        of another claim over an existing claim ref is refused by git ("needs force").
+        """
+        blob = self.repo.create_blob(b"")
+        signature = pygit2.Signature(tagger, email, int(time), 0)
+        odb = self.repo.odb
+        text = (f"object {blob}\ntype blob\ntag {name}\ntagger "
+                f"{_sig_text(signature)}\n\n{message}")
+        return str(odb.write(ObjectType.TAG, text.encode("utf-8")))
+
+    def read_tag(self, oid: str) -> TagInfo | None:
+        """A tag's parts, bounded; None if absent or not a tag."""
+        try:
+            kind, size = self.repo.odb.read_header(oid)
+        except (KeyError, ValueError, pygit2.GitError):
+            return None
+        if kind != ObjectType.TAG:
+            return TagInfo(oid, _TYPE_NAMES.get(kind, "?"), "", None, b"")
+        if size > MAX_OBJECT_BYTES:
+            return TagInfo(oid, "oversized", "", None, b"")
+        try:
+            tag = self.repo[oid]
+            tagger = tag.tagger
+            return TagInfo(
+                oid, _TYPE_NAMES.get(tag.target_type if hasattr(tag, "target_type") else
+                                     self.repo.odb.read_header(tag.target)[0], "?"),
+                tagger.raw_name.decode("utf-8", "replace") if tagger else "",
+                float(tagger.time) if tagger else None, tag.raw_message or b"",
+            )
+        except (KeyError, ValueError, pygit2.GitError):
+            return None
+
+    def read_blob(self, oid: str, limit: int = MAX_OBJECT_BYTES) -> bytes | None:
+        try:
+            kind, size = self.repo.odb.read_header(oid)
+            if kind != ObjectType.BLOB or size > limit:
+                return None
+            return self.repo[oid].data
+        except (KeyError, ValueError, pygit2.GitError):
+            return None
+
+    # Notes: one notes ref per ticket, a flat tree keyed by annotated object id.
+
+    def note_on(self, notes_tip: str | None, annotated: str) -> bytes | None:
+        """The note on `annotated` in the notes commit `notes_tip`."""
+        if not notes_tip:
+            return None
+        try:
+            tree = self.repo[notes_tip].peel(pygit2.Tree)
+            entry = tree[annotated]
+        except (KeyError, ValueError, pygit2.GitError, AttributeError):
+            return None
+        return self.read_blob(str(entry.id))
+
+    def notes_commit(self, parent: str | None, annotated: str, text: str, *, message: str,
+                     author: str, email: str, time: float) -> str:
+        """A notes commit on `parent` that sets the note on `annotated` to `text`."""
+        repo = self.repo
+        if parent:
+            base_tree = repo[parent].peel(pygit2.Tree)
+            builder = repo.TreeBuilder(base_tree)
+        else:
+            builder = repo.TreeBuilder()
+        blob = repo.create_blob(text.encode("utf-8"))
+        builder.insert(annotated, blob, pygit2.enums.FileMode.BLOB)
+        tree = builder.write()
+        signature = pygit2.Signature(author, email, int(time), 0)
+        parents = [pygit2.Oid(hex=parent)] if parent else []
+        return str(repo.create_commit(None, signature, signature, message, tree, parents))
+
+    def notes_history(self, tip: str, limit: int = 10000) -> Iterator[tuple[str, dict[str, str]]]:
+        """(commit id, {annotated id: note blob id changed in it}) from newest to oldest."""
+        repo = self.repo
+        try:
+            commit = repo[tip]
+        except (KeyError, ValueError):
+            return
+        for count, current in enumerate(repo.walk(commit.id, pygit2.enums.SortMode.TOPOLOGICAL)):
+            if count >= limit:
+                return
+            tree = current.tree
+            parent_tree = current.parents[0].tree if current.parents else None
+            changed: dict[str, str] = {}
+            for entry in tree:
+                if parent_tree is None or entry.name not in parent_tree or \
+                        parent_tree[entry.name].id != entry.id:
+                    changed[entry.name] = str(entry.id)
+            yield str(current.id), changed
+
+    def commit_time(self, oid: str) -> float | None:
+        try:
+            return float(self.repo[oid].commit_time)
+        except (KeyError, ValueError, AttributeError):
+            return None
+
+    def set_ref(self, name: str, oid: str) -> None:
+        self.repo.references.create(name, oid, force=True)
+
+    def delete_ref(self, name: str) -> None:
+        try:
+            self.repo.references.delete(name)
+        except (KeyError, pygit2.GitError):
+            pass
+
+
+def _sig_text(signature: pygit2.Signature) -> str:
+    return f"{signature.name} <{signature.email}> {signature.time} +0000"
+
+
+def check_identity_text(value: str, what: str) -> str:
+    """Names go into tag headers: refuse what would corrupt one."""
+    if any(ch in value for ch in "<>\n\r\0"):
+        raise UsageError(f"{what} must not contain '<', '>' or control characters")
+    return value

@@ -1,0 +1,66 @@
+"""The transport interface: list, fetch and compare-and-swap pushes of refs.
+
+Every push names, per ref, the value it expects the remote to hold; a
+transport must never apply an update whose expectation fails. Results are
+per ref, because no transport here applies a multi-ref push atomically.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from enum import Enum
+from typing import Sequence
+
+ZERO_OID = "0" * 40
+
+
+class UpdateStatus(Enum):
+    OK = "ok"  # the remote now holds the new value
+    STALE = "stale"  # the remote did not hold the expected value; nothing written
+    REJECTED = "rejected"  # the server refused (hook, lock file, lost race at the server)
+    UNKNOWN = "unknown"  # connection lost after sending: re-read the remote to settle
+    NOT_TRIED = "not-tried"  # another ref's lease broke first; nothing sent for this one
+
+
+@dataclass(frozen=True)
+class RefUpdate:
+    """Set `ref` to `new` (None deletes) only if it holds `expect` (None: absent)."""
+
+    ref: str
+    new: str | None
+    expect: str | None
+
+
+@dataclass(frozen=True)
+class UpdateResult:
+    ref: str
+    status: UpdateStatus
+    message: str = ""
+    current: str | None = None  # what the remote held when the lease broke
+    current_known: bool = False  # False: `current` was not observed; re-read the remote
+
+    @property
+    def ok(self) -> bool:
+        return self.status is UpdateStatus.OK
+
+
+class Transport(ABC):
+    """A way to reach one remote. Implementations live beside this module."""
+
+    name: str = "transport"
+
+    @abstractmethod
+    def list_refs(self, prefixes: Sequence[str]) -> dict[str, str]:
+        """Refs under any of `prefixes` on the remote, name -> object id (not peeled)."""
+
+    @abstractmethod
+    def fetch(self, refspecs: Sequence[str]) -> None:
+        """Bring the objects behind `src:dst` refspecs into the local repository."""
+
+    @abstractmethod
+    def push(self, updates: Sequence[RefUpdate]) -> list[UpdateResult]:
+        """Apply each update as a compare-and-swap; results in the order given."""
+
+    def close(self) -> None:
+        """Release connections; a no-op for most transports."""

@@ -1,0 +1,274 @@
+"""The claim lock: claim, release and reopen, each a compare-and-swap on the remote.
+
+State changes and where they linearise (see docs/protocol.md):
+- claim: create the claim ref (expect: absent). The server accepts one creator.
+- release, reap: first a note on the claim tag in the ticket's notes ref
+  (expect: the notes tip we read, which shows the claim still open); that
+  write *decides*. Then the claim ref is deleted or replaced by an outcome tag
+  (expect: the claim tag). Anyone who finds a decided but unfinished change
+  completes it (roll forward), so a crash between the two steps never leaves
+  a ticket stuck.
+- heartbeat: a note in the same notes ref with the same lease, so a beat and
+  a reap can never both be accepted.
+This module never prints; it returns values or raises ClaimError subclasses.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+from .claims import ClaimView, read_claim
+from .clock import format_duration, local_hhmm, now
+from .errors import GitError, RefusedError
+from .gateway.transport import RefUpdate, UpdateStatus
+from .ownership import Ownership
+from .record import (EVENT_REAPED, EVENT_RELEASED, OUTCOME_STATES, STATE_HELD, STATE_UNKNOWN,
+                     ClaimRecord, LivenessRecord, new_claim, outcome_of, parse_claim,
+                     parse_liveness)
+from .safetext import clean
+from .session import Session
+
+MAX_ROUNDS = 5
+EMAIL_DOMAIN = "git-claim.invalid"
+OUTCOME_FREE = "free"
+
+
+@dataclass(frozen=True)
+class ClaimResult:
+    ticket: str
+    ref: str
+    tag: str
+    record: ClaimRecord
+    already_ours: bool = False
+
+
+def describe_holder(view: ClaimView) -> str:
+    """'640 is held by asif-laptop since 12:03 (4 min ago)' and its relatives."""
+    record = view.record
+    ticket = clean(view.ticket)
+    if record is None:
+        return f"{ticket} is free"
+    who = clean(record.agent or "an unknown agent", 80)
+    when = ""
+    if record.time:
+        when = f" since {local_hhmm(record.time)} ({format_duration(now() - record.time)} ago)"
+    if record.state in OUTCOME_STATES:
+        why = f": {clean(record.reason, 120)}" if record.reason else ""
+        at = f" at {local_hhmm(record.time)}" if record.time else ""
+        return (f"{ticket} is {record.state} (by {who}{at}){why};"
+                f" reopen it with `git claim reopen {ticket}`")
+    if record.state == STATE_UNKNOWN:
+        return f"{ticket} is held by an unreadable claim ({clean(record.problem)})"
+    ended = view.ended_by
+    if ended is not None:
+        return f"{ticket} is being {ended.event} (by {clean(ended.agent, 80)})"
+    return f"{ticket} is held by {who}{when}"
+
+
+def lost_message(session: Session, view: ClaimView, mine: Ownership) -> str:
+    """'640 is no longer yours (reaped by ci-reaper at 12:31)': what became of our claim."""
+    ticket = clean(view.ticket)
+    raw = session.local.note_on(view.notes_tip, mine.tag)
+    if raw is not None:
+        note = parse_liveness(raw)
+        if note.ends_claim:
+            verb = "reaped" if note.event == EVENT_REAPED else "released"
+            at = f" at {local_hhmm(note.time)}" if note.time else ""
+            return f"{ticket} is no longer yours ({verb} by {clean(note.agent, 80)}{at})"
+    if view.oid is not None and view.oid != mine.tag:
+        return f"{ticket} is no longer yours ({describe_holder(view)})"
+    return f"{ticket} is no longer yours (the claim is gone from the remote)"
+
+
+def swap(session: Session, update: RefUpdate) -> str | None:
+    """Apply one compare-and-swap and return what the remote holds afterwards.
+
+    The update took effect exactly when the returned value equals `update.new`.
+    A rejection or an unknown outcome is settled by re-reading the ref, never
+    by trusting that a push "returned".
+    """
+    result = session.transport.push([update])[0]
+    if result.ok:
+        return update.new
+    if result.status is UpdateStatus.STALE and result.current_known:
+        return result.current
+    current = session.transport.list_refs([update.ref]).get(update.ref)
+    if current is None and update.new is not None and result.status is UpdateStatus.REJECTED:
+        raise GitError(f"the remote refused to update {update.ref}: {clean(result.message)}"
+                       " (a stale .lock file, a ref-name conflict or a hook?)")
+    return current
+
+
+def claim(session: Session, ticket: str, *, no_gate: bool = False) -> ClaimResult:
+    """Win `ticket` or raise RefusedError naming the holder (exit 1).
+
+    Won means the server accepted our ref, and only that. A pending record is
+    written before the first push, so that an ambiguous outcome is settled by
+    comparing the remote ref with our own tag id, and a retry pushes the same
+    tag rather than a second nonce.
+    """
+    settings = session.settings
+    ref = settings.claim_ref(ticket)
+    store = session.store
+    for _ in range(MAX_ROUNDS):
+        mine = store.get(ticket, ref=ref, remote_url=session.remote_url)
+        if mine is None:
+            mine = _new_ownership(session, ticket, no_gate=no_gate)
+        current = swap(session, RefUpdate(ref, mine.tag, None))
+        if current is None:
+            continue  # not applied and still free: retry with the same tag
+        if current == mine.tag:
+            if not mine.pending:
+                view = read_claim(session, ticket)
+                if view.oid == mine.tag and view.ended_by is not None:
+                    complete_ended(session, view)
+                    store.drop(ticket)
+                    continue
+            already = not mine.pending
+            mine.pending = False
+            store.put(mine)
+            return ClaimResult(ticket, ref, mine.tag, _own_record(session, mine),
+                               already_ours=already)
+        view = read_claim(session, ticket)
+        if view.oid is None or view.oid == mine.tag:
+            continue
+        if view.ended_by is not None:
+            complete_ended(session, view)
+            continue
+        store.drop(ticket)
+        raise RefusedError(describe_holder(view), holder=holder_fields(view))
+    raise GitError(f"could not settle the claim on {ticket} after {MAX_ROUNDS} attempts")
+
+
+def _new_ownership(session: Session, ticket: str, *, no_gate: bool) -> Ownership:
+    settings = session.settings
+    record = new_claim(ticket, agent=settings.agent, host=settings.host, time=now(),
+                       base=session.local.remote_default_commit(settings.remote),
+                       no_gate=no_gate)
+    tag = session.local.create_tag(f"claim/{ticket}", record.to_message(),
+                                   tagger=settings.agent, email=f"agent@{EMAIL_DOMAIN}",
+                                   time=record.time or now())
+    mine = Ownership(ticket=ticket, ref=settings.claim_ref(ticket),
+                     remote_url=session.remote_url, tag=tag, nonce=record.nonce,
+                     agent=settings.agent, claimed_at=record.time or now(), pending=True)
+    session.store.put(mine)
+    return mine
+
+
+def _own_record(session: Session, mine: Ownership) -> ClaimRecord:
+    info = session.local.read_tag(mine.tag)
+    if info is None:
+        return ClaimRecord(ticket=mine.ticket, state=STATE_HELD, agent=mine.agent,
+                           time=mine.claimed_at, nonce=mine.nonce)
+    return parse_claim(mine.ticket, info.raw_message, tagger_name=info.tagger_name,
+                       tagger_time=info.tagger_time)
+
+
+def holder_fields(view: ClaimView) -> dict[str, object]:
+    record = view.record
+    if record is None:
+        return {}
+    return {"agent": record.agent, "state": record.state, "time": record.time,
+            "reason": record.reason, "tag": view.oid}
+
+
+def decide(session: Session, view: ClaimView, event: LivenessRecord) -> bool:
+    """Write `event` as the note on the claim, leased on the notes tip we read.
+
+    True when our note landed. False when the notes ref had moved (a beat, a
+    reap, a release): the caller re-reads and thinks again.
+    """
+    assert view.oid is not None
+    commit = session.local.notes_commit(
+        view.notes_tip, view.oid, event.to_text(), message=f"{event.event} {view.ticket}",
+        author=session.settings.agent, email=f"agent@{EMAIL_DOMAIN}", time=event.time or now())
+    update = RefUpdate(session.settings.notes_ref(view.ticket), commit, view.notes_tip)
+    return swap(session, update) == commit
+
+
+def complete_ended(session: Session, view: ClaimView) -> None:
+    """Finish a decided release or reap: delete the claim ref or set its outcome.
+
+    Anyone may do this, any number of times: the lease on the claim tag makes
+    every attempt after the first a no-op.
+    """
+    ended = view.note
+    assert view.oid is not None and ended is not None
+    new: str | None = None
+    if ended.event == EVENT_RELEASED and ended.outcome in OUTCOME_STATES and view.record:
+        outcome = outcome_of(view.record, view.oid, state=ended.outcome, agent=ended.agent,
+                             host=session.settings.host, time=ended.time or now(),
+                             reason=ended.reason, forced_by=ended.forced_by)
+        new = session.local.create_tag(f"claim/{view.ticket}", outcome.to_message(),
+                                       tagger=ended.agent or session.settings.agent,
+                                       email=f"agent@{EMAIL_DOMAIN}", time=outcome.time or now())
+    swap(session, RefUpdate(view.ref, new, view.oid))
+
+
+@dataclass(frozen=True)
+class ReleaseResult:
+    ticket: str
+    outcome: str
+    forced: bool
+    holder: str
+
+
+def release(session: Session, ticket: str, *, outcome: str = OUTCOME_FREE, reason: str = "",
+            force: bool = False) -> ReleaseResult:
+    """End a claim as free, done or blocked. Only the holder may, unless `force`."""
+    settings = session.settings
+    store = session.store
+    mine = store.get(ticket, ref=settings.claim_ref(ticket), remote_url=session.remote_url)
+    for _ in range(MAX_ROUNDS):
+        view = read_claim(session, ticket)
+        is_mine = mine is not None and view.oid == mine.tag
+        if view.oid is None or (view.record and view.record.state in OUTCOME_STATES):
+            if mine is not None and view.record and view.record.claim_of == mine.tag:
+                store.drop(ticket)  # our own earlier release, completed
+                return ReleaseResult(ticket, view.record.state, False, mine.agent)
+            if mine is not None and not force:
+                store.drop(ticket)
+                raise RefusedError(lost_message(session, view, mine))
+            if view.oid is None:
+                raise RefusedError(f"{clean(ticket)} is not claimed")
+            raise RefusedError(describe_holder(view))
+        if not is_mine and not force:
+            if mine is not None:
+                raise RefusedError(lost_message(session, view, mine))
+            raise RefusedError(f"{describe_holder(view)}, not by you"
+                               " (only the holder may release it; --force overrides)")
+        ended = view.ended_by
+        if ended is not None:
+            if is_mine and ended.event == EVENT_RELEASED and ended.agent == settings.agent:
+                complete_ended(session, view)
+                store.drop(ticket)
+                return ReleaseResult(ticket, ended.outcome, False, settings.agent)
+            if is_mine:
+                store.drop(ticket)
+                raise RefusedError(lost_message(session, view, mine))  # type: ignore[arg-type]
+            complete_ended(session, view)
+            continue
+        holder = view.record.agent if view.record else ""
+        forced_by = settings.agent if not is_mine else ""
+        seq = view.note.seq + 1 if view.note else 1
+        event = LivenessRecord(event=EVENT_RELEASED, time=now(), agent=settings.agent,
+                               seq=seq, outcome=outcome, reason=reason, forced_by=forced_by,
+                               holder=holder)
+        if decide(session, view, event):
+            complete_ended(session, replace(view, note=event))
+            if is_mine:
+                store.drop(ticket)
+            return ReleaseResult(ticket, outcome, bool(forced_by), holder)
+    raise GitError(f"could not settle the release of {ticket} after {MAX_ROUNDS} attempts")
+
+
+def reopen(session: Session, ticket: str) -> ClaimView:
+    """Free a done or blocked ticket so it can be claimed again."""
+    for _ in range(MAX_ROUNDS):
+        view = read_claim(session, ticket)
+        if view.record is None or view.record.state not in OUTCOME_STATES:
+            raise RefusedError(f"{clean(ticket)} is not done or blocked ({view.state})")
+        assert view.oid is not None
+        if swap(session, RefUpdate(view.ref, None, view.oid)) is None:
+            return view
+    raise GitError(f"could not settle the reopening of {ticket} after {MAX_ROUNDS} attempts")

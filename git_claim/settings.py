@@ -1,0 +1,110 @@
+"""Settings: command-line flags over environment over `git config claim.*` over defaults.
+
+The table of keys here is the one the README and man pages document.
+"""
+
+from __future__ import annotations
+
+import getpass
+import hashlib
+import os
+import socket
+from dataclasses import dataclass
+
+from .clock import parse_duration
+from .errors import UsageError
+from .gateway.localrepo import Location
+
+DEFAULTS = {
+    "claim.remote": "origin",
+    "claim.refPrefix": "refs/claims/",
+    "claim.notesPrefix": "refs/notes/claims/",
+    "claim.transport": "auto",
+    "claim.ttl": "15m",
+    "claim.maxSkew": "5m",
+    "claim.heartbeat": "5m",
+    "claim.branchPrefix": "claim/",
+}
+AGENT_VARIABLE = "GIT_CLAIM_AGENT"
+MAX_AGENT_LENGTH = 100
+
+
+@dataclass(frozen=True)
+class Settings:
+    remote: str
+    ref_prefix: str
+    notes_prefix: str
+    transport: str
+    agent: str
+    host: str
+    ttl: float
+    max_skew: float
+    heartbeat: float
+    branch_prefix: str
+
+    def claim_ref(self, ticket: str) -> str:
+        return self.ref_prefix + ticket
+
+    def notes_ref(self, ticket: str) -> str:
+        return self.notes_prefix + ticket
+
+    def ticket_of_ref(self, ref: str) -> str | None:
+        return ref[len(self.ref_prefix):] if ref.startswith(self.ref_prefix) else None
+
+    def ticket_of_notes_ref(self, ref: str) -> str | None:
+        return ref[len(self.notes_prefix):] if ref.startswith(self.notes_prefix) else None
+
+
+def _get(config: dict[str, list[str]], key: str) -> str:
+    values = config.get(key.lower())
+    return values[-1] if values else DEFAULTS[key]
+
+
+def _prefix(value: str, key: str) -> str:
+    if not value.startswith("refs/") or not value.endswith("/") or ".." in value \
+            or any(c in value for c in " ~^:?*[\\") or "//" in value:
+        raise UsageError(f"{key} must look like refs/<name>/ (ending in '/'), not {value!r}")
+    return value
+
+
+def default_agent(location: Location) -> str:
+    """user@host:dir-hash: two agents in two worktrees of one machine differ."""
+    place = location.worktree or location.git_dir
+    digest = hashlib.sha1(str(place).encode()).hexdigest()[:4]
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):
+        user = "agent"
+    return f"{user}@{short_host()}:{place.name}-{digest}"
+
+
+def short_host() -> str:
+    return socket.gethostname().split(".")[0] or "localhost"
+
+
+def check_agent(agent: str) -> str:
+    if not agent or len(agent) > MAX_AGENT_LENGTH or any(
+            c in agent for c in "<>") or not agent.isprintable():
+        raise UsageError(f"invalid agent name {agent!r}: 1 to {MAX_AGENT_LENGTH} printable"
+                         " characters without '<' or '>'")
+    return agent
+
+
+def load_settings(location: Location, config: dict[str, list[str]], *,
+                  agent: str | None = None, remote: str | None = None,
+                  ttl: str | None = None, max_skew: str | None = None,
+                  transport: str | None = None) -> Settings:
+    chosen_agent = agent or os.environ.get(AGENT_VARIABLE) or (
+        config.get("claim.agent") or [""])[-1] or default_agent(location)
+    return Settings(
+        remote=remote or _get(config, "claim.remote"),
+        ref_prefix=_prefix(_get(config, "claim.refPrefix"), "claim.refPrefix"),
+        notes_prefix=_prefix(_get(config, "claim.notesPrefix"), "claim.notesPrefix"),
+        transport=transport or _get(config, "claim.transport"),
+        agent=check_agent(chosen_agent),
+        host=short_host(),
+        ttl=parse_duration(ttl or _get(config, "claim.ttl"), what="TTL"),
+        max_skew=parse_duration(max_skew or _get(config, "claim.maxSkew"), what="max skew"),
+        heartbeat=parse_duration(_get(config, "claim.heartbeat"), what="heartbeat interval"),
+        branch_prefix=_get(config, "claim.branchPrefix"),
+    )
