@@ -127,7 +127,7 @@ def run_group(group: click.Group, args: list[str] | None = None, prog: str = "gi
 
             emit_json(error_document(error.format_message(), "usage", 2))
         else:
-            error.show()
+            click.echo(f"{prog}: {error.format_message()} (see `{prog} -h`)", err=True)
         raise SystemExit(2)
     except click.exceptions.Abort:
         click.echo("interrupted", err=True)

@@ -78,11 +78,16 @@ class Libgit2Transport(Transport):
         _set_timeouts()
         self.local = local
         self.url = url
-        repo = local.repo
+        self.remote_name = remote_name
+
+    @property
+    def remote(self) -> pygit2.Remote:
+        """A fresh remote per operation: libgit2 keeps a connection's direction."""
+        repo = self.local.repo
         try:
-            self.remote = repo.remotes[remote_name]
+            return repo.remotes[self.remote_name]
         except (KeyError, ValueError):
-            self.remote = repo.remotes.create_anonymous(url)
+            return repo.remotes.create_anonymous(self.url)
 
     def list_refs(self, prefixes: Sequence[str]) -> dict[str, str]:
         callbacks = Callbacks(self.url)

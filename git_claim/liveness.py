@@ -1,0 +1,274 @@
+"""Liveness: heartbeats, verification and the reaper, all through the notes ref.
+
+Each ticket has its own notes ref (refs/notes/claims/<ticket>); the note on a
+claim tag is that claim's latest event. A heartbeat, a release and a reap
+are each a new notes commit pushed with a lease on the tip its writer read,
+so of a beat and a reap racing, exactly one is accepted: a reaped owner's
+next beat is refused, and a beat that landed makes the reaper's write fail.
+
+Staleness (docs/protocol.md, "Clock skew"): a held claim is stale when
+  - the reaper's clock says its last sign of life (last heartbeat, else the
+    claim time) is older than TTL + max-skew, or
+  - this reaper has itself seen the same claim and notes tip, unchanged, for
+    at least TTL of its own clock (kept in the git dir between runs).
+The first rule needs no memory and tolerates clocks that differ by up to
+max-skew; the second needs no clock agreement at all, so a reaper that runs
+every few seconds frees a dead claim within TTL plus one run interval.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+from .claims import ClaimView, read_claim, read_claims
+from .clock import now
+from .errors import GitError, RefusedError
+from .gateway.transport import RefUpdate, UpdateResult, UpdateStatus
+from .lock import EMAIL_DOMAIN, MAX_ROUNDS, complete_ended, lost_message, swap
+from .ownership import Ownership
+from .record import EVENT_HEARTBEAT, EVENT_REAPED, OUTCOME_STATES, STATE_HELD, LivenessRecord
+from .safetext import clean
+from .session import Session
+
+
+def _mine(session: Session, ticket: str) -> Ownership:
+    mine = session.store.get(ticket, ref=session.settings.claim_ref(ticket),
+                             remote_url=session.remote_url)
+    if mine is None or mine.pending:
+        raise RefusedError(f"you hold no claim on {clean(ticket)} here")
+    return mine
+
+
+@dataclass(frozen=True)
+class Beat:
+    ticket: str
+    seq: int
+    time: float
+    notes_tip: str
+
+
+def heartbeat(session: Session, ticket: str) -> Beat:
+    """Record that we are alive; RefusedError if the claim is no longer ours."""
+    settings = session.settings
+    mine = _mine(session, ticket)
+    tip = mine.notes_tip  # fast path: nothing can end our claim without moving it
+    known = tip is not None
+    for _ in range(MAX_ROUNDS):
+        if not known:
+            view = read_claim(session, ticket)
+            if view.oid != mine.tag or view.ended_by is not None:
+                session.store.drop(ticket)
+                raise RefusedError(lost_message(session, view, mine))
+            tip = view.notes_tip
+        at = now()
+        event = LivenessRecord(event=EVENT_HEARTBEAT, time=at, agent=settings.agent,
+                               seq=mine.seq + 1, holder=mine.agent)
+        commit = session.local.notes_commit(
+            tip, mine.tag, event.to_text(), message=f"heartbeat {ticket} #{event.seq}",
+            author=settings.agent, email=f"agent@{EMAIL_DOMAIN}", time=at)
+        if swap(session, RefUpdate(settings.notes_ref(ticket), commit, tip)) == commit:
+            mine.notes_tip = commit
+            mine.seq = event.seq
+            session.store.put(mine)
+            return Beat(ticket, event.seq, at, commit)
+        known = False
+    raise GitError(f"could not record a heartbeat for {ticket} after {MAX_ROUNDS} attempts")
+
+
+def verify(session: Session, ticket: str) -> ClaimView:
+    """Return the view if the remote claim is still ours, else RefusedError."""
+    mine = _mine(session, ticket)
+    view = read_claim(session, ticket)
+    if view.oid != mine.tag or view.ended_by is not None:
+        raise RefusedError(lost_message(session, view, mine))
+    return view
+
+
+class ReaperMemory:
+    """When this reaper first saw each claim in its current state (its own clock)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        try:
+            self.seen: dict[str, list[Any]] = json.loads(path.read_text())
+        except (OSError, ValueError):
+            self.seen = {}
+        self.updated: dict[str, list[Any]] = {}
+
+    def unchanged_for(self, view: ClaimView, at: float) -> float:
+        key = [view.oid, view.notes_tip]
+        previous = self.seen.get(view.ticket)
+        first = previous[2] if previous and previous[:2] == key and \
+            isinstance(previous[2], (int, float)) else at
+        self.updated[view.ticket] = [*key, min(first, at)]
+        return at - min(first, at)
+
+    def save(self) -> None:
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            fd, temp = tempfile.mkstemp(dir=self.path.parent, prefix=".tmp-")
+            with os.fdopen(fd, "w") as handle:
+                json.dump(self.updated, handle)
+            os.replace(temp, self.path)
+        except OSError:
+            pass  # memory is an optimisation; the timestamp rule still holds
+
+
+@dataclass
+class ReapEntry:
+    ticket: str
+    holder: str
+    idle_seconds: float | None
+    reason: str = ""
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"ticket": self.ticket, "holder": self.holder,
+                "idle_seconds": None if self.idle_seconds is None else round(self.idle_seconds),
+                "reason": self.reason}
+
+
+@dataclass
+class ReapReport:
+    reaped: list[ReapEntry] = field(default_factory=list)
+    live: list[ReapEntry] = field(default_factory=list)
+    skipped: list[ReapEntry] = field(default_factory=list)
+    completed: list[ReapEntry] = field(default_factory=list)  # rolled forward
+    lost_races: list[ReapEntry] = field(default_factory=list)  # a beat or release came first
+
+
+# A check that may keep a stale claim (the backlog issue adds open pull requests).
+SkipCheck = Callable[[ClaimView], str | None]
+
+
+def is_stale(view: ClaimView, *, ttl: float, max_skew: float, at: float,
+             memory: ReaperMemory | None) -> tuple[bool, float | None]:
+    age = view.age(at)
+    seen_for = memory.unchanged_for(view, at) if memory is not None else 0.0
+    by_time = age is not None and age > ttl + max_skew
+    return by_time or seen_for >= ttl, age
+
+
+def reap(session: Session, *, ttl: float, max_skew: float, dry_run: bool = False,
+         tickets: Sequence[str] | None = None, skip_checks: Sequence[SkipCheck] = (),
+         progress: Callable[[int], None] | None = None) -> ReapReport:
+    """Free stale claims. Round trips: one listing, one fetch, two pushes."""
+    settings = session.settings
+    views = read_claims(session, list(tickets) if tickets else None)
+    at = now()
+    memory = ReaperMemory(session.location.common_dir / "git-claim" / "reaper-seen.json")
+    report = ReapReport()
+    to_reap: list[ClaimView] = []
+    to_complete: list[ClaimView] = []
+    for view in views.values():
+        if progress is not None:
+            progress(1)
+        record = view.record
+        if record is None:
+            continue
+        holder = record.agent
+        if record.state in OUTCOME_STATES:
+            continue
+        if record.state != STATE_HELD:
+            report.skipped.append(ReapEntry(view.ticket, holder, None,
+                                            f"unreadable claim: {record.problem}"))
+            continue
+        if view.ended_by is not None:
+            to_complete.append(view)
+            report.completed.append(ReapEntry(view.ticket, holder, None,
+                                              f"finishing a recorded {view.ended_by.event}"))
+            continue
+        stale, age = is_stale(view, ttl=ttl, max_skew=max_skew, at=at, memory=memory)
+        if not stale:
+            report.live.append(ReapEntry(view.ticket, holder, age))
+            continue
+        reason = next((r for r in (check(view) for check in skip_checks) if r), None)
+        if reason:
+            report.skipped.append(ReapEntry(view.ticket, holder, age, reason))
+            continue
+        to_reap.append(view)
+        report.reaped.append(ReapEntry(view.ticket, holder, age))
+    if not tickets:
+        memory.save()
+    else:
+        memory.updated = {**memory.seen, **memory.updated}
+        memory.save()
+    if dry_run:
+        return report
+
+    decided = _decide_reaps(session, to_reap, ttl=ttl, at=at)
+    lost = {view.ticket for view in to_reap} - {view.ticket for view in decided}
+    if lost:
+        report.lost_races = [e for e in report.reaped if e.ticket in lost]
+        report.reaped = [e for e in report.reaped if e.ticket not in lost]
+    _complete_all(session, decided + to_complete)
+    return report
+
+
+def _decide_reaps(session: Session, views: list[ClaimView], *, ttl: float,
+                  at: float) -> list[ClaimView]:
+    """Write a reap note on each claim, leased on the tip judged stale; one push."""
+    from dataclasses import replace
+
+    settings = session.settings
+    updates: list[RefUpdate] = []
+    by_ref: dict[str, tuple[ClaimView, LivenessRecord, str]] = {}
+    for view in views:
+        assert view.oid is not None and view.record is not None
+        event = LivenessRecord(event=EVENT_REAPED, time=at, agent=settings.agent,
+                               seq=(view.note.seq if view.note else 0) + 1, ttl=ttl,
+                               holder=view.record.agent)
+        commit = session.local.notes_commit(
+            view.notes_tip, view.oid, event.to_text(), message=f"reaped {view.ticket}",
+            author=settings.agent, email=f"agent@{EMAIL_DOMAIN}", time=at)
+        ref = settings.notes_ref(view.ticket)
+        updates.append(RefUpdate(ref, commit, view.notes_tip))
+        by_ref[ref] = (view, event, commit)
+    decided = []
+    for result in push_all(session, updates):
+        view, event, commit = by_ref[result.ref]
+        if result.ok:
+            decided.append(replace(view, note=event))
+    return decided
+
+
+def _complete_all(session: Session, views: list[ClaimView]) -> None:
+    """Delete (or set the outcome of) every decided claim; leases on the claim tags."""
+    simple = [v for v in views if v.note is not None and not (
+        v.note.event != EVENT_REAPED and v.note.outcome in OUTCOME_STATES)]
+    for view in views:
+        if view not in simple:
+            complete_ended(session, view)
+    push_all(session, [RefUpdate(v.ref, None, v.oid) for v in simple])
+
+
+def push_all(session: Session, updates: list[RefUpdate]) -> list[UpdateResult]:
+    """Push many independent compare-and-swaps; settle unknown outcomes by re-reading.
+
+    libgit2 aborts the whole push when one lease breaks; the rest are retried.
+    """
+    results: dict[str, UpdateResult] = {}
+    pending = list(updates)
+    for _ in range(MAX_ROUNDS):
+        if not pending:
+            break
+        batch = session.transport.push(pending)
+        retry = []
+        for update, result in zip(pending, batch):
+            if result.status is UpdateStatus.NOT_TRIED:
+                retry.append(update)
+            else:
+                results[update.ref] = result
+        pending = retry
+    unsure = [u for u in updates if u.ref in results and
+              results[u.ref].status in (UpdateStatus.UNKNOWN, UpdateStatus.REJECTED)]
+    if unsure:
+        current = session.transport.list_refs([u.ref for u in unsure])
+        for update in unsure:
+            if current.get(update.ref) == update.new:
+                results[update.ref] = UpdateResult(update.ref, UpdateStatus.OK)
+    return [results.get(u.ref, UpdateResult(u.ref, UpdateStatus.NOT_TRIED)) for u in updates]

@@ -1,0 +1,110 @@
+"""Agents for tests: clones of a served repository that run the installed commands.
+
+Every command runs as a separate process through the real executables on
+PATH (`git claim`, `git release`, `git reap`), exactly as a user or an agent
+runner would, so the tests exercise what `pip install .` installed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from servers import ServedRepo
+
+
+@dataclass
+class Outcome:
+    code: int
+    stdout: str
+    stderr: str
+
+    def json(self) -> Any:
+        return json.loads(self.stdout)
+
+    def __str__(self) -> str:  # shown by pytest when an assertion fails
+        return f"exit {self.code}\nstdout: {self.stdout}\nstderr: {self.stderr}"
+
+
+@dataclass
+class Agent:
+    """One clone with its own identity and environment."""
+
+    name: str
+    workdir: Path
+    env: dict[str, str]
+    repo: ServedRepo
+    extra: dict[str, str] = field(default_factory=dict)
+
+    def git(self, *args: str, check: bool = True, input: str | None = None) -> Outcome:
+        completed = subprocess.run(["git", *args], cwd=self.workdir, env=self.env,
+                                   capture_output=True, text=True, input=input, timeout=120)
+        outcome = Outcome(completed.returncode, completed.stdout, completed.stderr)
+        if check and completed.returncode != 0:
+            raise AssertionError(f"git {' '.join(args)} failed: {outcome}")
+        return outcome
+
+    def cmd(self, *args: str, input: str | None = None, timeout: float = 120,
+            env: dict[str, str] | None = None) -> Outcome:
+        """Run `git <args>` (e.g. "claim", "640") and return its outcome, never raising."""
+        completed = subprocess.run(["git", *args], cwd=self.workdir, env=env or self.env,
+                                   capture_output=True, text=True, input=input, timeout=timeout)
+        return Outcome(completed.returncode, completed.stdout, completed.stderr)
+
+    def popen(self, *args: str, **kwargs: Any) -> subprocess.Popen[str]:
+        return subprocess.Popen(["git", *args], cwd=self.workdir, env=self.env, text=True,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, **kwargs)
+
+    def claim(self, *args: str) -> Outcome:
+        return self.cmd("claim", *args)
+
+    def release(self, *args: str) -> Outcome:
+        return self.cmd("release", *args)
+
+
+def remote_refs(repo: ServedRepo) -> dict[str, str]:
+    """The served repository's refs, read on the server side with the git CLI."""
+    completed = subprocess.run(["git", "--git-dir", str(repo.path), "for-each-ref",
+                                "--format=%(objectname) %(refname)"],
+                               capture_output=True, text=True, check=True)
+    refs = {}
+    for line in completed.stdout.splitlines():
+        oid, name = line.split(" ", 1)
+        refs[name] = oid
+    return refs
+
+
+def remote_refs_bytes(repo: ServedRepo) -> bytes:
+    """Every ref and the packed-refs file, byte for byte, to prove nothing changed."""
+    completed = subprocess.run(["git", "--git-dir", str(repo.path), "for-each-ref"],
+                               capture_output=True, check=True)
+    packed = repo.path / "packed-refs"
+    return completed.stdout + (packed.read_bytes() if packed.exists() else b"")
+
+
+def tag_message(repo: ServedRepo, oid: str) -> str:
+    return subprocess.run(["git", "--git-dir", str(repo.path), "cat-file", "-p", oid],
+                          capture_output=True, text=True, check=True).stdout
+
+
+def base_env(home: Path) -> dict[str, str]:
+    env = {key: value for key, value in os.environ.items()
+           if not key.startswith(("GIT_", "SSH_AUTH_SOCK", "PRE_COMMIT"))}
+    env.update({
+        "HOME": str(home),
+        "XDG_CONFIG_HOME": str(home / ".config"),
+        "GIT_CONFIG_NOSYSTEM": "1",
+        "GIT_AUTHOR_NAME": "Test Author",
+        "GIT_AUTHOR_EMAIL": "author@example.invalid",
+        "GIT_COMMITTER_NAME": "Test Committer",
+        "GIT_COMMITTER_EMAIL": "committer@example.invalid",
+        "GIT_TERMINAL_PROMPT": "0",
+        "GIT_EDITOR": "false",
+        "NO_COLOR": "1",
+        "LC_ALL": "C.UTF-8",
+    })
+    return env

@@ -1,0 +1,140 @@
+"""Fixtures: hermetic environments, real servers, and agents (clones) on them.
+
+Servers start once per pytest-xdist worker and scheme; each test gets fresh
+repositories on them. The `transport` parameter runs scenarios with both of
+the tool's transports: libgit2 and the git CLI.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Callable, Iterator
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+from agents import Agent, base_env  # noqa: E402
+from servers import GitServer, ServedRepo, SshServer, install_ssh_client_home, start_server  # noqa: E402
+
+SCHEMES = ["path", "file", "git", "http", "ssh"]
+TRANSPORTS = ["libgit2", "git"]
+_names = itertools.count()
+
+
+def _bin_dir() -> Path:
+    return Path(sys.executable).parent
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    if shutil.which("git-claim", path=str(_bin_dir())) is None and shutil.which("git-claim") is None:
+        raise pytest.UsageError("git-claim is not installed: run `pip install .` first")
+
+
+@pytest.fixture(autouse=True)
+def hermetic(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A clean HOME and git config for every test, and no inherited git variables."""
+    home = tmp_path / "home"
+    home.mkdir()
+    for key in list(os.environ):
+        if key.startswith(("GIT_", "PRE_COMMIT")) or key == "SSH_AUTH_SOCK":
+            monkeypatch.delenv(key)
+    for key, value in base_env(home).items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.setenv("PATH", f"{_bin_dir()}{os.pathsep}{os.environ.get('PATH', '')}")
+    return home
+
+
+_servers: dict[str, GitServer] = {}
+
+
+@pytest.fixture(scope="session")
+def server_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("servers")
+
+
+def get_server(scheme: str, root: Path) -> GitServer:
+    if scheme == "ssh" and not SshServer.available():
+        pytest.skip("sshd is not installed")
+    if scheme not in _servers:
+        _servers[scheme] = start_server(scheme, root / scheme)
+    return _servers[scheme]
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _stop_servers() -> Iterator[None]:
+    yield
+    for server in _servers.values():
+        server.stop()
+    _servers.clear()
+
+
+class World:
+    """One served repository and the agents that clone it."""
+
+    def __init__(self, scheme: str, transport: str, server: GitServer, root: Path) -> None:
+        self.scheme = scheme
+        self.transport = transport
+        self.server = server
+        self.root = root
+        self.home = root / "home"
+        self.home.mkdir(parents=True, exist_ok=True)
+        self.repo: ServedRepo = server.create_repo(f"r{os.getpid()}-{next(_names)}")
+        self.env = base_env(self.home)
+        self.env["PATH"] = os.environ["PATH"]
+        if scheme == "ssh":
+            assert isinstance(server, SshServer)
+            install_ssh_client_home(self.home, server)
+            self.env["GIT_SSH_COMMAND"] = server.ssh_command(self.home)
+        self._seed()
+
+    def _seed(self) -> None:
+        seed = self.root / "seed"
+        subprocess.run(["git", "init", "-q", "-b", "main", str(seed)], env=self.env, check=True)
+        (seed / "README").write_text("seed\n")
+        subprocess.run(["git", "-C", str(seed), "add", "README"], env=self.env, check=True)
+        subprocess.run(["git", "-C", str(seed), "commit", "-qm", "seed"], env=self.env, check=True)
+        subprocess.run(["git", "-C", str(seed), "push", "-q", self.repo.url, "main"],
+                       env=self.env, check=True, capture_output=True)
+
+    def agent(self, name: str | None = None, *, transport: str | None = None) -> Agent:
+        name = name or f"agent-{next(_names)}"
+        workdir = self.root / name
+        subprocess.run(["git", "clone", "-q", self.repo.url, str(workdir)], env=self.env,
+                       check=True, capture_output=True)
+        env = dict(self.env)
+        env["GIT_CLAIM_AGENT"] = name
+        subprocess.run(["git", "-C", str(workdir), "config", "claim.transport",
+                        transport or self.transport], env=env, check=True)
+        return Agent(name, workdir, env, self.repo)
+
+
+@pytest.fixture(params=SCHEMES)
+def scheme(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture(params=TRANSPORTS)
+def transport(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture
+def make_world(server_root: Path, tmp_path: Path) -> Callable[..., World]:
+    counter = itertools.count()
+
+    def make(scheme: str, transport: str = "libgit2") -> World:
+        server = get_server(scheme, server_root)
+        return World(scheme, transport, server, tmp_path / f"world{next(counter)}")
+
+    return make
+
+
+@pytest.fixture
+def world(make_world: Callable[..., World], scheme: str, transport: str) -> World:
+    return make_world(scheme, transport)

@@ -1,0 +1,85 @@
+"""Many real processes race for one ticket: exactly one wins, every time.
+
+CI runs RACE_TRIALS trials per server and transport; `pytest -m slow` runs
+the full 20 (see the README).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+
+from agents import remote_refs, tag_message
+
+AGENTS = 20
+RACE_TRIALS = 5
+SLOW_TRIALS = 20
+
+
+def race(world, agents, ticket: str, prefix: str = "refs/claims/") -> None:
+    processes = [agent.popen("claim", ticket, "--json") for agent in agents]
+    results = []
+    for agent, process in zip(agents, processes):
+        stdout, stderr = process.communicate(timeout=120)
+        results.append((agent, process.returncode, stdout, stderr))
+    winners = [r for r in results if r[1] == 0]
+    assert len(winners) == 1, [(a.name, code, out, err) for a, code, out, err in results]
+    winner = winners[0][0]
+    body = tag_message(world.repo, remote_refs(world.repo)[prefix + ticket])
+    assert f"Claim-Agent: {winner.name}\n" in body
+    nonce = re.search(r"^Claim-Nonce: (\w+)$", body, re.M).group(1)
+    stored = json.loads((winner.workdir / ".git" / "git-claim" / "owned" / f"{ticket}.json").read_text())
+    assert stored["nonce"] == nonce and stored["pending"] is False
+    for agent, code, stdout, stderr in results:
+        if agent is winner:
+            continue
+        assert code == 1, (agent.name, code, stdout, stderr)
+        message = json.loads(stdout)["error"]["message"]
+        assert f"is held by {winner.name} since" in message, message
+
+
+def _run_trials(world, trials: int) -> None:
+    agents = [world.agent(f"racer{i:02d}") for i in range(AGENTS)]
+    for trial in range(trials):
+        race(world, agents, f"T{trial}")
+
+
+def test_twenty_processes_one_winner(world):
+    _run_trials(world, RACE_TRIALS)
+
+
+@pytest.mark.slow
+def test_twenty_processes_one_winner_many_trials(world):
+    _run_trials(world, SLOW_TRIALS)
+
+
+def test_seed_pattern_by_hand_against_git_claim(make_world, transport):
+    """A human pushing the seed pattern and agents running `git claim` share one lock."""
+    world = make_world("git", transport)
+    human = world.agent("human")
+    agents = [world.agent(f"racer{i}") for i in range(4)]
+    for agent in agents:
+        agent.git("config", "claim.refPrefix", "refs/tags/claim/")
+    for trial in range(3):
+        ticket = f"S{trial}"
+        human.git("tag", "-a", f"claim/{ticket}", "-m", f"agent=human nonce=n{trial}")
+        hand = human.popen("push", "--porcelain", "origin", f"refs/tags/claim/{ticket}")
+        processes = [agent.popen("claim", ticket) for agent in agents]
+        hand_out, hand_err = hand.communicate(timeout=60)
+        codes = [p.wait(timeout=60) for p in processes]
+        outputs = [p.communicate() for p in processes]
+        human_won = hand.returncode == 0
+        assert codes.count(0) + int(human_won) == 1, (hand_out, hand_err, codes, outputs)
+        if human_won:
+            for _, err in outputs:
+                assert f"{ticket} is held by human since" in err, err
+    # and a hand-made claim made beforehand is reported with its agent
+    human.git("tag", "-a", "claim/S9", "-m", "agent=asif-laptop nonce=abc123")
+    human.git("push", "-q", "origin", "refs/tags/claim/S9")
+    refused = agents[0].claim("S9")
+    assert refused.code == 1
+    assert "S9 is held by asif-laptop since" in refused.stderr
+    rows = {r["ticket"]: r for r in agents[0].claim("list", "--json").json()}
+    assert rows["S9"]["agent"] == "asif-laptop" and rows["S9"]["seed_pattern"] is True

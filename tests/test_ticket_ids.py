@@ -1,0 +1,34 @@
+"""Ticket ids are validated before anything touches git (exit 2, remote untouched)."""
+
+from __future__ import annotations
+
+import pytest
+
+from agents import remote_refs_bytes
+
+REJECTED = ["", "#", " 640", "640 ", "a b", "a\tb", "a\nb", "a/b", "a@{1}", "a^", "a~1",
+            "a:b", "-640", ".640", "a..b", "a.lock", "x" * 65, "tïcket", "a\x1b[31m",
+            "a*", "a?", "a[", "a\\b", "@{", "##640", "a\x00b"[:1] + "\x7f"]
+ACCEPTED = {"640": "640", "#640": "640", "PROJ-123": "PROJ-123", "fix_login.2": "fix_login.2",
+            "x" * 64: "x" * 64, "_a": "_a"}
+
+
+@pytest.mark.parametrize("raw", REJECTED)
+def test_rejected_ids_exit_2_and_leave_the_remote_alone(make_world, raw):
+    world = make_world("path")
+    alice = world.agent("alice")
+    before = remote_refs_bytes(world.repo)
+    for command in (["claim", raw], ["claim", "640", raw], ["release", raw],
+                    ["claim", "reopen", raw]):
+        if "\x00" in raw:
+            continue
+        outcome = alice.cmd(*command)
+        assert outcome.code == 2, (command, outcome)
+        assert outcome.stderr.count("\n") == 1 and "Traceback" not in outcome.stderr
+    assert remote_refs_bytes(world.repo) == before
+
+
+def test_accepted_ids_map_to_distinct_refs():
+    from git_claim.ticket import parse_ticket
+
+    assert {raw: parse_ticket(raw) for raw in ACCEPTED} == ACCEPTED
