@@ -34,6 +34,7 @@ from .ownership import Ownership
 from .record import EVENT_HEARTBEAT, EVENT_REAPED, OUTCOME_STATES, STATE_HELD, LivenessRecord
 from .safetext import clean
 from .session import Session
+from .testpoints import pause
 
 
 def _mine(session: Session, ticket: str) -> Ownership:
@@ -62,7 +63,6 @@ def heartbeat(session: Session, ticket: str) -> Beat:
         if not known:
             view = read_claim(session, ticket)
             if view.oid != mine.tag or view.ended_by is not None:
-                session.store.drop(ticket)
                 raise RefusedError(lost_message(session, view, mine))
             tip = view.notes_tip
         at = now()
@@ -71,6 +71,7 @@ def heartbeat(session: Session, ticket: str) -> Beat:
         commit = session.local.notes_commit(
             tip, mine.tag, event.to_text(), message=f"heartbeat {ticket} #{event.seq}",
             author=settings.agent, email=f"agent@{EMAIL_DOMAIN}", time=at)
+        pause("heartbeat:before-push")
         if swap(session, RefUpdate(settings.notes_ref(ticket), commit, tip)) == commit:
             mine.notes_tip = commit
             mine.seq = event.seq
@@ -200,7 +201,9 @@ def reap(session: Session, *, ttl: float, max_skew: float, dry_run: bool = False
     if dry_run:
         return report
 
+    pause("reap:before-decide")
     decided = _decide_reaps(session, to_reap, ttl=ttl, at=at)
+    pause("reap:before-complete")
     lost = {view.ticket for view in to_reap} - {view.ticket for view in decided}
     if lost:
         report.lost_races = [e for e in report.reaped if e.ticket in lost]

@@ -27,6 +27,7 @@ from .record import (EVENT_REAPED, EVENT_RELEASED, OUTCOME_STATES, STATE_HELD, S
                      parse_liveness)
 from .safetext import clean
 from .session import Session
+from .testpoints import pause
 
 MAX_ROUNDS = 5
 EMAIL_DOMAIN = "git-claim.invalid"
@@ -110,25 +111,28 @@ def claim(session: Session, ticket: str, *, no_gate: bool = False) -> ClaimResul
     settings = session.settings
     ref = settings.claim_ref(ticket)
     store = session.store
+    held = store.get(ticket, ref=ref, remote_url=session.remote_url)
+    if held is not None and not held.pending:
+        view = read_claim(session, ticket)
+        if view.oid == held.tag and view.ended_by is None:
+            return ClaimResult(ticket, ref, held.tag, _own_record(session, held),
+                               already_ours=True)
+        if view.oid == held.tag:
+            complete_ended(session, view)
+        store.drop(ticket)  # an old claim of ours that ended: start afresh
     for _ in range(MAX_ROUNDS):
         mine = store.get(ticket, ref=ref, remote_url=session.remote_url)
         if mine is None:
             mine = _new_ownership(session, ticket, no_gate=no_gate)
+        pause("claim:before-push")
         current = swap(session, RefUpdate(ref, mine.tag, None))
+        pause("claim:after-push")
         if current is None:
             continue  # not applied and still free: retry with the same tag
         if current == mine.tag:
-            if not mine.pending:
-                view = read_claim(session, ticket)
-                if view.oid == mine.tag and view.ended_by is not None:
-                    complete_ended(session, view)
-                    store.drop(ticket)
-                    continue
-            already = not mine.pending
             mine.pending = False
             store.put(mine)
-            return ClaimResult(ticket, ref, mine.tag, _own_record(session, mine),
-                               already_ours=already)
+            return ClaimResult(ticket, ref, mine.tag, _own_record(session, mine))
         view = read_claim(session, ticket)
         if view.oid is None or view.oid == mine.tag:
             continue
@@ -227,7 +231,6 @@ def release(session: Session, ticket: str, *, outcome: str = OUTCOME_FREE, reaso
                 store.drop(ticket)  # our own earlier release, completed
                 return ReleaseResult(ticket, view.record.state, False, mine.agent)
             if mine is not None and not force:
-                store.drop(ticket)
                 raise RefusedError(lost_message(session, view, mine))
             if view.oid is None:
                 raise RefusedError(f"{clean(ticket)} is not claimed")
@@ -244,7 +247,6 @@ def release(session: Session, ticket: str, *, outcome: str = OUTCOME_FREE, reaso
                 store.drop(ticket)
                 return ReleaseResult(ticket, ended.outcome, False, settings.agent)
             if is_mine:
-                store.drop(ticket)
                 raise RefusedError(lost_message(session, view, mine))  # type: ignore[arg-type]
             complete_ended(session, view)
             continue
@@ -254,7 +256,9 @@ def release(session: Session, ticket: str, *, outcome: str = OUTCOME_FREE, reaso
         event = LivenessRecord(event=EVENT_RELEASED, time=now(), agent=settings.agent,
                                seq=seq, outcome=outcome, reason=reason, forced_by=forced_by,
                                holder=holder)
+        pause("release:before-decide")
         if decide(session, view, event):
+            pause("release:before-complete")
             complete_ended(session, replace(view, note=event))
             if is_mine:
                 store.drop(ticket)

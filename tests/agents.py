@@ -55,8 +55,9 @@ class Agent:
                                    capture_output=True, text=True, input=input, timeout=timeout)
         return Outcome(completed.returncode, completed.stdout, completed.stderr)
 
-    def popen(self, *args: str, **kwargs: Any) -> subprocess.Popen[str]:
-        return subprocess.Popen(["git", *args], cwd=self.workdir, env=self.env, text=True,
+    def popen(self, *args: str, env: dict[str, str] | None = None,
+              **kwargs: Any) -> subprocess.Popen[str]:
+        return subprocess.Popen(["git", *args], cwd=self.workdir, env=env or self.env, text=True,
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, **kwargs)
 
     def claim(self, *args: str) -> Outcome:
@@ -108,3 +109,46 @@ def base_env(home: Path) -> dict[str, str]:
         "LC_ALL": "C.UTF-8",
     })
     return env
+
+
+class PausePoint:
+    """Drive the tool's test pause points (GIT_CLAIM_TEST_PAUSE) from a test."""
+
+    def __init__(self, folder: Path, point: str) -> None:
+        self.folder = folder
+        self.point = point
+        self.name = point.replace(":", "-")
+        folder.mkdir(parents=True, exist_ok=True)
+        for suffix in (".reached", ".go"):
+            (folder / f"{self.name}{suffix}").unlink(missing_ok=True)
+
+    def env(self, base: dict[str, str]) -> dict[str, str]:
+        return {**base, "GIT_CLAIM_TEST_PAUSE": self.point,
+                "GIT_CLAIM_TEST_PAUSE_DIR": str(self.folder)}
+
+    def wait_reached(self, process: subprocess.Popen[str] | None = None,
+                     timeout: float = 60) -> None:
+        import time
+
+        deadline = time.monotonic() + timeout
+        marker = self.folder / f"{self.name}.reached"
+        while not marker.exists():
+            if process is not None and process.poll() is not None:
+                raise AssertionError(f"process ended before {self.point}: "
+                                     f"{process.communicate()}")
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{self.point} not reached in {timeout}s")
+            time.sleep(0.01)
+
+    def go(self) -> None:
+        (self.folder / f"{self.name}.go").write_text("")
+
+
+def with_env(agent: Agent, **values: str) -> dict[str, str]:
+    return {**agent.env, **values}
+
+
+def notes_log(repo: ServedRepo, ticket: str) -> list[str]:
+    completed = subprocess.run(["git", "--git-dir", str(repo.path), "log", "--format=%s",
+                                f"refs/notes/claims/{ticket}"], capture_output=True, text=True)
+    return completed.stdout.split("\n")[:-1] if completed.returncode == 0 else []

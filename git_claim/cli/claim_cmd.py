@@ -137,4 +137,6 @@ def run_group(group: click.Group, args: list[str] | None = None, prog: str = "gi
 
 
 def main() -> None:
+    from . import liveness_cmd  # noqa: F401  (registers its commands on the group)
+
     run_group(claim_group)

@@ -1,18 +1,79 @@
-"""`git reap`: free the claims of crashed agents."""
+"""`git reap`: free the claims of crashed agents, never a live one."""
 
 from __future__ import annotations
 
 import click
 
 from .claim_cmd import run_group
-from .common import CONTEXT_SETTINGS
+from .common import CONTEXT_SETTINGS, json_option, parse_tickets, remote_options, session_from
+from .output import emit_json, reporting
 
 
 @click.command(context_settings=CONTEXT_SETTINGS)
-def reap_command() -> None:
-    """Free claims whose holder stopped heartbeating (not yet implemented)."""
-    click.echo("git reap: not yet implemented", err=True)
-    raise SystemExit(2)
+@click.option("--ttl", metavar="DURATION",
+              help="Reap claims silent for longer than this (s, m, h, d) [claim.ttl, else 15m].")
+@click.option("--max-skew", metavar="DURATION",
+              help="Clock difference tolerated between agents and reaper [claim.maxSkew, else 5m].")
+@click.option("--dry-run", is_flag=True, help="Report what would be reaped; change nothing.")
+@click.option("--ticket", "tickets", multiple=True, metavar="TICKET",
+              help="Reap only this ticket (repeatable).")
+@click.option("--force", is_flag=True, help="Allow a TTL shorter than the heartbeat interval.")
+@remote_options
+@json_option
+@click.version_option(package_name="git-claim", prog_name="git-reap", message="%(prog)s %(version)s")
+def reap_command(ttl: str | None, max_skew: str | None, dry_run: bool, tickets: tuple[str, ...],
+                 force: bool, remote: str | None, agent: str | None, as_json: bool) -> None:
+    """Free claims whose holder stopped heartbeating.
+
+    A claim is stale when its last heartbeat (or its claim time) is older than
+    TTL + max-skew by our clock, or when this reaper has seen it unchanged for
+    TTL. Each reap is a compare-and-swap: a heartbeat that lands first wins.
+    Exit codes: 0 done (even if nothing was stale), 2 usage, 3 git error.
+    """
+    with reporting(as_json=as_json, command="git reap"):
+        from ..errors import UsageError
+        from ..liveness import reap
+
+        ids = parse_tickets(tickets)
+        session = session_from(remote, agent, ttl=ttl, max_skew=max_skew)
+        settings = session.settings
+        if settings.ttl < settings.heartbeat and not force:
+            raise UsageError(
+                f"TTL {ttl or settings.ttl} is shorter than the heartbeat interval"
+                f" ({int(settings.heartbeat)}s): live claims would be reaped (--force overrides)")
+        report = reap(session, ttl=settings.ttl, max_skew=settings.max_skew, dry_run=dry_run,
+                      tickets=ids or None)
+        summary = (f"{'would reap' if dry_run else 'reaped'} {len(report.reaped)},"
+                   f" live {len(report.live)}, skipped {len(report.skipped)}")
+        reasons: dict[str, int] = {}
+        for entry in report.skipped:
+            key = entry.reason.split(":")[0]
+            reasons[key] = reasons.get(key, 0) + 1
+        if reasons:
+            summary += " (" + ", ".join(f"{n} {why}" for why, n in reasons.items()) + ")"
+        if report.lost_races:
+            summary += f", {len(report.lost_races)} came back to life"
+        if report.completed:
+            summary += f", finished {len(report.completed)}"
+        if as_json:
+            emit_json({"ok": True, "dry_run": dry_run, "ttl": settings.ttl,
+                       "max_skew": settings.max_skew, "summary": summary,
+                       "reaped": [e.as_dict() for e in report.reaped],
+                       "live": [e.as_dict() for e in report.live],
+                       "skipped": [e.as_dict() for e in report.skipped],
+                       "completed": [e.as_dict() for e in report.completed],
+                       "revived": [e.as_dict() for e in report.lost_races]})
+            return
+        from ..clock import format_duration
+        from ..safetext import clean
+
+        for entry in report.reaped:
+            idle = format_duration(entry.idle_seconds) if entry.idle_seconds is not None else "?"
+            click.echo(f"{'would reap' if dry_run else 'reaped'} {clean(entry.ticket)}"
+                       f" (held by {clean(entry.holder, 80)}, silent {idle})")
+        for entry in report.skipped:
+            click.echo(f"skipped {clean(entry.ticket)}: {clean(entry.reason)}")
+        click.echo(summary)
 
 
 def main() -> None:

@@ -1,0 +1,32 @@
+"""Named pause points between the protocol's steps: a test aid, inert by default.
+
+With GIT_CLAIM_TEST_PAUSE=<point> and GIT_CLAIM_TEST_PAUSE_DIR=<dir> set, a
+process reaching that point creates `<dir>/<point>.reached` and waits until
+`<dir>/<point>.go` exists (at most 120 s). Tests use it to force an
+interleaving (a heartbeat landing between a reaper's read and write) or to
+SIGKILL a process at an exact step. Points: claim:before-push,
+claim:after-push, heartbeat:before-push, release:before-decide,
+release:before-complete, reap:before-decide, reap:before-complete.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+PAUSE_VARIABLE = "GIT_CLAIM_TEST_PAUSE"
+PAUSE_DIR_VARIABLE = "GIT_CLAIM_TEST_PAUSE_DIR"
+MAX_WAIT = 120.0
+
+
+def pause(point: str) -> None:
+    if os.environ.get(PAUSE_VARIABLE) != point:
+        return
+    folder = Path(os.environ.get(PAUSE_DIR_VARIABLE, "."))
+    name = point.replace(":", "-")
+    (folder / f"{name}.reached").write_text(str(os.getpid()))
+    go = folder / f"{name}.go"
+    deadline = time.monotonic() + MAX_WAIT
+    while not go.exists() and time.monotonic() < deadline:
+        time.sleep(0.01)
