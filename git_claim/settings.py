@@ -94,8 +94,12 @@ def load_settings(location: Location, config: dict[str, list[str]], *,
                   agent: str | None = None, remote: str | None = None,
                   ttl: str | None = None, max_skew: str | None = None,
                   transport: str | None = None) -> Settings:
-    chosen_agent = agent or os.environ.get(AGENT_VARIABLE) or (
-        config.get("claim.agent") or [""])[-1] or default_agent(location)
+    if agent is not None:
+        chosen_agent = agent
+    elif os.environ.get(AGENT_VARIABLE) is not None:
+        chosen_agent = os.environ[AGENT_VARIABLE]
+    else:
+        chosen_agent = (config.get("claim.agent") or [""])[-1] or default_agent(location)
     return Settings(
         remote=remote or _get(config, "claim.remote"),
         ref_prefix=_prefix(_get(config, "claim.refPrefix"), "claim.refPrefix"),

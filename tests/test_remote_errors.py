@@ -106,8 +106,11 @@ def test_unreachable_remotes(make_world, transport):
         alice.git("remote", "set-url", "origin", url)
         plain, as_json = fails_both_ways(alice.cmd, "claim", "640")
         assert plain.startswith("git claim: "), plain
-        assert "127.0.0.1" in plain and "127.0.0.1" in as_json
-        assert_one_line_error(alice.cmd("claim", "list"))
+        for message in (plain, as_json):
+            assert f"{scheme}://127.0.0.1" in message and "connect" in message.lower(), message
+    # the other commands fail the same way
+    assert_one_line_error(alice.cmd("claim", "list"))
+    assert_one_line_error(alice.release("640"))
 
 
 # --------------------------------------------------------------------------
@@ -197,6 +200,11 @@ def test_changed_ssh_host_key(ssh_server, tmp_path, transport):
             assert "host key" in message, message
     assert remote_refs_bytes(alice.repo) == before
     assert "refs/claims/641" not in remote_refs(alice.repo)
+
+    # the host key was the only problem: trusting the new one fixes it
+    install_ssh_client_home(Path(alice.env["HOME"]), ssh_server)
+    won = alice.claim("641")
+    assert won.code == 0, won
 
 
 # --------------------------------------------------------------------------

@@ -51,8 +51,14 @@ def first_line(text: str) -> str:
     """The most useful single line of git's stderr (fatal/error lines first)."""
     lines = [line.strip() for line in text.splitlines() if line.strip()]
     for line in lines:
+        if line.startswith(("Host key verification failed", "Permission denied")):
+            return line.rstrip(".")
+    for index, line in enumerate(lines):
         if line.startswith(("fatal:", "error:")):
-            return line.split(":", 1)[1].strip()
+            found = line.split(":", 1)[1].strip()
+            if found.endswith(":") and index + 1 < len(lines):
+                found = f"{found} {lines[index + 1]}"
+            return found
     return lines[-1] if lines else ""
 
 

@@ -1,0 +1,45 @@
+"""Outcomes that are not known at once are settled by re-reading the remote."""
+
+from __future__ import annotations
+
+import json
+import re
+import signal
+
+from agents import PausePoint, remote_refs, tag_message
+
+
+def test_a_claim_interrupted_after_its_push_is_recovered_with_the_same_nonce(world):
+    """The push landed but the client never heard: the retry finds its own tag."""
+    alice, bob = world.agent("alice"), world.agent("bob")
+    pause = PausePoint(world.root / "pauses", "claim:after-push")
+    process = alice.popen("claim", "640", env=pause.env(alice.env))
+    pause.wait_reached(process)
+    process.send_signal(signal.SIGKILL)
+    process.wait(timeout=30)
+    owned = alice.workdir / ".git" / "git-claim" / "owned" / "640.json"
+    record = json.loads(owned.read_text())
+    assert record["pending"] is True
+    landed = remote_refs(world.repo)["refs/claims/640"]
+    assert landed == record["tag"]
+    assert bob.claim("640").code == 1
+    retry = alice.claim("640")
+    assert retry.code == 0, retry
+    assert remote_refs(world.repo)["refs/claims/640"] == landed  # no second nonce
+    assert json.loads(owned.read_text())["pending"] is False
+    assert alice.claim("verify", "640").code == 0
+
+
+def test_a_claim_interrupted_before_its_push_retries_cleanly(world):
+    alice = world.agent("alice")
+    pause = PausePoint(world.root / "pauses", "claim:before-push")
+    process = alice.popen("claim", "640", env=pause.env(alice.env))
+    pause.wait_reached(process)
+    process.send_signal(signal.SIGKILL)
+    process.wait(timeout=30)
+    assert "refs/claims/640" not in remote_refs(world.repo)
+    pending = json.loads((alice.workdir / ".git" / "git-claim" / "owned" / "640.json").read_text())
+    retry = alice.claim("640")
+    assert retry.code == 0, retry
+    body = tag_message(world.repo, remote_refs(world.repo)["refs/claims/640"])
+    assert re.search(rf"^Claim-Nonce: {pending['nonce']}$", body, re.M)
