@@ -79,10 +79,17 @@ def render_table(rows: list[dict[str, Any]]) -> str:
         lines.append((
             mark + clean(r["ticket"], 40), r["state"], clean(r["agent"] or "?", 40),
             format_duration(r["age_seconds"]) if r["age_seconds"] is not None else "-",
-            r["last_heartbeat"][11:19] if r["last_heartbeat"] else "-",
+            _local_time(r["last_heartbeat"]) if r["last_heartbeat"] else "-",
             format_duration(r["reap_in_seconds"]) if r["reap_in_seconds"] is not None else "-",
         ))
     widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
     text = ["  ".join(cell.ljust(widths[i]) for i, cell in enumerate(line)).rstrip()
             for line in lines]
     return "\n".join(text) + "\n"
+
+
+def _local_time(stamp: str) -> str:
+    from datetime import datetime, timezone
+
+    parsed = datetime.strptime(stamp, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=timezone.utc)
+    return parsed.astimezone().strftime("%H:%M:%S")

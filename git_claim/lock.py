@@ -230,19 +230,25 @@ def release(session: Session, ticket: str, *, outcome: str = OUTCOME_FREE, reaso
             if mine is not None and view.record and view.record.claim_of == mine.tag:
                 store.drop(ticket)  # our own earlier release, completed
                 return ReleaseResult(ticket, view.record.state, False, mine.agent)
+            if mine is not None and _released_by_us(session, view, mine):
+                store.drop(ticket)  # our own earlier release, completed
+                return ReleaseResult(ticket, OUTCOME_FREE, False, mine.agent)
             if mine is not None and not force:
                 raise RefusedError(lost_message(session, view, mine))
             if view.oid is None:
                 raise RefusedError(f"{clean(ticket)} is not claimed")
             raise RefusedError(describe_holder(view))
         if not is_mine and not force:
+            if mine is not None and _released_by_us(session, view, mine):
+                store.drop(ticket)  # our own earlier release, completed
+                return ReleaseResult(ticket, OUTCOME_FREE, False, mine.agent)
             if mine is not None:
                 raise RefusedError(lost_message(session, view, mine))
             raise RefusedError(f"{describe_holder(view)}, not by you"
                                " (only the holder may release it; --force overrides)")
         ended = view.ended_by
         if ended is not None:
-            if is_mine and ended.event == EVENT_RELEASED and ended.agent == settings.agent:
+            if is_mine and ended.event == EVENT_RELEASED and not ended.forced_by:
                 complete_ended(session, view)
                 store.drop(ticket)
                 return ReleaseResult(ticket, ended.outcome, False, settings.agent)
@@ -264,6 +270,14 @@ def release(session: Session, ticket: str, *, outcome: str = OUTCOME_FREE, reaso
                 store.drop(ticket)
             return ReleaseResult(ticket, outcome, bool(forced_by), holder)
     raise GitError(f"could not settle the release of {ticket} after {MAX_ROUNDS} attempts")
+
+
+def _released_by_us(session: Session, view: ClaimView, mine: Ownership) -> bool:
+    """Our claim's last note is our own, unforced release: a repeated release succeeds."""
+    raw = session.local.note_on(view.notes_tip, mine.tag)
+    note = parse_liveness(raw) if raw is not None else None
+    return bool(note and note.event == EVENT_RELEASED and not note.forced_by
+                and note.holder == mine.agent)
 
 
 def reopen(session: Session, ticket: str) -> ClaimView:

@@ -143,6 +143,15 @@ class PausePoint:
     def go(self) -> None:
         (self.folder / f"{self.name}.go").write_text("")
 
+    def kill(self, process: subprocess.Popen[str]) -> None:
+        """SIGKILL the tool's own process (git runs it as a child), then its git parent."""
+        import os
+        import signal
+
+        pid = int((self.folder / f"{self.name}.reached").read_text())
+        os.kill(pid, signal.SIGKILL)
+        process.wait(timeout=30)
+
 
 def with_env(agent: Agent, **values: str) -> dict[str, str]:
     return {**agent.env, **values}

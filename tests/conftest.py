@@ -137,4 +137,17 @@ def make_world(server_root: Path, tmp_path: Path) -> Callable[..., World]:
 
 @pytest.fixture
 def world(make_world: Callable[..., World], scheme: str, transport: str) -> World:
+    """Every server scheme with both transports: for the compare-and-swap scenarios."""
+    return make_world(scheme, transport)
+
+
+# Each scheme once and each transport on several schemes: for scenarios whose
+# transport-specific part is already covered by the full matrix above.
+SAMPLED = [("path", "libgit2"), ("file", "git"), ("git", "libgit2"), ("http", "git"),
+           ("ssh", "libgit2")]
+
+
+@pytest.fixture(params=SAMPLED, ids=[f"{s}-{t}" for s, t in SAMPLED])
+def sampled_world(make_world: Callable[..., World], request: pytest.FixtureRequest) -> World:
+    scheme, transport = request.param
     return make_world(scheme, transport)

@@ -9,14 +9,14 @@ import signal
 from agents import PausePoint, remote_refs, tag_message
 
 
-def test_a_claim_interrupted_after_its_push_is_recovered_with_the_same_nonce(world):
+def test_a_claim_interrupted_after_its_push_is_recovered_with_the_same_nonce(sampled_world):
     """The push landed but the client never heard: the retry finds its own tag."""
+    world = sampled_world
     alice, bob = world.agent("alice"), world.agent("bob")
     pause = PausePoint(world.root / "pauses", "claim:after-push")
     process = alice.popen("claim", "640", env=pause.env(alice.env))
     pause.wait_reached(process)
-    process.send_signal(signal.SIGKILL)
-    process.wait(timeout=30)
+    pause.kill(process)
     owned = alice.workdir / ".git" / "git-claim" / "owned" / "640.json"
     record = json.loads(owned.read_text())
     assert record["pending"] is True
@@ -30,13 +30,13 @@ def test_a_claim_interrupted_after_its_push_is_recovered_with_the_same_nonce(wor
     assert alice.claim("verify", "640").code == 0
 
 
-def test_a_claim_interrupted_before_its_push_retries_cleanly(world):
+def test_a_claim_interrupted_before_its_push_retries_cleanly(sampled_world):
+    world = sampled_world
     alice = world.agent("alice")
     pause = PausePoint(world.root / "pauses", "claim:before-push")
     process = alice.popen("claim", "640", env=pause.env(alice.env))
     pause.wait_reached(process)
-    process.send_signal(signal.SIGKILL)
-    process.wait(timeout=30)
+    pause.kill(process)
     assert "refs/claims/640" not in remote_refs(world.repo)
     pending = json.loads((alice.workdir / ".git" / "git-claim" / "owned" / "640.json").read_text())
     retry = alice.claim("640")

@@ -34,7 +34,8 @@ def test_claim_then_another_agent_is_refused(world):
         assert key in body
 
 
-def test_claiming_again_is_idempotent_for_the_holder(world):
+def test_claiming_again_is_idempotent_for_the_holder(sampled_world):
+    world = sampled_world
     alice = world.agent("alice")
     assert alice.claim("640").code == 0
     again = alice.claim("#640")
@@ -42,7 +43,8 @@ def test_claiming_again_is_idempotent_for_the_holder(world):
     assert "already yours" in again.stdout
 
 
-def test_first_winnable_of_several(world):
+def test_first_winnable_of_several(sampled_world):
+    world = sampled_world
     alice, bob, carol = world.agent("alice"), world.agent("bob"), world.agent("carol")
     assert alice.claim("640").code == 0
     second = bob.claim("640", "641", "642", "--json")
@@ -78,7 +80,8 @@ def test_only_the_holder_releases_unless_forced(world):
     assert remote_refs_bytes(world.repo) == after_force
 
 
-def test_outcomes_are_visible_and_refuse_new_claims(world):
+def test_outcomes_are_visible_and_refuse_new_claims(sampled_world):
+    world = sampled_world
     alice, bob = world.agent("alice"), world.agent("bob")
     assert alice.claim("640").code == 0
     assert alice.claim("641").code == 0
@@ -97,7 +100,8 @@ def test_outcomes_are_visible_and_refuse_new_claims(world):
     assert bob.claim("641").code == 0
 
 
-def test_plain_release_frees_the_ticket(world):
+def test_plain_release_frees_the_ticket(sampled_world):
+    world = sampled_world
     alice, bob = world.agent("alice"), world.agent("bob")
     assert alice.claim("640").code == 0
     assert alice.release("640").code == 0
@@ -118,7 +122,8 @@ def test_stale_release_changes_nothing(world):
     assert remote_refs_bytes(world.repo) == before
 
 
-def test_list_shows_every_claim(world):
+def test_list_shows_every_claim(sampled_world):
+    world = sampled_world
     alice, bob = world.agent("alice"), world.agent("bob")
     assert alice.claim("640").code == 0
     assert bob.claim("PROJ-7").code == 0
@@ -161,7 +166,8 @@ def test_a_stale_lock_file_is_an_error_not_a_holder(world):
     assert alice.claim("640").code == 0  # the retry uses the same, still unpublished claim
 
 
-def test_json_errors(world):
+def test_json_errors(sampled_world):
+    world = sampled_world
     alice, bob = world.agent("alice"), world.agent("bob")
     assert alice.claim("640").code == 0
     refused = bob.claim("640", "--json")

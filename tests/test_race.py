@@ -46,8 +46,13 @@ def _run_trials(world, trials: int) -> None:
         race(world, agents, f"T{trial}")
 
 
-def test_twenty_processes_one_winner(world):
-    _run_trials(world, RACE_TRIALS)
+RACE_MATRIX = [(s, t) for s in ("path", "git", "http", "ssh") for t in ("libgit2", "git")]
+
+
+@pytest.mark.parametrize("scheme_name,tool_transport", RACE_MATRIX,
+                         ids=[f"{s}-{t}" for s, t in RACE_MATRIX])
+def test_twenty_processes_one_winner(make_world, scheme_name, tool_transport):
+    _run_trials(make_world(scheme_name, tool_transport), RACE_TRIALS)
 
 
 @pytest.mark.slow

@@ -37,7 +37,8 @@ def verify_command(ticket: str | None, remote: str | None, agent: str | None,
                    as_json: bool) -> None:
     """Exit 0 only while the remote claim on TICKET is still ours.
 
-    Without TICKET: the ticket of the current branch (claim/<ticket>).
+    Without TICKET: the ticket of the current branch (<claim.branchPrefix><ticket>,
+    by default claim/<ticket>).
     """
     with reporting(as_json=as_json, command="git claim verify"):
         from ..fence import ticket_of_current_branch
@@ -112,12 +113,12 @@ def hook_uninstall_command(as_json: bool) -> None:
 @click.argument("url", required=False)
 def hook_pre_push_command(remote_name: str | None, url: str | None) -> None:
     """Run the fence on git's pre-push input (or the pre-commit framework's variables)."""
-    with reporting(as_json=False, command="git-claim pre-push"):
+    with reporting(as_json=False, command="git claim hook pre-push"):
         from ..fence import check_push, pushed_refs
 
         updates = pushed_refs(sys.stdin)
         refusals = check_push(session_from(None, None), updates)
         if refusals:
             for line in refusals:
-                click.echo(f"git-claim pre-push: {line}", err=True)
+                click.echo(f"git claim hook pre-push: {line}", err=True)
             raise SystemExit(1)

@@ -38,7 +38,7 @@ def reporting(*, as_json: bool, command: str) -> Iterator[None]:
     except click.ClickException:
         raise
     except KeyboardInterrupt:
-        _fail("interrupted", "interrupted", 130, as_json, command, {})
+        _fail("interrupted", "interrupted", int(ExitCode.INTERRUPTED), as_json, command, {})
     except Exception as error:  # a bug: still one line, details on request
         if os.environ.get(DEBUG_VARIABLE):
             traceback.print_exc()

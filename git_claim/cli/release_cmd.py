@@ -11,16 +11,15 @@ from .output import emit_json, reporting
 
 @click.command(context_settings=CONTEXT_SETTINGS)
 @click.argument("ticket")
-@click.option("--done", "outcome", flag_value="done", help="Record the ticket as done.")
-@click.option("--blocked", "outcome", flag_value="blocked",
-              help="Record the ticket as blocked (see --reason).")
+@click.option("--done", is_flag=True, help="Record the ticket as done.")
+@click.option("--blocked", is_flag=True, help="Record the ticket as blocked (see --reason).")
 @click.option("--reason", metavar="TEXT", default="", help="Why it is blocked (recorded).")
 @click.option("--force", is_flag=True,
               help="Release a claim that is not ours; recorded with our agent name.")
 @remote_options
 @json_option
 @click.version_option(package_name="git-claim", prog_name="git-release", message="%(prog)s %(version)s")
-def release_command(ticket: str, outcome: str | None, reason: str, force: bool,
+def release_command(ticket: str, done: bool, blocked: bool, reason: str, force: bool,
                     remote: str | None, agent: str | None, as_json: bool) -> None:
     """Release TICKET: free it, or record it --done or --blocked for everyone to see.
 
@@ -32,6 +31,9 @@ def release_command(ticket: str, outcome: str | None, reason: str, force: bool,
         from ..lock import OUTCOME_FREE, release
 
         (ticket_id,) = parse_tickets((ticket,))
+        if done and blocked:
+            raise UsageError("--done and --blocked exclude each other")
+        outcome = "done" if done else "blocked" if blocked else None
         if reason and outcome != "blocked":
             raise UsageError("--reason goes with --blocked")
         session = session_from(remote, agent)
