@@ -15,6 +15,7 @@ class ExitCode(IntEnum):
     NO = 1  # the answer is no: lost, held by another, not the holder, refused
     USAGE = 2  # usage or bad input
     GIT_ERROR = 3  # remote or local git error: unreachable, auth, not a repository
+    LOST = 4  # `git claim run`: the claim was lost while the command ran
     INTERRUPTED = 130  # Ctrl-C
 
 

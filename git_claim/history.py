@@ -41,8 +41,9 @@ def history(session: Session, ticket: str, limit: int = 10000) -> list[dict[str,
         record = parse_claim(ticket, info.raw_message, tagger_name=info.tagger_name,
                              tagger_time=info.tagger_time)
         event = "claimed" if record.state == "held" else record.state
+        order = 0 if record.state == "held" else 10**9  # an outcome comes after its release
         events.append({"time": iso(record.time) if record.time else None, "event": event,
-                       "agent": record.agent, "holder": record.agent, "seq": 0, "claim": oid,
+                       "agent": record.agent, "holder": record.agent, "seq": order, "claim": oid,
                        "ttl": None, "outcome": None, "reason": record.reason or None,
                        "forced_by": record.forced_by or None, "commit": None})
     events.sort(key=lambda e: (e["time"] or "", e["seq"]))

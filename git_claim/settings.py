@@ -24,6 +24,19 @@ DEFAULTS = {
     "claim.maxSkew": "5m",
     "claim.heartbeat": "5m",
     "claim.branchPrefix": "claim/",
+    "claim.source": "",
+    "claim.tracker": "",
+    "claim.gateLabel": "design:required",
+    "claim.approvedLabel": "design:approved",
+    "claim.label": "in-progress",
+    "claim.blockedLabel": "blocked",
+    "claim.spread": "32",
+    "claim.project": "",
+    "claim.projectOwner": "@me",
+    "claim.projectStatus": "In Progress",
+    "claim.trackerTimeout": "20s",
+    "claim.worktree": "false",
+    "claim.worktreeDir": "",
 }
 AGENT_VARIABLE = "GIT_CLAIM_AGENT"
 MAX_AGENT_LENGTH = 100
@@ -41,6 +54,19 @@ class Settings:
     max_skew: float
     heartbeat: float
     branch_prefix: str
+    source: str = ""
+    tracker: str = ""
+    gate_label: str = "design:required"
+    approved_label: str = "design:approved"
+    claim_label: str = "in-progress"
+    blocked_label: str = "blocked"
+    spread: int = 32
+    project: str = ""
+    project_owner: str = "@me"
+    project_status: str = "In Progress"
+    tracker_timeout: float = 20.0
+    worktree: bool = False
+    worktree_dir: str = ""
 
     def claim_ref(self, ticket: str) -> str:
         return self.ref_prefix + ticket
@@ -93,7 +119,7 @@ def check_agent(agent: str) -> str:
 def load_settings(location: Location, config: dict[str, list[str]], *,
                   agent: str | None = None, remote: str | None = None,
                   ttl: str | None = None, max_skew: str | None = None,
-                  transport: str | None = None) -> Settings:
+                  transport: str | None = None, source: str | None = None) -> Settings:
     if agent is not None:
         chosen_agent = agent
     elif os.environ.get(AGENT_VARIABLE) is not None:
@@ -111,4 +137,30 @@ def load_settings(location: Location, config: dict[str, list[str]], *,
         max_skew=parse_duration(max_skew or _get(config, "claim.maxSkew"), what="max skew"),
         heartbeat=parse_duration(_get(config, "claim.heartbeat"), what="heartbeat interval"),
         branch_prefix=_get(config, "claim.branchPrefix"),
+        source=source if source is not None else _get(config, "claim.source"),
+        tracker=_get(config, "claim.tracker") or (
+            "gh" if (source if source is not None else _get(config, "claim.source")) == "gh"
+            else ""),
+        gate_label=_get(config, "claim.gateLabel"),
+        approved_label=_get(config, "claim.approvedLabel"),
+        claim_label=_get(config, "claim.label"),
+        blocked_label=_get(config, "claim.blockedLabel"),
+        spread=_positive_int(_get(config, "claim.spread"), "claim.spread"),
+        project=_get(config, "claim.project"),
+        project_owner=_get(config, "claim.projectOwner"),
+        project_status=_get(config, "claim.projectStatus"),
+        tracker_timeout=parse_duration(_get(config, "claim.trackerTimeout"),
+                                       what="tracker timeout"),
+        worktree=_get(config, "claim.worktree").lower() in ("true", "yes", "on", "1"),
+        worktree_dir=_get(config, "claim.worktreeDir"),
     )
+
+
+def _positive_int(value: str, key: str) -> int:
+    try:
+        number = int(value)
+    except ValueError:
+        number = 0
+    if number < 1:
+        raise UsageError(f"{key} must be a positive whole number, not {value!r}")
+    return number

@@ -18,11 +18,14 @@ from .output import emit_json, reporting
 @click.option("--ticket", "tickets", multiple=True, metavar="TICKET",
               help="Reap only this ticket (repeatable).")
 @click.option("--force", is_flag=True, help="Allow a TTL shorter than the heartbeat interval.")
+@click.option("--no-pr-check", is_flag=True,
+              help="Reap even claims with an open pull request (checked through the tracker).")
 @remote_options
 @json_option
 @click.version_option(package_name="git-claim", prog_name="git-reap", message="%(prog)s %(version)s")
 def reap_command(ttl: str | None, max_skew: str | None, dry_run: bool, tickets: tuple[str, ...],
-                 force: bool, remote: str | None, agent: str | None, as_json: bool) -> None:
+                 force: bool, no_pr_check: bool, remote: str | None, agent: str | None,
+                 as_json: bool) -> None:
     """Free claims whose holder stopped heartbeating.
 
     A claim is stale when its last heartbeat (or its claim time) is older than
@@ -41,8 +44,22 @@ def reap_command(ttl: str | None, max_skew: str | None, dry_run: bool, tickets: 
             raise UsageError(
                 f"TTL {ttl or settings.ttl} is shorter than the heartbeat interval"
                 f" ({int(settings.heartbeat)}s): live claims would be reaped (--force overrides)")
+        from ..mirror import on_reaped, open_label_tracker, open_pr_check, repair_labels
+
+        tracker = open_label_tracker(session)
+        checks = [] if no_pr_check else [c for c in [open_pr_check(session, tracker)] if c]
         report = reap(session, ttl=settings.ttl, max_skew=settings.max_skew, dry_run=dry_run,
-                      tickets=ids or None)
+                      tickets=ids or None, skip_checks=checks)
+        warnings: list[str] = []
+        repaired: list[str] = []
+        if not dry_run and tracker is not None:
+            warnings += on_reaped(session, tracker, [e.ticket for e in report.reaped],
+                                  settings.ttl)
+            if not ids:
+                from ..claims import read_claims
+
+                repaired, more = repair_labels(session, tracker, read_claims(session))
+                warnings += more
         summary = (f"{'would reap' if dry_run else 'reaped'} {len(report.reaped)},"
                    f" live {len(report.live)}, skipped {len(report.skipped)}")
         reasons: dict[str, int] = {}
@@ -62,7 +79,8 @@ def reap_command(ttl: str | None, max_skew: str | None, dry_run: bool, tickets: 
                        "live": [e.as_dict() for e in report.live],
                        "skipped": [e.as_dict() for e in report.skipped],
                        "completed": [e.as_dict() for e in report.completed],
-                       "revived": [e.as_dict() for e in report.lost_races]})
+                       "revived": [e.as_dict() for e in report.lost_races],
+                       "repaired": repaired, "warnings": warnings})
             return
         from ..clock import format_duration
         from ..safetext import clean
@@ -73,6 +91,10 @@ def reap_command(ttl: str | None, max_skew: str | None, dry_run: bool, tickets: 
                        f" (held by {clean(entry.holder, 80)}, silent {idle})")
         for entry in report.skipped:
             click.echo(f"skipped {clean(entry.ticket)}: {clean(entry.reason)}")
+        for line in repaired:
+            click.echo(f"repaired: {line}")
+        for warning in warnings:
+            click.echo(f"warning: {warning}", err=True)
         click.echo(summary)
 
 

@@ -39,13 +39,26 @@ def release_command(ticket: str, done: bool, blocked: bool, reason: str, force: 
         session = session_from(remote, agent)
         result = release(session, ticket_id, outcome=outcome or OUTCOME_FREE, reason=reason,
                          force=force)
+        from ..mirror import on_released, open_label_tracker
+
+        warnings = on_released(session, open_label_tracker(session), ticket_id,
+                               result.outcome, reason)
+        cleanup: list[str] = []
+        if result.outcome == "done":
+            from .run_cmd import _cleanup_worktree
+
+            cleanup = [line for line in _cleanup_worktree(session, ticket_id) if line]
         if as_json:
             emit_json({"ok": True, "ticket": result.ticket, "outcome": result.outcome,
-                       "forced": result.forced, "holder": result.holder})
+                       "forced": result.forced, "holder": result.holder, "worktree": cleanup})
         else:
+            for warning in warnings:
+                click.echo(f"warning: {warning}", err=True)
             what = {"free": "released", "done": "done:", "blocked": "blocked:"}[result.outcome]
             forced = " (forced)" if result.forced else ""
             click.echo(f"{what} {result.ticket}{forced}")
+            for line in cleanup:
+                click.echo(line)
 
 
 def main() -> None:

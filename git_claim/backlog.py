@@ -1,0 +1,128 @@
+"""Picking work: `git claim --next`, eligibility and the human design gate.
+
+The tracker only says what exists and how it is labelled; the claim ref is
+still the lock. Picking is contention-aware: one listing of the remote's
+claim refs removes what is taken, and each agent walks the top candidates in
+its own order (a hash of its identity), so agents starting together spread
+over the backlog instead of all pushing for the top ticket.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from typing import Callable, Sequence
+
+from .errors import RefusedError
+from .lock import ClaimResult, claim
+from .safetext import clean
+from .session import Session
+from .tracker.base import Ticket, Tracker, TrackerError
+
+
+@dataclass
+class NextResult:
+    ticket: Ticket
+    claim: ClaimResult
+    pushes: int
+    skipped: dict[str, int] = field(default_factory=dict)
+
+
+def gate_refusal(session: Session, ticket: Ticket) -> str | None:
+    """Why the design gate refuses `ticket`, or None when it may be claimed."""
+    settings = session.settings
+    if not ticket.labels_known:
+        return (f"{clean(ticket.id)}: its labels are unknown, and the design gate fails closed"
+                " (a human may pass --no-gate)")
+    if settings.gate_label in ticket.labels and settings.approved_label not in ticket.labels:
+        return (f"{clean(ticket.id)} needs design approval (labelled {settings.gate_label},"
+                f" not {settings.approved_label})")
+    return None
+
+
+def labels_for_gate(session: Session, ticket: Ticket, tracker: Tracker | None) -> Ticket:
+    """Fill in labels a plain id list cannot carry, from the configured tracker."""
+    if ticket.labels_known:
+        return ticket
+    if tracker is None:
+        # No tracker to ask: the source has no labels, so nothing says design:required.
+        return Ticket(ticket.id, ticket.title, (), True, ticket.open, ticket.url)
+    try:
+        return tracker.ticket(ticket.id)
+    except TrackerError:
+        return Ticket(ticket.id, ticket.title, (), False, ticket.open, ticket.url)
+
+
+def check_gate(session: Session, ticket_id: str, tracker: Tracker | None) -> Ticket | None:
+    """`git claim T`: refuse a gated ticket (exit 1); fail closed when labels are unreadable."""
+    if tracker is None:
+        return None
+    try:
+        ticket = tracker.ticket(ticket_id)
+    except TrackerError as error:
+        raise TrackerError(f"cannot read the labels of {clean(ticket_id)} from {tracker.name}:"
+                           f" {error.message}; the design gate fails closed"
+                           " (a human may pass --no-gate)")
+    refusal = gate_refusal(session, ticket)
+    if refusal:
+        raise RefusedError(refusal)
+    return ticket
+
+
+def spread_order(tickets: Sequence[Ticket], agent: str, spread: int) -> list[Ticket]:
+    """The top `spread` candidates in this agent's own order, then the rest in order."""
+    top = list(tickets[:spread])
+    top.sort(key=lambda t: hashlib.sha1(f"{agent}\0{t.id}".encode()).digest())
+    return top + list(tickets[spread:])
+
+
+def claim_next(session: Session, backlog: Sequence[Ticket], *, tracker: Tracker | None,
+               labels: Sequence[str] = (), exclude: Sequence[str] = (), gate: bool = True,
+               progress: Callable[[int], None] | None = None) -> NextResult:
+    """Claim one eligible ticket; on a lost race try the next; RefusedError when none is left."""
+    settings = session.settings
+    skipped: dict[str, int] = {}
+
+    def skip(reason: str) -> None:
+        skipped[reason] = skipped.get(reason, 0) + 1
+
+    taken = {ref[len(settings.ref_prefix):]
+             for ref in session.transport.list_refs([settings.ref_prefix])}
+    candidates: list[Ticket] = []
+    for ticket in backlog:
+        if progress is not None:
+            progress(1)
+        if not ticket.open:
+            skip("closed")
+        elif ticket.id in taken:
+            skip("claimed, done or blocked")
+        elif ticket.labels_known and any(label not in ticket.labels for label in labels):
+            skip("without the wanted labels")
+        elif ticket.labels_known and any(label in ticket.labels for label in exclude):
+            skip("excluded by label")
+        else:
+            candidates.append(ticket)
+    pushes = 0
+    for ticket in spread_order(candidates, settings.agent, settings.spread):
+        if gate or labels or exclude:
+            ticket = labels_for_gate(session, ticket, tracker)
+            if ticket.labels_known and (any(label not in ticket.labels for label in labels)
+                                        or any(label in ticket.labels for label in exclude)):
+                skip("without the wanted labels" if labels else "excluded by label")
+                continue
+        if gate:
+            refusal = gate_refusal(session, ticket)
+            if refusal:
+                skip("labels unknown (gate fails closed)" if not ticket.labels_known
+                     else "needs design approval")
+                continue
+        pushes += 1
+        try:
+            won = claim(session, ticket.id, no_gate=not gate)
+        except RefusedError:
+            skip("lost to another agent")
+            continue
+        return NextResult(ticket, won, pushes, skipped)
+    summary = ", ".join(f"{count} {reason}" for reason, count in sorted(skipped.items()))
+    raise RefusedError(f"nothing eligible ({summary or 'the backlog is empty'})",
+                       skipped=skipped, pushes=pushes)

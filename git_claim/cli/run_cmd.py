@@ -1,0 +1,183 @@
+"""`git claim run` and `git claim gc`: the agent loop and its cleanup."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import click
+
+from .claim_cmd import claim_group
+from .common import CONTEXT_SETTINGS, json_option, parse_tickets, remote_options, session_from
+from .output import emit_json, reporting
+
+RUN_SETTINGS = {**CONTEXT_SETTINGS, "ignore_unknown_options": False}
+
+
+@claim_group.command("run", context_settings=RUN_SETTINGS)
+@click.argument("arguments", nargs=-1, metavar="[TICKET] -- COMMAND...")
+@click.option("--next", "pick_next", is_flag=True, help="Claim the next eligible ticket first.")
+@click.option("--from", "source", metavar="SOURCE", help="Backlog for --next [claim.source].")
+@click.option("--label", "labels", multiple=True, metavar="LABEL",
+              help="--next: only tickets with this label.")
+@click.option("--exclude-label", "excluded", multiple=True, metavar="LABEL",
+              help="--next: skip tickets with this label.")
+@click.option("--no-gate", is_flag=True, help="Skip the design gate (recorded in the claim).")
+@click.option("--worktree", "worktree", is_flag=False, flag_value="", default=None,
+              metavar="[PATH]", help="Run in a linked worktree on claim/<ticket> [claim.worktree].")
+@click.option("--base", metavar="REV", help="Start the worktree's branch here.")
+@click.option("--interval", metavar="DURATION",
+              help="Heartbeat interval [claim.heartbeat, else 5m].")
+@click.option("--on-failure", type=click.Choice(["blocked", "release", "keep"]),
+              default="blocked", show_default=True,
+              help="What a non-zero exit does to the claim.")
+@click.option("--on-lost", type=click.Choice(["stop", "warn"]), default="stop",
+              show_default=True, help="When the claim is lost: stop the command, or only warn.")
+@click.option("--grace", metavar="DURATION", default="10s", show_default=True,
+              help="Time between SIGTERM and SIGKILL when stopping the command.")
+@remote_options
+@json_option
+def run_command(arguments: tuple[str, ...], pick_next: bool, source: str | None,
+                labels: tuple[str, ...], excluded: tuple[str, ...], no_gate: bool,
+                worktree: str | None, base: str | None, interval: str | None,
+                on_failure: str, on_lost: str, grace: str, remote: str | None,
+                agent: str | None, as_json: bool) -> None:
+    """Claim TICKET (or --next), run COMMAND while heartbeating, then release.
+
+    Exit 0 of COMMAND releases --done; another status releases --blocked with
+    the status as reason (see --on-failure). `run` exits with COMMAND's status,
+    1 when nothing was eligible (COMMAND is not run), and 4 when the claim was
+    lost while COMMAND ran.
+    """
+    status = 0
+    with reporting(as_json=as_json, command="git claim run"):
+        status = _run(arguments, pick_next, source, labels, excluded, no_gate, worktree, base,
+                      interval, on_failure, on_lost, grace, remote, agent, as_json)
+    raise SystemExit(status)
+
+
+def _run(arguments: tuple[str, ...], pick_next: bool, source: str | None,
+         labels: tuple[str, ...], excluded: tuple[str, ...], no_gate: bool,
+         worktree: str | None, base: str | None, interval: str | None, on_failure: str,
+         on_lost: str, grace: str, remote: str | None, agent: str | None,
+         as_json: bool) -> int:
+    import os
+    from pathlib import Path
+
+    from ..clock import parse_duration
+    from ..errors import ExitCode, UsageError
+    from ..runner import run_with_heartbeat
+    from .claim_cmd import _claim_ids, _claim_next, make_worktree
+
+    command = list(arguments)
+    ticket_args: list[str] = []
+    while command and not pick_next and not ticket_args:
+        ticket_args.append(command.pop(0))
+    if not command:
+        raise UsageError("give the command to run after `--`, e.g. `git claim run 640 -- ./agent.sh`")
+    if pick_next == bool(ticket_args):
+        raise UsageError("give one ticket id or --next")
+    session = session_from(remote, agent, source=source)
+    settings = session.settings
+    beat_every = parse_duration(interval, what="interval") if interval else settings.heartbeat
+    stop_grace = parse_duration(grace, what="grace")
+    if pick_next:
+        document, lines = _claim_next(session, labels, excluded, gate=not no_gate)
+    else:
+        document, lines = _claim_ids(session, parse_tickets(tuple(ticket_args)), gate=not no_gate)
+    ticket = document["ticket"]
+    for line in lines:
+        click.echo(f"git claim run: {line}", err=True)
+    extra = {"GIT_CLAIM_TICKET": ticket, "GIT_CLAIM_TITLE": document.get("title") or "",
+             "GIT_CLAIM_LABELS": ",".join(document.get("labels") or [])}
+    cwd = None
+    use_worktree = worktree is not None or settings.worktree
+    if use_worktree:
+        from ..worktree import ticket_env
+
+        tree = make_worktree(session, ticket, worktree or None, base, document)
+        cwd = tree.path
+        extra.update(ticket_env(tree, {"title": document.get("title") or "",
+                                       "labels": document.get("labels") or []}))
+    margin = max(settings.max_skew, beat_every)
+    give_up = max(beat_every, settings.ttl - margin)
+
+    def report(message: str) -> None:
+        click.echo(f"git claim run: {message}", err=True)
+
+    outcome = run_with_heartbeat(session, ticket, command, cwd=cwd,
+                                 env={**os.environ, **extra}, interval=beat_every,
+                                 give_up_after=give_up, grace=stop_grace,
+                                 stop_on_lost=on_lost == "stop", report=report)
+    result: dict[str, Any] = {"ok": outcome.status == 0 and outcome.lost is None,
+                              "ticket": ticket, "status": outcome.status, "beats": outcome.beats,
+                              "failed_beats": outcome.failed_beats, "lost": outcome.lost,
+                              "worktree": str(cwd) if cwd else None, "released": None}
+    if outcome.lost is not None:
+        if as_json:
+            emit_json(result)
+        return int(ExitCode.LOST)
+    release_as = "done" if outcome.status == 0 else on_failure
+    if release_as != "keep":
+        result["released"] = _release(session, ticket, release_as, outcome.status, report)
+    if as_json:
+        emit_json(result)
+    return outcome.status
+
+
+def _release(session: Any, ticket: str, how: str, status: int, report: Any) -> str | None:
+    from ..errors import ClaimError
+    from ..lock import OUTCOME_FREE, release
+    from ..mirror import on_released, open_label_tracker
+
+    outcome = {"done": "done", "blocked": "blocked", "release": OUTCOME_FREE}[how]
+    reason = f"exit status {status}" if outcome == "blocked" else ""
+    try:
+        release(session, ticket, outcome=outcome, reason=reason)
+    except ClaimError as error:
+        report(f"could not release {ticket}: {error.message}")
+        return None
+    for warning in on_released(session, open_label_tracker(session), ticket, outcome, reason):
+        report(f"warning: {warning}")
+    if outcome == "done":
+        for line in _cleanup_worktree(session, ticket):
+            report(line)
+    return outcome
+
+
+def _cleanup_worktree(session: Any, ticket: str) -> list[str]:
+    from ..worktree import branch_name, our_worktrees, remove_worktree
+
+    if not any(tree.ticket == ticket for tree in our_worktrees(session.location)):
+        return []
+    _, message = remove_worktree(session.location, ticket=ticket,
+                                 branch=branch_name(session.settings.branch_prefix, ticket))
+    return [message]
+
+
+@claim_group.command("gc", context_settings=CONTEXT_SETTINGS)
+@click.option("--dry-run", is_flag=True, help="Say what would be removed; remove nothing.")
+@remote_options
+@json_option
+def gc_command(dry_run: bool, remote: str | None, agent: str | None, as_json: bool) -> None:
+    """Remove local worktrees of claims no longer held by us (never ones with unsaved work)."""
+    with reporting(as_json=as_json, command="git claim gc"):
+        from ..claims import read_claims
+        from ..ownership import OwnershipStore
+        from ..worktree import gc, git_dirs
+
+        session = session_from(remote, agent)
+        views = read_claims(session)
+        records = [r for d in git_dirs(session.location) for r in OwnershipStore(d).all()]
+        ours = {r.ticket for r in records
+                if r.ticket in views and views[r.ticket].oid == r.tag
+                and views[r.ticket].ended_by is None}
+        results = gc(session.location, held=ours, dry_run=dry_run)
+        if as_json:
+            emit_json({"ok": True, "dry_run": dry_run,
+                       "worktrees": [{"ticket": t, "removed": done, "message": m}
+                                     for t, done, m in results]})
+        else:
+            for _, _, message in results:
+                click.echo(message)
+            if not results:
+                click.echo("nothing to clean")

@@ -1,0 +1,115 @@
+"""`git claim run`: run an agent's command while keeping its claim alive.
+
+The child runs undisturbed; this process waits for it and beats the claim
+every interval from the same process (a wait with a timeout, not a busy
+loop). A beat that fails for lack of the remote is retried with backoff; a
+beat refused because the claim was lost stops the child. If the remote stays
+unreachable for longer than the TTL minus a margin, the claim is assumed
+lost: the owner stops itself before any reaper could free the ticket.
+"""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Sequence
+
+from .errors import ClaimError, RefusedError
+from .liveness import heartbeat
+from .session import Session
+
+FORWARDED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+MIN_RETRY = 1.0
+
+
+@dataclass
+class RunOutcome:
+    status: int  # the child's exit status (128 + signal when killed)
+    lost: str | None  # why the claim was lost, when it was
+    beats: int
+    failed_beats: int
+    interrupted: bool
+
+
+def _status(returncode: int) -> int:
+    return 128 - returncode if returncode < 0 else returncode
+
+
+def run_with_heartbeat(session: Session, ticket: str, command: Sequence[str], *,
+                       cwd: Path | None, env: dict[str, str], interval: float,
+                       give_up_after: float, grace: float, stop_on_lost: bool,
+                       report: Callable[[str], None]) -> RunOutcome:
+    """Run `command`, beating `ticket` every `interval` seconds until it ends."""
+    try:
+        child = subprocess.Popen(list(command), cwd=cwd, env=env)
+    except OSError as error:
+        raise ClaimError(f"cannot run {command[0]!r}: {error.strerror or error}")
+    finished = threading.Event()
+    threading.Thread(target=lambda: (child.wait(), finished.set()), daemon=True).start()
+    interrupted = False
+
+    def forward(signum: int, _frame: object) -> None:
+        nonlocal interrupted
+        interrupted = True
+        if child.poll() is None:
+            try:
+                child.send_signal(signum)
+            except ProcessLookupError:
+                pass
+
+    previous = {sig: signal.signal(sig, forward) for sig in FORWARDED}
+    beats = failed = 0
+    lost: str | None = None
+    last_success = time.monotonic()
+    wait = interval
+    try:
+        while not finished.wait(wait):
+            try:
+                heartbeat(session, ticket)
+                beats += 1
+                last_success = time.monotonic()
+                wait = interval
+            except RefusedError as refusal:
+                lost = refusal.message
+            except ClaimError as error:
+                failed += 1
+                silent = time.monotonic() - last_success
+                if silent >= give_up_after:
+                    lost = (f"{ticket}: the remote has been unreachable for {int(silent)}s,"
+                            f" longer than the TTL allows: assuming the claim is lost")
+                else:
+                    retry = MIN_RETRY if wait >= interval else min(wait * 2, interval)
+                    wait = max(0.1, min(retry, give_up_after - silent))
+                    report(f"heartbeat failed ({error.message}); retrying in {wait:.0f}s")
+            if lost is not None:
+                report(lost)
+                if not stop_on_lost:
+                    report("--on-lost warn: the command goes on without a claim")
+                    finished.wait()
+                    break
+                _stop(child, finished, grace)
+                break
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    finished.wait()
+    return RunOutcome(_status(child.returncode), lost, beats, failed, interrupted)
+
+
+def _stop(child: subprocess.Popen[bytes], finished: threading.Event, grace: float) -> None:
+    """SIGTERM, then SIGKILL after the grace period."""
+    if child.poll() is None:
+        child.terminate()
+        if not finished.wait(grace):
+            child.kill()
+
+
+def child_environment(base: dict[str, str], extra: dict[str, str]) -> dict[str, str]:
+    env = dict(base)
+    env.update(extra)
+    return env
+

@@ -1,0 +1,149 @@
+"""The tracker boundary: where the backlog comes from and where claims are mirrored.
+
+The tracker is display only, never the lock: a claim is decided by the git
+remote, and labels, comments and board columns merely show it. So every
+tracker call may fail without harming a claim, and callers treat a
+TrackerError as "the mirror is behind", never as "the claim failed".
+
+Text from a tracker is foreign: titles and labels are kept raw here (the
+printer cleans them) but bounded in size, so a hostile issue cannot make the
+tool hold megabytes per ticket. This package never prints.
+"""
+
+from __future__ import annotations
+
+import sys
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable, TextIO
+
+from ..errors import ClaimError, ExitCode, UsageError
+from ..safetext import quoted
+
+MAX_TITLE = 500
+MAX_LABELS = 100
+MAX_LABEL_NAME = 100
+MAX_URL = 2000
+MAX_BODY = 65536
+
+
+@dataclass(frozen=True)
+class Ticket:
+    """One backlog entry; `id` is canonical (it passed `parse_ticket`)."""
+
+    id: str
+    title: str = ""
+    labels: tuple[str, ...] = ()
+    # False when the source could not tell: a plain id line, or the tracker
+    # failed for this ticket. Gates that need labels must not read "no labels".
+    labels_known: bool = True
+    open: bool = True
+    url: str = ""
+
+
+@dataclass(frozen=True)
+class PullRequest:
+    number: int
+    head: str
+    title: str
+    body: str
+
+
+class TrackerError(ClaimError):
+    """The tracker failed or cannot do this; the claim itself is unaffected."""
+
+    exit_code = ExitCode.GIT_ERROR
+    kind = "tracker"
+
+
+class BacklogSourceError(UsageError):
+    """The backlog named on the command line cannot be read (missing file, a directory)."""
+
+    kind = "backlog"
+
+
+class Tracker(ABC):
+    """A source of tickets that may also mirror claims (labels, comments, a board)."""
+
+    name: str = "tracker"
+    can_mirror: bool = False
+
+    def __init__(self) -> None:
+        # Reasons for entries the source held but the tool could not use, with
+        # counts, so the CLI can say "skipped 3 lines (invalid ticket id)".
+        self.skipped: dict[str, int] = {}
+
+    def _skip(self, reason: str, count: int = 1) -> None:
+        self.skipped[reason] = self.skipped.get(reason, 0) + count
+
+    @abstractmethod
+    def backlog(self) -> list[Ticket]:
+        """Open tickets in priority order, which is the source's own order."""
+
+    @abstractmethod
+    def ticket(self, ticket_id: str) -> Ticket:
+        """One ticket, with its labels for the design gate; TrackerError when unreadable."""
+
+    @abstractmethod
+    def add_labels(self, ticket_id: str, labels: list[str]) -> None: ...
+
+    @abstractmethod
+    def remove_labels(self, ticket_id: str, labels: list[str]) -> None: ...
+
+    @abstractmethod
+    def comment(self, ticket_id: str, body: str) -> None: ...
+
+    @abstractmethod
+    def open_pull_requests(self) -> list[PullRequest]: ...
+
+    @abstractmethod
+    def set_board_status(self, ticket_id: str, project: str, owner: str, status: str) -> None:
+        """Move the ticket's card; TrackerError("project boards are unavailable: ...")."""
+
+    @abstractmethod
+    def labelled(self, label: str) -> list[str]:
+        """Ids of open tickets carrying `label`, to repair labels that drifted from claims."""
+
+
+def bound_text(value: Any, limit: int) -> str:
+    """A string from untrusted data: non-strings become "", long ones are cut."""
+    if not isinstance(value, str):
+        return ""
+    return value[:limit]
+
+
+def bound_labels(names: Iterable[Any]) -> tuple[str, ...]:
+    """Label names from untrusted data: strings only, each and their number bounded."""
+    out: list[str] = []
+    for name in names:
+        if len(out) >= MAX_LABELS:
+            break
+        if isinstance(name, str) and name:
+            out.append(name[:MAX_LABEL_NAME])
+    return tuple(out)
+
+
+def open_tracker(source: str, *, stdin: TextIO | None = None, cwd: Path | None = None,
+                 timeout: float = 20.0) -> Tracker:
+    """`gh` for GitHub through the gh CLI, `-` for a backlog on stdin, else a file.
+
+    A file that happens to be called `gh` is reached as `./gh`.
+    """
+    from .filesource import FileTracker
+    from .gh import GhTracker
+
+    if source == "gh":
+        return GhTracker(cwd=cwd, timeout=timeout)
+    if source == "-":
+        return FileTracker.from_stream(stdin if stdin is not None else sys.stdin, name="stdin")
+    if not source:
+        raise BacklogSourceError("the backlog source is empty: give `gh`, `-` or a file")
+    path = Path(source)
+    if cwd is not None and not path.is_absolute():
+        path = cwd / path
+    return FileTracker.from_path(path, shown=source)
+
+
+def missing_source(shown: str, why: str) -> BacklogSourceError:
+    return BacklogSourceError(f"cannot read the backlog {quoted(shown)}: {why}")
