@@ -47,7 +47,7 @@ DEFAULT_COMMAND = {"claim": "claim take"}
 # Commands: options that take a value, flags, what the arguments are (a kind
 # above or a tuple of words) and how many there are (None: any number).
 COMMANDS: dict[str, tuple[tuple[str, ...], tuple[str, ...], object, int | None]] = {
-    "claim take": (("--from", "--label", "--exclude-label") + REMOTE,
+    "claim take": (("--from", "--label", "--exclude-label", "--worktree", "--base") + REMOTE,
                    ("--next", "--no-gate", "--json") + HELP, BACKLOG, None),
     "claim list": (REMOTE, ("--json",) + HELP, None, 0),
     "claim reopen": (REMOTE, ("--json",) + HELP, None, 1),

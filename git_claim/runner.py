@@ -10,8 +10,10 @@ lost: the owner stops itself before any reaper could free the ticket.
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
+import sys
 import threading
 import time
 from dataclasses import dataclass
@@ -44,24 +46,35 @@ def run_with_heartbeat(session: Session, ticket: str, command: Sequence[str], *,
                        give_up_after: float, grace: float, stop_on_lost: bool,
                        report: Callable[[str], None]) -> RunOutcome:
     """Run `command`, beating `ticket` every `interval` seconds until it ends."""
-    try:
-        child = subprocess.Popen(list(command), cwd=cwd, env=env)
-    except OSError as error:
-        raise ClaimError(f"cannot run {command[0]!r}: {error.strerror or error}")
-    finished = threading.Event()
-    threading.Thread(target=lambda: (child.wait(), finished.set()), daemon=True).start()
+    # The command stays in our process group: at a terminal it can read it and
+    # Ctrl-C reaches it directly, and a supervisor that kills our group kills
+    # it too. Stopping it after a lost claim signals its whole process tree.
+    started: list[subprocess.Popen[bytes]] = []
+    pending: list[int] = []
     interrupted = False
 
     def forward(signum: int, _frame: object) -> None:
         nonlocal interrupted
         interrupted = True
-        if child.poll() is None:
-            try:
-                child.send_signal(signum)
-            except ProcessLookupError:
-                pass
+        if started:
+            _signal(started[0], signum)
+        else:
+            pending.append(signum)  # arrived before the command started
 
+    # Handlers first: a signal between the start and the handlers must not be lost.
     previous = {sig: signal.signal(sig, forward) for sig in FORWARDED}
+    try:
+        child = subprocess.Popen(list(command), cwd=cwd, env=env,
+                                 preexec_fn=_die_with_parent)
+    except OSError as error:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        raise ClaimError(f"cannot run {command[0]!r}: {error.strerror or error}")
+    started.append(child)
+    for signum in pending:
+        _signal(child, signum)
+    finished = threading.Event()
+    threading.Thread(target=lambda: (child.wait(), finished.set()), daemon=True).start()
     beats = failed = 0
     lost: str | None = None
     last_success = time.monotonic()
@@ -100,12 +113,62 @@ def run_with_heartbeat(session: Session, ticket: str, command: Sequence[str], *,
     return RunOutcome(_status(child.returncode), lost, beats, failed, interrupted)
 
 
-def _stop(child: subprocess.Popen[bytes], finished: threading.Event, grace: float) -> None:
-    """SIGTERM, then SIGKILL after the grace period."""
+def _die_with_parent() -> None:
+    """In the child, before exec: get SIGTERM if `run` itself is killed (Linux)."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        try:
+            ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+        except (OSError, AttributeError):
+            pass
+
+
+def _signal(child: subprocess.Popen[bytes], signum: int) -> None:
     if child.poll() is None:
-        child.terminate()
-        if not finished.wait(grace):
-            child.kill()
+        try:
+            child.send_signal(signum)
+        except ProcessLookupError:
+            pass
+
+
+def _tree(root: int) -> list[int]:
+    """`root` and its descendants, from /proc where there is one."""
+    parents: dict[int, list[int]] = {}
+    try:
+        entries = os.listdir("/proc")
+    except OSError:
+        return [root]
+    for entry in entries:
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat", "rb") as handle:
+                fields = handle.read().rsplit(b")", 1)[1].split()
+            parents.setdefault(int(fields[1]), []).append(int(entry))
+        except (OSError, IndexError, ValueError):
+            continue
+    found, pending = [], [root]
+    while pending:
+        pid = pending.pop()
+        found.append(pid)
+        pending.extend(parents.get(pid, []))
+    return found
+
+
+def _signal_tree(root: int, signum: int) -> None:
+    for pid in _tree(root):
+        try:
+            os.kill(pid, signum)
+        except (ProcessLookupError, PermissionError):
+            pass
+
+
+def _stop(child: subprocess.Popen[bytes], finished: threading.Event, grace: float) -> None:
+    """SIGTERM to the command and what it started, then SIGKILL after the grace period."""
+    _signal_tree(child.pid, signal.SIGTERM)
+    if not finished.wait(grace):
+        _signal_tree(child.pid, signal.SIGKILL)
 
 
 def child_environment(base: dict[str, str], extra: dict[str, str]) -> dict[str, str]:

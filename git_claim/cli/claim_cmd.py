@@ -235,6 +235,6 @@ def run_group(group: click.Group, args: list[str] | None = None, prog: str = "gi
 
 
 def main() -> None:
-    from . import liveness_cmd, run_cmd  # noqa: F401  (they register their commands)
+    from . import completion_cmd, liveness_cmd, run_cmd  # noqa: F401  (they register their commands)
 
     run_group(claim_group)

@@ -249,7 +249,7 @@ FISH_GIT = r"""# `git claim`, `git release` and `git reap`: fish 3.6 neither lis
 # commands after `git` nor forwards their arguments to git-claim's completion
 # (it looks for git-git-claim); complete them here. Sourced at startup: it only
 # registers completions.
-@SUBCOMMANDS@
+@LINES@
 """
 
 FISH_SOURCED_HEAD = r"""# Manual setup: git claim completion fish > ~/.config/fish/conf.d/git-claim.fish
@@ -264,7 +264,7 @@ def _fish_git() -> str:
              f" -d {_quote(DESCRIPTIONS[command].capitalize())}" for command in COMMANDS]
     lines += [f"complete -c git -f -n '__fish_git_using_command {command}'"
               f" -a '(__git_claim_complete {command} git)'" for command in COMMANDS]
-    return FISH_GIT.replace("@SUBCOMMANDS@", "\n".join(lines))
+    return FISH_GIT.replace("@LINES@", "\n".join(lines))
 
 
 def _zsh_file(command: str) -> str:

@@ -8,6 +8,11 @@ TrackerError as "the mirror is behind", never as "the claim failed".
 Text from a tracker is foreign: titles and labels are kept raw here (the
 printer cleans them) but bounded in size, so a hostile issue cannot make the
 tool hold megabytes per ticket. This package never prints.
+
+Every Tracker method raises only TrackerError (a bad label name or ticket id
+included), so a caller's `except TrackerError` covers every way a mirror can
+fail and a claim that was won is never reported as failed. Only `open_tracker`
+raises a usage error, for a backlog file that cannot be read.
 """
 
 from __future__ import annotations

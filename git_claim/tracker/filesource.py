@@ -22,9 +22,10 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from ..errors import BadTicketError
+from ..safetext import quoted
 from ..ticket import parse_ticket
-from .base import (MAX_TITLE, MAX_URL, PullRequest, Ticket, Tracker, bound_labels, bound_text,
-                   missing_source)
+from .base import (MAX_TITLE, MAX_URL, PullRequest, Ticket, Tracker, TrackerError, bound_labels,
+                   bound_text, missing_source)
 
 MAX_BYTES = 10 * 1024 * 1024
 MAX_TICKETS = 100_000
@@ -159,7 +160,9 @@ class FileTracker(Tracker):
 
     def ticket(self, ticket_id: str) -> Ticket:
         """The listed ticket, or one with unknown labels: a file only knows what it lists."""
-        canonical = parse_ticket(ticket_id)
+        canonical = _ticket_id(ticket_id)
+        if canonical is None:
+            raise TrackerError(f"invalid ticket id {quoted(ticket_id)}")
         return self._by_id.get(canonical) or Ticket(id=canonical, labels_known=False)
 
     def labelled(self, label: str) -> list[str]:

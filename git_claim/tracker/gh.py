@@ -28,7 +28,7 @@ import unicodedata
 from pathlib import Path
 from typing import Any
 
-from ..errors import UsageError
+from ..errors import BadTicketError
 from ..safetext import clean, quoted
 from ..ticket import parse_ticket
 from .base import (MAX_BODY, MAX_TITLE, MAX_URL, PullRequest, Ticket, Tracker, TrackerError,
@@ -273,9 +273,9 @@ class GhTracker(Tracker):
     def set_board_status(self, ticket_id: str, project: str, owner: str, status: str) -> None:
         number = _issue_number(ticket_id)
         if not (project.isascii() and project.isdigit()):
-            raise UsageError(f"project {quoted(project)} is not a project number")
+            raise TrackerError(f"project {quoted(project)} is not a project number")
         if not owner or not re.fullmatch(r"@me|[A-Za-z0-9][A-Za-z0-9-]{0,38}", owner):
-            raise UsageError(f"project owner {quoted(owner)} is not a GitHub login or @me")
+            raise TrackerError(f"project owner {quoted(owner)} is not a GitHub login or @me")
         issue = self._json(["issue", "view", number, "--json", "id,url"], dict)
         node_id, url = issue.get("id"), issue.get("url")
         if not (isinstance(node_id, str) and node_id and isinstance(url, str) and url):
@@ -390,7 +390,10 @@ def _option(options: dict[str, str], project: str, owner: str, status: str) -> s
 
 def _issue_number(ticket_id: str) -> str:
     """The canonical ticket id as an issue number; one issue has exactly one ticket id."""
-    canonical = parse_ticket(ticket_id)
+    try:
+        canonical = parse_ticket(ticket_id)
+    except BadTicketError as error:
+        raise TrackerError(error.message) from None
     if not (canonical.isdigit() and canonical[0] != "0"):
         raise TrackerError(f"ticket {canonical} is not a GitHub issue number")
     return canonical
@@ -414,7 +417,7 @@ def _label_arg(label: str) -> str:
     elif any(unicodedata.category(char)[0] == "C" for char in label):
         problem = "it contains control characters"
     if problem:
-        raise UsageError(f"label {quoted(str(label))} cannot be used: {problem}")
+        raise TrackerError(f"label {quoted(str(label))} cannot be used: {problem}")
     return label
 
 

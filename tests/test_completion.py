@@ -1,0 +1,556 @@
+"""Shell completion, in real bash, zsh and fish, from one table.
+
+Each shell completes every line of ROWS as on a TAB: bash through
+bash-completion and git's completion (the completion function called with
+COMP_WORDS as readline splits the line), zsh through compsys in a zpty (a
+widget records what compadd receives), fish through `complete -C`. Each runs
+twice: with completions/ installed where setup.cfg installs it, and with the
+script of `git claim completion SHELL` set up by hand. The candidates come
+from the installed git-claim, in a repository with claims of ours and a
+backlog cache. A shell that is not installed is skipped.
+"""
+
+from __future__ import annotations
+
+import configparser
+import json
+import os
+import re
+import shlex
+import shutil
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import NamedTuple
+
+import pytest
+
+from agents import base_env
+
+ROOT = Path(__file__).resolve().parent.parent
+BASH_COMPLETION = Path("/usr/share/bash-completion/bash_completion")
+HELD = {"640", "PROJ-7"}  # claims of ours; 641 is pending (not won yet)
+BACKLOG = {"700", "701"}  # the backlog cache also lists 640, which we hold
+SUBCOMMANDS = {"list", "reopen", "heartbeat", "verify", "log", "hook", "run", "gc", "completion"}
+
+
+class Row(NamedTuple):
+    line: str  # the command line up to the cursor
+    want: set[str]  # candidates that must be offered
+    exact: bool = False  # ... and nothing else
+    absent: frozenset[str] = frozenset()  # candidates that must not be offered
+
+
+ROWS = [
+    Row("git claim ", SUBCOMMANDS | BACKLOG, absent=frozenset({"take", "640", "641", "--json"})),
+    Row("git-claim ", SUBCOMMANDS | BACKLOG, absent=frozenset({"take", "640"})),
+    Row("git claim li", {"list"}, exact=True),
+    Row("git claim h", {"heartbeat", "hook"}, exact=True),
+    Row("git claim 7", BACKLOG, exact=True),
+    Row("git claim 700 ", {"701"}, exact=True),
+    Row("git claim -- ", BACKLOG, exact=True),
+    Row("git claim --", {"--json", "--remote", "--agent", "--version", "--help"}),
+    Row("git claim --json 70", BACKLOG, exact=True),
+    Row("git claim --remote ", {"origin", "upstream"}, exact=True),
+    Row("git claim --next ", set(), exact=True),
+    Row("git claim --next --", {"--from", "--label", "--exclude-label", "--no-gate"},
+        absent=frozenset({"--next"})),
+    Row("git claim --next --from ", {"gh", "-", "tickets.json"}),
+    Row("git claim --next --label x --", {"--label", "--exclude-label"}),
+    Row("git claim list ", set(), exact=True),
+    Row("git claim heartbeat ", HELD, exact=True),
+    Row("git claim verify P", {"PROJ-7"}, exact=True),
+    Row("git claim log ", HELD, exact=True),
+    Row("git claim heartbeat --", {"--json", "--remote", "--agent", "--help"}),
+    Row("git claim hook ", {"install", "uninstall", "pre-push"}, exact=True),
+    Row("git claim hook install --j", {"--json"}, exact=True),
+    Row("git claim run ", BACKLOG, exact=True),
+    Row("git claim run 700 -- git-cl", {"git-claim"}),
+    Row("git claim run 700 -- make ti", {"tickets.json"}),
+    Row("git claim run --next -- git-cl", {"git-claim"}),
+    Row("git claim run --on-failure ", {"blocked", "release", "keep"}, exact=True),
+    Row("git claim run --worktree ", {"tickets.json"}),
+    Row("git claim gc --", {"--dry-run", "--json", "--remote"}),
+    Row("git claim completion ", {"bash", "zsh", "fish"}, exact=True),
+    Row("git release ", HELD, exact=True),
+    Row("git-release ", HELD, exact=True),
+    Row("git release 640 ", set(), exact=True),
+    Row("git release --", {"--done", "--blocked", "--reason", "--force", "--json", "--remote"}),
+    Row("git release --done --", {"--reason", "--force"}, absent=frozenset({"--done"})),
+    Row("git release --reason ", set(), exact=True),
+    Row("git reap --", {"--ttl", "--max-skew", "--dry-run", "--ticket", "--force", "--json"}),
+    Row("git reap --ttl ", {"5m", "15m", "30m", "1h"}, exact=True),
+    Row("git-reap --max-skew 1", {"15m", "1h"}, exact=True),
+    Row("git reap --ttl=1", {"--ttl=15m", "--ttl=1h"}, exact=True),
+    Row("git-reap --ttl 30m --dry-run --", {"--max-skew", "--ticket"},
+        absent=frozenset({"--ttl", "--dry-run"})),
+    Row("git cl", {"claim"}),
+    Row("git re", {"release", "reap"}),
+    Row("git -C ../other release ", {"900"}, exact=True),
+]
+
+SETUPS = ("installed", "manual")
+# The manual setup loads the same code another way: these rows show it is all there.
+MANUAL_ROWS = {"git claim ", "git-claim ", "git claim heartbeat ", "git claim --next --from ", "git release ",
+               "git-release ", "git reap --ttl=1", "git-reap --max-skew 1", "git cl", "git re",
+               "git -C ../other release "}
+
+
+# -- the scene: a repository with claims, the installed files, the manual scripts ---------
+
+class Scene(NamedTuple):
+    root: Path
+    home: Path
+    repo: Path
+    prefix: Path  # the install prefix: <prefix>/share/...
+    env: dict[str, str]
+
+
+def _bin_dir() -> Path:
+    return Path(sys.executable).parent
+
+
+@pytest.fixture(scope="module")
+def scene(tmp_path_factory: pytest.TempPathFactory) -> Scene:
+    from git_claim.cli.completion_cmd import INSTALL_DIRS, shipped_files
+
+    root = tmp_path_factory.mktemp("completion")
+    home = root / "home"
+    home.mkdir()
+    env = base_env(home)
+    for key in ("BASH_COMPLETION_USER_DIR", "XDG_DATA_HOME", "fish_complete_path", "FPATH"):
+        env.pop(key, None)
+    env["PATH"] = f"{_bin_dir()}{os.pathsep}{os.environ.get('PATH', '')}"
+    env["TERM"] = "xterm"
+    env["SHELL"] = "/bin/sh"
+
+    probe = subprocess.run(["git-claim", "--complete", "claim", "li"], env=env, capture_output=True,
+                           text=True, timeout=60)
+    assert probe.stdout == "list\n", (
+        "git-claim does not answer completion requests: its console script must be"
+        f" git_claim.completion:entry\n{probe.stderr}")
+
+    repo = root / "repo"
+    subprocess.run(["git", "init", "-q", "-b", "main", str(repo)], env=env, check=True)
+    subprocess.run(["git", "-C", str(repo), "config", "claim.source", "gh"], env=env, check=True)
+    for name in ("origin", "upstream"):
+        subprocess.run(["git", "-C", str(repo), "remote", "add", name, f"https://example.invalid/{name}"],
+                       env=env, check=True)
+    (repo / "tickets.json").write_text("[]\n")
+    _own(repo, {"640": False, "PROJ-7": False, "641": True})
+    (repo / ".git" / "git-claim" / "owned" / "broken.json").write_text("{not json")
+    cache = json.dumps([{"id": "700", "title": "Fix the login page"},
+                        {"id": "701", "title": "Colour \x1b[31mred"},
+                        {"id": "640", "title": "held by us already"}, {"id": "not valid!"}])
+    (repo / ".git" / "git-claim" / "backlog-cache.json").write_text(cache)
+    other = root / "other"  # `git -C ../other`: another clone, other claims, no backlog source
+    subprocess.run(["git", "init", "-q", "-b", "main", str(other)], env=env, check=True)
+    _own(other, {"900": False})
+    (other / ".git" / "git-claim" / "backlog-cache.json").write_text(cache)
+
+    prefix = root / "prefix"
+    for relative in shipped_files():
+        folder, name = relative.rsplit("/", 1)
+        target = prefix / INSTALL_DIRS[folder] / name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(ROOT / "completions" / relative, target)
+    return Scene(root, home, repo, prefix, env)
+
+
+def _own(repo: Path, tickets: dict[str, bool]) -> None:
+    """Ownership records as git_claim.ownership writes them: {ticket: pending}."""
+    owned = repo / ".git" / "git-claim" / "owned"
+    owned.mkdir(parents=True)
+    for ticket, pending in tickets.items():
+        (owned / f"{ticket}.json").write_text(json.dumps(
+            {"ticket": ticket, "ref": f"refs/claims/{ticket}", "remote_url": "x", "tag": "0" * 40,
+             "nonce": "n", "agent": "me", "claimed_at": 0.0, "pending": pending}))
+
+
+def _manual_script(scene: Scene, shell: str) -> Path:
+    """What `git claim completion SHELL` prints, saved as the manual setup says."""
+    printed = subprocess.run(["git", "claim", "completion", shell], env=scene.env, cwd=scene.repo,
+                             capture_output=True, text=True, timeout=60)
+    assert printed.returncode == 0, printed.stderr
+    path = scene.root / f"manual-{shell}"
+    path.write_text(printed.stdout)
+    return path
+
+
+def _shell_env(scene: Scene, setup: str) -> dict[str, str]:
+    env = dict(scene.env)
+    system = "/usr/local/share:/usr/share"
+    env["XDG_DATA_DIRS"] = f"{scene.prefix / 'share'}:{system}" if setup == "installed" else system
+    env["XDG_CONFIG_HOME"] = str(scene.root / f"config-{setup}")
+    return env
+
+
+# -- the drivers: each completes every row in one shell process ---------------------------
+
+def _rows(setup: str) -> list[Row]:
+    assert MANUAL_ROWS <= {row.line for row in ROWS}
+    return [row for row in ROWS if setup == "installed" or row.line in MANUAL_ROWS]
+
+
+def _bash_words(line: str) -> tuple[list[str], str]:
+    """COMP_WORDS as readline splits the line ('=' and ':' of COMP_WORDBREAKS make
+    words of their own), and the current word as bash passes it ($2)."""
+    words: list[str] = []
+    for token in line.split():
+        words += re.findall(r"[=:]+|[^=:]+", token)
+    if line.endswith(" "):
+        words.append("")
+    current = words[-1]
+    return words, "" if current and set(current) <= set("=:") else current
+
+
+def _run_bash(scene: Scene, setup: str) -> list[list[str]]:
+    lines = [f"source {shlex.quote(str(BASH_COMPLETION))}"]
+    if setup == "manual":
+        lines.append(f"source {shlex.quote(str(_manual_script(scene, 'bash')))}")
+    lines.append(r"""
+__t() {  # LINE CUR CWORD WORD...: what bash does on TAB, after readline split the line
+    local line=$1 arg2=$2 cword=$3 spec func
+    shift 3
+    COMP_WORDS=("$@") COMP_CWORD=$cword COMP_LINE=$line COMP_POINT=${#line}
+    spec=$(complete -p -- "$1" 2>/dev/null) ||
+        { _completion_loader "$1"; spec=$(complete -p -- "$1" 2>/dev/null); }
+    func=${spec##*-F }
+    func=${func%% *}
+    COMPREPLY=()
+    "$func" "$1" "$arg2" "${COMP_WORDS[cword-1]}"
+    printf '@@ROW\n'
+    printf '%s\n' "${COMPREPLY[@]}"
+}""")
+    lines.append(f"cd {shlex.quote(str(scene.repo))}")
+    for row in _rows(setup):
+        words, current = _bash_words(row.line)
+        lines.append(" ".join(["__t", shlex.quote(row.line), shlex.quote(current),
+                               str(len(words) - 1), *map(shlex.quote, words)]))
+    script = scene.root / f"drive-{setup}.bash"
+    script.write_text("\n".join(lines) + "\n")
+    done = subprocess.run(["bash", "--norc", "--noprofile", str(script)], env=_shell_env(scene, setup),
+                          capture_output=True, text=True, timeout=120)
+    chunks = done.stdout.split("@@ROW\n")[1:]
+    assert len(chunks) == len(_rows(setup)), done.stdout + done.stderr
+    results = []
+    for row, chunk in zip(_rows(setup), chunks):
+        # readline replaces the text after the last word break: complete the whole word
+        last = row.line.split(" ")[-1]
+        kept = re.match(r".*[=:]", last)
+        results.append([(kept.group(0) if kept else "") + item.rstrip()
+                        for item in chunk.splitlines() if item.strip()])
+    return results
+
+
+ZSH_INIT = r"""
+PS1='' PROMPT='' RPROMPT=''
+@FPATH@
+autoload -Uz compinit && compinit -u -d @DUMP@
+@MANUAL@
+# Record every candidate compadd is given and that matches the word, then add it.
+compadd() {
+  if [[ ${@[1,(i)(-|--)]} == *-(O|A|D)\ * ]]; then builtin compadd "$@"; return; fi
+  local -a __hits
+  local __hit
+  builtin compadd -O __hits "$@"
+  for __hit in $__hits; do print -r -- "@@<$__hit>@@"; done
+  builtin compadd "$@"
+}
+__capture() {
+  print -r -- "@@BEGIN@@"
+  zle complete-word
+  print -r -- "@@END@@"
+  zle kill-whole-line
+}
+zle -N __capture
+bindkey '^I' __capture
+cd @REPO@
+print -r -- "@@READY@@"
+"""
+
+ZSH_DRIVER = r"""
+zmodload zsh/zpty
+zpty shell zsh -f -i
+zpty -w shell "source @INIT@"
+zpty -r shell out '*@@READY@@*'
+for line in "$@"; do
+  zpty -w -n shell "$line"$'\t'
+  zpty -r shell out '*@@END@@*'
+  print -r -- "@@ROW@@"
+  print -r -- "$out"
+done
+zpty -d shell
+"""
+
+
+def _run_zsh(scene: Scene, setup: str) -> list[list[str]]:
+    site = scene.prefix / "share" / "zsh" / "site-functions"
+    init = scene.root / f"init-{setup}.zsh"
+    manual = _manual_script(scene, "zsh") if setup == "manual" else None
+    init.write_text(ZSH_INIT
+                    .replace("@FPATH@", f"fpath=({shlex.quote(str(site))} $fpath)" if not manual else "")
+                    .replace("@DUMP@", shlex.quote(str(scene.root / f"zcompdump-{setup}")))
+                    .replace("@MANUAL@", f"source {shlex.quote(str(manual))}" if manual else "")
+                    .replace("@REPO@", shlex.quote(str(scene.repo))))
+    driver = scene.root / f"drive-{setup}.zsh"
+    driver.write_text(ZSH_DRIVER.replace("@INIT@", shlex.quote(str(init))))
+    done = subprocess.run(["zsh", "-f", str(driver), *(row.line for row in _rows(setup))],
+                          env=_shell_env(scene, setup), capture_output=True, text=True, timeout=120)
+    chunks = done.stdout.split("@@ROW@@")[1:]
+    assert len(chunks) == len(_rows(setup)), done.stdout + done.stderr
+    return [re.findall(r"@@<(.*?)>@@", chunk) for chunk in chunks]
+
+
+def _fish_quote(text: str) -> str:
+    return "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+def _run_fish(scene: Scene, setup: str) -> list[list[str]]:
+    env = _shell_env(scene, setup)
+    if setup == "manual":
+        conf = Path(env["XDG_CONFIG_HOME"]) / "fish" / "conf.d" / "git-claim.fish"
+        conf.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(_manual_script(scene, "fish"), conf)
+    commands = [f"cd {_fish_quote(str(scene.repo))}"]
+    for row in _rows(setup):
+        commands += ["echo @@ROW", f"complete -C {_fish_quote(row.line)}"]
+    done = subprocess.run(["fish", "-c", "\n".join(commands)], env=env, capture_output=True,
+                          text=True, timeout=120)
+    chunks = done.stdout.split("@@ROW\n")[1:]
+    assert len(chunks) == len(_rows(setup)), done.stdout + done.stderr
+    return [[item.split("\t", 1)[0] for item in chunk.splitlines() if item] for chunk in chunks]
+
+
+DRIVERS = {"bash": _run_bash, "zsh": _run_zsh, "fish": _run_fish}
+
+
+def _available(shell: str) -> bool:
+    if shutil.which(shell) is None:
+        return False
+    return shell != "bash" or BASH_COMPLETION.is_file()
+
+
+@pytest.fixture(scope="module")
+def completions(scene: Scene) -> dict[tuple[str, str], dict[str, list[str]]]:
+    """Every (shell, setup) run once, side by side: {(shell, setup): {line: candidates}}."""
+    runs = [(shell, setup) for shell in DRIVERS if _available(shell) for setup in SETUPS]
+    with ThreadPoolExecutor(max_workers=3) as pool:
+        futures = {run: pool.submit(DRIVERS[run[0]], scene, run[1]) for run in runs}
+        return {run: {row.line: got for row, got in zip(_rows(run[1]), future.result())}
+                for run, future in futures.items()}
+
+
+@pytest.mark.parametrize("shell, setup, row", [
+    pytest.param(shell, setup, row, id=f"{shell}-{setup}-{row.line}")
+    for shell in DRIVERS for setup in SETUPS for row in _rows(setup)])
+def test_completion(completions, shell: str, setup: str, row: Row) -> None:
+    if not _available(shell):
+        pytest.skip(f"{shell} is not installed")
+    got = set(completions[shell, setup][row.line])
+    if row.exact:
+        assert got == row.want, f"{shell} ({setup}): {row.line!r}"
+    else:
+        assert row.want <= got, f"{shell} ({setup}): {row.line!r} misses {row.want - got}"
+    assert not got & row.absent, f"{shell} ({setup}): {row.line!r} offers {got & row.absent}"
+
+
+# -- bash as typed: readline itself, in tmux ----------------------------------------------
+
+@pytest.mark.skipif(shutil.which("tmux") is None or not _available("bash"),
+                    reason="tmux or bash-completion is not installed")
+def test_bash_readline_edits_the_line(scene: Scene) -> None:
+    """What TAB does to the line: insert a unique candidate (also after `=`), and
+    no file name where none is an argument (git's completion falls back to them)."""
+    rc = scene.root / "bashrc"
+    rc.write_text(f"source {shlex.quote(str(BASH_COMPLETION))}\nPS1='$ '\n"
+                  f"cd {shlex.quote(str(scene.repo))}\n")
+    tmux = ["tmux", "-L", f"git-claim-test-{os.getpid()}", "-f", "/dev/null"]
+    subprocess.run([*tmux, "new-session", "-d", "-x", "150", "-y", "20",
+                    f"bash --noprofile --rcfile {shlex.quote(str(rc))} -i"],
+                   env=_shell_env(scene, "installed"), check=True)
+
+    def line() -> str:
+        """The line being edited (tmux drops the trailing spaces)."""
+        screen = subprocess.run([*tmux, "capture-pane", "-p", "-t", "0"], check=True,
+                                capture_output=True, text=True).stdout
+        return ([row for row in screen.splitlines() if row.startswith("$")] or [""])[-1]
+
+    def wait_for(text: str, seconds: float) -> str:
+        deadline = time.monotonic() + seconds
+        while line() != text and time.monotonic() < deadline:
+            time.sleep(0.1)
+        return line()
+
+    try:
+        assert wait_for("$", 30) == "$"
+        # X typed after the TAB shows whether a space followed the completed word
+        for typed, expected in (("git claim li", "git claim list X"),
+                                ("git reap --ttl=15", "git reap --ttl=15m X"),
+                                ("git-release P", "git-release PROJ-7 X"),
+                                ("git release 640 t", "git release 640 tX")):
+            subprocess.run([*tmux, "send-keys", "-t", "0", typed, "Tab", "X"], check=True)
+            assert wait_for(f"$ {expected}", 30) == f"$ {expected}"
+            subprocess.run([*tmux, "send-keys", "-t", "0", "C-u"], check=True)
+            assert wait_for("$", 30) == "$"
+    finally:
+        subprocess.run([*tmux, "kill-server"], capture_output=True)
+
+
+@pytest.mark.skipif(not _available("fish"), reason="fish is not installed")
+def test_fish_shows_backlog_titles_made_safe(scene: Scene) -> None:
+    done = subprocess.run(["fish", "-c", f"cd {_fish_quote(str(scene.repo))}; complete -C 'git claim 70'"],
+                          env=_shell_env(scene, "installed"), capture_output=True, text=True,
+                          timeout=60)
+    assert done.stdout.splitlines() == ["700\tFix the login page", "701\tColour ?[31mred"]
+
+
+# -- the candidate path: fast, and without click or pygit2 --------------------------------
+
+def test_a_completion_request_imports_neither_click_nor_pygit2(scene: Scene) -> None:
+    env = dict(scene.env, PYTHONPROFILEIMPORTTIME="1")
+    done = subprocess.run(["git-claim", "--complete", "release", ""], env=env, cwd=scene.repo,
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0 and set(done.stdout.split()) == HELD, done.stderr[-2000:]
+    imported = {line.split("|")[-1].strip() for line in done.stderr.splitlines() if "|" in line}
+    assert not {name for name in imported if name.split(".")[0] in ("click", "pygit2")}, \
+        "git-claim imports click before answering a completion: point the console script at " \
+        "git_claim.completion:entry"
+
+
+def test_candidates_outside_a_repository_and_from_broken_files(scene: Scene, tmp_path: Path,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    from git_claim.completion import complete
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("GIT_CEILING_DIRECTORIES", str(tmp_path.parent))
+    assert complete(["release", ""]) == []
+    assert complete(["claim", "li"]) == ["list"]
+    monkeypatch.chdir(scene.repo)
+    assert sorted(complete(["release", ""])) == sorted(HELD)  # broken.json is skipped
+    assert complete(["claim", "70"]) == ["700\tFix the login page", "701\tColour ?[31mred"]
+    assert complete(["claim", "#70"])[0].startswith("#700\t")
+    monkeypatch.chdir(scene.root / "other")  # a cache, but no source configured any more
+    assert complete(["claim", "70"]) == [] and complete(["release", ""]) == ["900"]
+    assert complete(["nonsense", ""]) == [] and complete([]) == []
+
+
+# -- the static tables match the click commands -------------------------------------------
+
+def _click_commands() -> dict[str, object]:
+    import click
+
+    import importlib
+    import pkgutil
+
+    import git_claim.cli
+    from git_claim.cli import claim_cmd
+
+    for module in pkgutil.iter_modules(git_claim.cli.__path__):  # each registers its commands
+        importlib.import_module(f"git_claim.cli.{module.name}")
+    from git_claim.cli.reap_cmd import reap_command
+    from git_claim.cli.release_cmd import release_command
+
+    found: dict[str, object] = {}
+
+    def visit(path: str, command: click.Command) -> None:
+        context = click.Context(command, info_name=path, **command.context_settings)
+        options = [p for p in command.get_params(context) if isinstance(p, click.Option)]
+        arguments = [p for p in command.get_params(context) if isinstance(p, click.Argument)]
+        names = {p: [*p.opts, *p.secondary_opts] for p in options}
+        entry = {
+            "values": {n for p in options if not p.is_flag and not p.count for n in names[p]},
+            "flags": {n for p in options if p.is_flag or p.count for n in names[p]},
+            "repeatable": {n for p in options if p.multiple for n in names[p]},
+            "most": None if any(a.nargs < 0 for a in arguments) else sum(a.nargs for a in arguments),
+            "choices": next((tuple(a.type.choices) for a in arguments
+                             if isinstance(a.type, click.Choice)), None),
+            "option_choices": {n: tuple(p.type.choices) for p in options
+                               if isinstance(p.type, click.Choice) for n in names[p]},
+        }
+        if isinstance(command, click.Group):
+            entry["subcommands"] = {name: sub for name, sub in command.commands.items()}
+            for name, sub in command.commands.items():
+                visit(f"{path} {name}", sub)
+        found[path] = entry
+
+    visit("claim", claim_cmd.claim_group)
+    visit("release", release_command)
+    visit("reap", reap_command)
+    return found
+
+
+def test_the_command_table_matches_click() -> None:
+    from git_claim import completion
+    from git_claim.cli import claim_cmd
+
+    found = _click_commands()
+    assert completion.DEFAULT_COMMAND == {"claim": f"claim {claim_cmd.DEFAULT_COMMAND}"}
+    groups = {path: entry for path, entry in found.items() if "subcommands" in entry}
+    assert set(completion.GROUPS) == set(groups)
+    for path, entry in groups.items():
+        offered = {name for name, sub in entry["subcommands"].items()
+                   if not sub.hidden and f"{path} {name}" != completion.DEFAULT_COMMAND.get(path)}
+        assert set(completion.GROUPS[path]) == offered, path
+        assert not entry["values"], f"{path}: group options with values are not completed"
+        assert set(completion.GROUP_FLAGS[path]) == entry["flags"], path
+    leaves = {path: entry for path, entry in found.items() if "subcommands" not in entry}
+    assert set(completion.COMMANDS) == set(leaves)
+    repeatable = set()
+    for path, entry in leaves.items():
+        values, flags, kind, most = completion.COMMANDS[path]
+        assert set(values) == entry["values"], path
+        assert set(flags) == entry["flags"], path
+        assert most == entry["most"], path
+        if entry["choices"] is not None:
+            assert kind == entry["choices"], path
+        for option, choices in entry["option_choices"].items():
+            assert completion.VALUES.get(option) == choices, (path, option)
+        repeatable |= entry["repeatable"]
+    assert completion.REPEATABLE == repeatable
+    for option in completion.VALUES:  # values for options that exist take a value there
+        for path, entry in leaves.items():
+            assert option not in entry["flags"], (option, path)
+
+
+# -- the shipped files, the install layout, and `git claim completion` --------------------
+
+def test_completions_dir_holds_the_generated_files() -> None:
+    from git_claim.cli.completion_cmd import shipped_files
+
+    on_disk = {str(path.relative_to(ROOT / "completions")): path.read_text()
+               for path in (ROOT / "completions").rglob("*") if path.is_file()}
+    assert on_disk == shipped_files(), (
+        "completions/ is stale: python -c 'from git_claim.cli.completion_cmd import write_files;"
+        " write_files(\"completions\")'")
+
+
+def test_setup_cfg_installs_the_files_where_the_shells_look() -> None:
+    from git_claim.cli.completion_cmd import INSTALL_DIRS, shipped_files
+
+    config = configparser.ConfigParser()
+    config.read(ROOT / "setup.cfg")
+    assert config.has_section("options.data_files"), "setup.cfg has no [options.data_files]"
+    installed = {(target, source.strip()) for target, sources in config["options.data_files"].items()
+                 for source in sources.split() if source.strip().startswith("completions/")}
+    wanted = {(INSTALL_DIRS[relative.rsplit("/", 1)[0]], f"completions/{relative}")
+              for relative in shipped_files()}
+    assert installed == wanted
+
+
+@pytest.mark.parametrize("shell", ["bash", "zsh", "fish"])
+def test_git_claim_completion_prints_the_script(scene: Scene, shell: str) -> None:
+    from git_claim.cli.completion_cmd import script
+
+    printed = subprocess.run(["git", "claim", "completion", shell], env=scene.env, cwd=scene.repo,
+                             capture_output=True, text=True, timeout=60)
+    assert printed.returncode == 0 and printed.stdout == script(shell), printed.stderr
+    if shutil.which(shell) and shell != "fish":
+        checked = subprocess.run([shell, "-n", "-c", printed.stdout], capture_output=True, text=True)
+        assert checked.returncode == 0, checked.stderr
+    elif shutil.which(shell):
+        checked = subprocess.run([shell, "--no-execute", "-c", printed.stdout],
+                                 capture_output=True, text=True)
+        assert checked.returncode == 0, checked.stderr
