@@ -102,6 +102,9 @@ def claim_next(session: Session, backlog: Sequence[Ticket], *, tracker: Tracker 
             skip("excluded by label")
         else:
             candidates.append(ticket)
+    from . import backlog_cache
+
+    backlog_cache.save(session.location.common_dir, candidates, backlog)
     pushes = 0
     for ticket in spread_order(candidates, settings.agent, settings.spread):
         if gate or labels or exclude:

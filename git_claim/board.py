@@ -69,23 +69,51 @@ def board_rows(session: Session) -> list[dict[str, Any]]:
     return rows
 
 
-def render_table(rows: list[dict[str, Any]]) -> str:
+COLOURS = {"live": "32", "stale": "33", "ending": "35", "blocked": "31", "done": "34",
+           "unknown": "31;1"}
+HEADER = ("TICKET", "STATE", "HOLDER", "AGE", "HEARTBEAT", "REAP IN", "TITLE")
+MIN_SHRINK = {2: 12, 6: 10}  # HOLDER and TITLE give way first, down to these widths
+
+
+def render_table(rows: list[dict[str, Any]], *, width: int | None = None, colour: bool = False,
+                 titles: dict[str, str] | None = None) -> str:
+    """A table sorted as given, fitted to `width` columns; colour only when asked."""
     if not rows:
         return "no claims\n"
-    header = ("TICKET", "STATE", "HOLDER", "AGE", "HEARTBEAT", "REAP IN")
-    lines = [header]
+    titles = titles or {}
+    lines = [HEADER]
     for r in rows:
         mark = "*" if r["ours"] else " "
         lines.append((
-            mark + clean(r["ticket"], 40), r["state"], clean(r["agent"] or "?", 40),
+            mark + clean(r["ticket"], 64), r["state"], clean(r["agent"] or "?", 80),
             format_duration(r["age_seconds"]) if r["age_seconds"] is not None else "-",
             _local_time(r["last_heartbeat"]) if r["last_heartbeat"] else "-",
             format_duration(r["reap_in_seconds"]) if r["reap_in_seconds"] is not None else "-",
+            clean(titles.get(r["ticket"], ""), 200),
         ))
-    widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
-    text = ["  ".join(cell.ljust(widths[i]) for i, cell in enumerate(line)).rstrip()
-            for line in lines]
+    widths = [max(len(line[i]) for line in lines) for i in range(len(HEADER))]
+    if width:
+        for column in (6, 2):  # shrink the title, then the holder
+            excess = sum(widths) + 2 * (len(widths) - 1) - width
+            if excess > 0:
+                widths[column] = max(MIN_SHRINK[column], widths[column] - excess)
+    text = []
+    for index, line in enumerate(lines):
+        cells = [_fit(cell, widths[i]) for i, cell in enumerate(line)]
+        rendered = "  ".join(cell.ljust(widths[i]) for i, cell in enumerate(cells)).rstrip()
+        if colour and index > 0 and line[1] in COLOURS:
+            state_at = len(cells[0].ljust(widths[0])) + 2
+            state = cells[1].ljust(widths[1])
+            rendered = (rendered[:state_at] + f"\x1b[{COLOURS[line[1]]}m{state}\x1b[0m"
+                        + rendered[state_at + len(state):])
+        elif colour and index == 0:
+            rendered = f"\x1b[1m{rendered}\x1b[0m"
+        text.append(rendered)
     return "\n".join(text) + "\n"
+
+
+def _fit(cell: str, width: int) -> str:
+    return cell if len(cell) <= width else cell[: max(0, width - 1)] + "…"
 
 
 def _local_time(stamp: str) -> str:

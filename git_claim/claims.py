@@ -9,7 +9,7 @@ local object database is never fetched again.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Iterable, Sequence
+from typing import Callable, Sequence
 
 from .clock import now
 from .errors import GitError
@@ -87,7 +87,8 @@ def _view(session: Session, ticket: str, oid: str | None, notes_tip: str | None)
     return ClaimView(ticket, ref, oid, record, notes_tip, note)
 
 
-def read_claims(session: Session, tickets: Sequence[str] | None = None) -> dict[str, ClaimView]:
+def read_claims(session: Session, tickets: Sequence[str] | None = None, *,
+                progress: Callable[[int, int], None] | None = None) -> dict[str, ClaimView]:
     """The remote's claims (all, or just `tickets`), objects fetched as needed."""
     settings = session.settings
     if tickets is None:
@@ -106,8 +107,13 @@ def read_claims(session: Session, tickets: Sequence[str] | None = None) -> dict[
         ticket = settings.ticket_of_notes_ref(ref)
         if ticket is not None and "/" not in ticket:
             notes_tips[ticket] = oid
-    names: Iterable[str] = tickets if tickets is not None else claim_oids.keys()
-    return {t: _view(session, t, claim_oids.get(t), notes_tips.get(t)) for t in names}
+    names: list[str] = list(tickets) if tickets is not None else list(claim_oids)
+    views: dict[str, ClaimView] = {}
+    for count, ticket in enumerate(names, 1):
+        views[ticket] = _view(session, ticket, claim_oids.get(ticket), notes_tips.get(ticket))
+        if progress is not None:
+            progress(count, len(names))
+    return views
 
 
 def read_claim(session: Session, ticket: str) -> ClaimView:

@@ -318,7 +318,7 @@ def _backlog(common_dir: str) -> list[tuple[str, str]]:
         if not isinstance(entry, dict):
             continue
         ticket = _ticket_id(entry.get("id"))
-        if not ticket or ticket in seen:
+        if not ticket or ticket in seen or entry.get("eligible") is False:
             continue
         seen.add(ticket)
         title = entry.get("title")

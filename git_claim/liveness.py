@@ -156,18 +156,16 @@ def is_stale(view: ClaimView, *, ttl: float, max_skew: float, at: float,
 
 def reap(session: Session, *, ttl: float, max_skew: float, dry_run: bool = False,
          tickets: Sequence[str] | None = None, skip_checks: Sequence[SkipCheck] = (),
-         progress: Callable[[int], None] | None = None) -> ReapReport:
+         progress: Callable[[int, int], None] | None = None) -> ReapReport:
     """Free stale claims. Round trips: one listing, one fetch, two pushes."""
     settings = session.settings
-    views = read_claims(session, list(tickets) if tickets else None)
+    views = read_claims(session, list(tickets) if tickets else None, progress=progress)
     at = now()
     memory = ReaperMemory(session.location.common_dir / "git-claim" / "reaper-seen.json")
     report = ReapReport()
     to_reap: list[ClaimView] = []
     to_complete: list[ClaimView] = []
     for view in views.values():
-        if progress is not None:
-            progress(1)
         record = view.record
         if record is None:
             continue

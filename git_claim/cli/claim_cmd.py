@@ -163,8 +163,15 @@ def _claim_next(session: Any, labels: tuple[str, ...], excluded: tuple[str, ...]
     backlog_tracker = open_tracker(source, stdin=sys.stdin, cwd=session.location.worktree,
                                    timeout=session.settings.tracker_timeout)
     label_tracker = open_label_tracker(session)
-    result = claim_next(session, backlog_tracker.backlog(), tracker=label_tracker,
-                        labels=labels, exclude=excluded, gate=gate)
+    from .progress import StatusLine, counter
+
+    backlog = backlog_tracker.backlog()
+    line = StatusLine("reading the backlog")
+    try:
+        result = claim_next(session, backlog, tracker=label_tracker, labels=labels,
+                            exclude=excluded, gate=gate, progress=counter(line, len(backlog)))
+    finally:
+        line.finish()
     warnings = on_claimed(session, label_tracker, result.ticket.id)
     document = {"ok": True, "ticket": result.ticket.id, "title": result.ticket.title,
                 "labels": list(result.ticket.labels), "ref": result.claim.ref,
@@ -176,19 +183,49 @@ def _claim_next(session: Any, labels: tuple[str, ...], excluded: tuple[str, ...]
 
 
 @claim_group.command("list", context_settings=CONTEXT_SETTINGS)
+@click.option("--watch", "watch", is_flag=False, flag_value="2", default=None,
+              metavar="[SECONDS]", help="Redraw the board in place every SECONDS (default 2).")
 @remote_options
 @json_option
-def list_command(remote: str | None, agent: str | None, as_json: bool) -> None:
-    """List every claim on the remote: ticket, state, holder, age."""
+def list_command(watch: str | None, remote: str | None, agent: str | None,
+                 as_json: bool) -> None:
+    """The board: every claim on the remote, by state then age (--json for scripts).
+
+    Columns: ticket (* marks ours), state (live, stale, ending, done, blocked,
+    unknown), holder, age, last heartbeat, time left before it can be reaped,
+    and the tracker title when the last backlog listing knew it.
+    """
     with reporting(as_json=as_json, command="git claim list"):
+        import os
+        import shutil
+        import sys
+        import time
+
+        from ..backlog_cache import titles
         from ..board import board_rows, render_table
+        from ..clock import parse_duration
 
         session = session_from(remote, agent)
-        rows = board_rows(session)
-        if as_json:
-            emit_json(rows)
-        else:
-            click.echo(render_table(rows), nl=False)
+        pause = parse_duration(watch, what="watch interval") if watch else 0.0
+        terminal = sys.stdout.isatty()
+        colour = terminal and not os.environ.get("NO_COLOR")
+        while True:
+            rows = board_rows(session)
+            if as_json:
+                emit_json(rows)
+            else:
+                width = shutil.get_terminal_size((100, 24)).columns if terminal else None
+                table = render_table(rows, width=width, colour=colour,
+                                     titles=titles(session.location.common_dir))
+                if watch and terminal:
+                    click.echo("\x1b[H\x1b[2J", nl=False)
+                click.echo(table, nl=False)
+            if not watch:
+                return
+            try:
+                time.sleep(max(0.2, pause))
+            except KeyboardInterrupt:
+                return
 
 
 @claim_group.command("reopen", context_settings=CONTEXT_SETTINGS)

@@ -48,8 +48,15 @@ def reap_command(ttl: str | None, max_skew: str | None, dry_run: bool, tickets: 
 
         tracker = open_label_tracker(session)
         checks = [] if no_pr_check else [c for c in [open_pr_check(session, tracker)] if c]
-        report = reap(session, ttl=settings.ttl, max_skew=settings.max_skew, dry_run=dry_run,
-                      tickets=ids or None, skip_checks=checks)
+        from .progress import StatusLine
+
+        line = StatusLine("reading claims")
+        try:
+            report = reap(session, ttl=settings.ttl, max_skew=settings.max_skew,
+                          dry_run=dry_run, tickets=ids or None, skip_checks=checks,
+                          progress=line.update)
+        finally:
+            line.finish()
         warnings: list[str] = []
         repaired: list[str] = []
         if not dry_run and tracker is not None:
