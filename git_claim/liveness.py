@@ -158,7 +158,6 @@ def reap(session: Session, *, ttl: float, max_skew: float, dry_run: bool = False
          tickets: Sequence[str] | None = None, skip_checks: Sequence[SkipCheck] = (),
          progress: Callable[[int, int], None] | None = None) -> ReapReport:
     """Free stale claims. Round trips: one listing, one fetch, two pushes."""
-    settings = session.settings
     views = read_claims(session, list(tickets) if tickets else None, progress=progress)
     at = now()
     memory = ReaperMemory(session.location.common_dir / "git-claim" / "reaper-seen.json")

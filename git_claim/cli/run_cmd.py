@@ -61,7 +61,6 @@ def _run(arguments: tuple[str, ...], pick_next: bool, source: str | None,
          on_lost: str, grace: str, remote: str | None, agent: str | None,
          as_json: bool) -> int:
     import os
-    from pathlib import Path
 
     from ..clock import parse_duration
     from ..errors import ExitCode, UsageError

@@ -125,7 +125,7 @@ class LocalRepo:
             raise GitError(f"cannot open repository: {error}")
 
     def has(self, oid: str) -> bool:
-        return oid in self.repo.odb if hasattr(self.repo.odb, "__contains__") else self.repo.odb.exists(oid)
+        return bool(self.repo.odb.exists(oid))
 
     def resolve(self, revision: str) -> str | None:
         """A revision to a commit id, or None when it does not resolve."""
@@ -170,9 +170,10 @@ class LocalRepo:
         try:
             tag = self.repo[oid]
             tagger = tag.tagger
+            target_kind = self.repo.odb.read_header(tag.target)[0] \
+                if self.repo.odb.exists(tag.target) else None
             return TagInfo(
-                oid, _TYPE_NAMES.get(tag.target_type if hasattr(tag, "target_type") else
-                                     self.repo.odb.read_header(tag.target)[0], "?"),
+                oid, _TYPE_NAMES.get(target_kind, "?") if target_kind is not None else "missing",
                 tagger.raw_name.decode("utf-8", "replace") if tagger else "",
                 float(tagger.time) if tagger else None, tag.raw_message or b"",
             )
