@@ -34,7 +34,8 @@ def gate_refusal(session: Session, ticket: Ticket) -> str | None:
     if not ticket.labels_known:
         return (f"{clean(ticket.id)}: its labels are unknown, and the design gate fails closed"
                 " (a human may pass --no-gate)")
-    if settings.gate_label in ticket.labels and settings.approved_label not in ticket.labels:
+    labels = {label.lower() for label in ticket.labels}  # GitHub labels ignore case
+    if settings.gate_label.lower() in labels and settings.approved_label.lower() not in labels:
         return (f"{clean(ticket.id)} needs design approval (labelled {settings.gate_label},"
                 f" not {settings.approved_label})")
     return None
@@ -69,6 +70,16 @@ def check_gate(session: Session, ticket_id: str, tracker: Tracker | None) -> Tic
     return ticket
 
 
+def _has_all(ticket: Ticket, wanted: Sequence[str]) -> bool:
+    have = {label.lower() for label in ticket.labels}
+    return all(label.lower() in have for label in wanted)
+
+
+def _has_any(ticket: Ticket, unwanted: Sequence[str]) -> bool:
+    have = {label.lower() for label in ticket.labels}
+    return any(label.lower() in have for label in unwanted)
+
+
 def spread_order(tickets: Sequence[Ticket], agent: str, spread: int) -> list[Ticket]:
     """The top `spread` candidates in this agent's own order, then the rest in order."""
     top = list(tickets[:spread])
@@ -96,9 +107,9 @@ def claim_next(session: Session, backlog: Sequence[Ticket], *, tracker: Tracker 
             skip("closed")
         elif ticket.id in taken:
             skip("claimed, done or blocked")
-        elif ticket.labels_known and any(label not in ticket.labels for label in labels):
+        elif ticket.labels_known and not _has_all(ticket, labels):
             skip("without the wanted labels")
-        elif ticket.labels_known and any(label in ticket.labels for label in exclude):
+        elif ticket.labels_known and _has_any(ticket, exclude):
             skip("excluded by label")
         else:
             candidates.append(ticket)
@@ -109,8 +120,8 @@ def claim_next(session: Session, backlog: Sequence[Ticket], *, tracker: Tracker 
     for ticket in spread_order(candidates, settings.agent, settings.spread):
         if gate or labels or exclude:
             ticket = labels_for_gate(session, ticket, tracker)
-            if ticket.labels_known and (any(label not in ticket.labels for label in labels)
-                                        or any(label in ticket.labels for label in exclude)):
+            if ticket.labels_known and (not _has_all(ticket, labels)
+                                        or _has_any(ticket, exclude)):
                 skip("without the wanted labels" if labels else "excluded by label")
                 continue
         if gate:

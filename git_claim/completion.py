@@ -49,7 +49,7 @@ DEFAULT_COMMAND = {"claim": "claim take"}
 COMMANDS: dict[str, tuple[tuple[str, ...], tuple[str, ...], object, int | None]] = {
     "claim take": (("--from", "--label", "--exclude-label", "--worktree", "--base") + REMOTE,
                    ("--next", "--no-gate", "--json") + HELP, BACKLOG, None),
-    "claim list": (REMOTE, ("--json",) + HELP, None, 0),
+    "claim list": (("--watch",) + REMOTE, ("--json",) + HELP, None, 0),
     "claim reopen": (REMOTE, ("--json",) + HELP, None, 1),
     "claim heartbeat": (REMOTE, ("--json",) + HELP, HELD, 1),
     "claim verify": (REMOTE, ("--json",) + HELP, HELD, 1),
@@ -83,6 +83,7 @@ VALUES: dict[str, tuple[str, ...]] = {
     "--grace": ("5s", "10s", "30s", "1m"),
     "--on-failure": ("blocked", "release", "keep"),
     "--on-lost": ("stop", "warn"),
+    "--watch": ("2", "5", "10"),
     "--remote": (REMOTES,),
 }
 

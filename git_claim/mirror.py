@@ -73,7 +73,7 @@ def on_reaped(session: Session, tracker: Tracker | None, tickets: Sequence[str],
         try:
             tracker.remove_labels(ticket, [session.settings.claim_label])
             tracker.comment(ticket, f"Claim reaped by {session.settings.agent}:"
-                                    f" no heartbeat for {int(ttl)}s.")
+                                    f" no heartbeat within the TTL of {int(ttl)}s.")
         except TrackerError as error:
             warnings.append(_warn("mark the reap", ticket, error))
     return warnings

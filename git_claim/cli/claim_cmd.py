@@ -34,8 +34,11 @@ def claim_group() -> None:
     claims the first it can win. A ticket named like a command is claimed with
     `git claim -- list`.
 
+    `git claim --next` claims from the backlog instead (see --from).
+
     Exit codes: 0 success, 1 the answer is no (held by another, done, not the
-    holder), 2 usage or bad input, 3 git or remote error. See git-claim(1).
+    holder, nothing eligible), 2 usage or bad input, 3 git, remote or tracker
+    error, 4 `run`: the claim was lost. See git-claim(1).
     """
 
 
@@ -56,7 +59,8 @@ def claim_group() -> None:
               metavar="[PATH]",
               help="After a win, make a linked worktree on claim/<ticket> [claim.worktree].")
 @click.option("--base", metavar="REV",
-              help="The worktree branch starts here [the remote's default branch].")
+              help="The worktree branch starts here [the remote's default branch as last"
+                   " fetched].")
 @remote_options
 @json_option
 def take_command(tickets: tuple[str, ...], pick_next: bool, source: str | None,
@@ -80,7 +84,7 @@ def take_command(tickets: tuple[str, ...], pick_next: bool, source: str | None,
         else:
             document, lines = _claim_ids(session, ids, gate=not no_gate)
         if worktree is not None or session.settings.worktree:
-            tree = make_worktree(session, document["ticket"], worktree or None, base, document)
+            tree = worktree_or_release(session, document, worktree or None, base)
             document["worktree"] = str(tree.path)
             document["branch"] = tree.branch
             lines.append(f"{'made' if tree.created else 'reusing'} worktree {tree.path}"
@@ -115,6 +119,24 @@ def make_worktree(session: Any, ticket: str, path: str | None, base: str | None,
     if record is not None and tree.git_dir is not None:
         OwnershipStore(tree.git_dir).put(record)
     return tree
+
+
+def worktree_or_release(session: Any, document: dict[str, Any], path: str | None,
+                        base: str | None) -> Any:
+    """Make the worktree of a fresh win; if that fails, give the ticket back."""
+    from ..errors import ClaimError
+    from ..lock import release
+
+    try:
+        return make_worktree(session, document["ticket"], path, base, document)
+    except ClaimError as error:
+        if not document.get("already_ours"):
+            try:
+                release(session, document["ticket"])
+                error.message += f" (the claim on {document['ticket']} was released)"
+            except ClaimError:
+                error.message += f" (the claim on {document['ticket']} is still held)"
+        raise
 
 
 def _claim_ids(session: Any, ids: list[str], *, gate: bool) -> tuple[dict[str, Any], list[str]]:
@@ -184,7 +206,8 @@ def _claim_next(session: Any, labels: tuple[str, ...], excluded: tuple[str, ...]
 
 @claim_group.command("list", context_settings=CONTEXT_SETTINGS)
 @click.option("--watch", "watch", is_flag=False, flag_value="2", default=None,
-              metavar="[SECONDS]", help="Redraw the board in place every SECONDS (default 2).")
+              metavar="[SECONDS]", help="Redraw the board in place every SECONDS (default 2);"
+                                        " with --json, one JSON array per refresh.")
 @remote_options
 @json_option
 def list_command(watch: str | None, remote: str | None, agent: str | None,
@@ -250,7 +273,7 @@ def run_group(group: click.Group, args: list[str] | None = None, prog: str = "gi
     """Run a click command with our exit codes: usage errors exit 2, as JSON under --json."""
     import sys
 
-    argv = sys.argv[1:] if args is None else args
+    argv = _bare_worktree(sys.argv[1:] if args is None else args)
     try:
         return group.main(args=argv, prog_name=prog, standalone_mode=False)
     except click.exceptions.NoArgsIsHelpError as error:
@@ -269,6 +292,17 @@ def run_group(group: click.Group, args: list[str] | None = None, prog: str = "gi
         raise SystemExit(130)
     except click.exceptions.Exit as done:
         raise SystemExit(done.exit_code)
+
+
+def _bare_worktree(argv: list[str]) -> list[str]:
+    """`--worktree` alone means the default place: it never takes the next word as a path
+    (`git claim --worktree 640`); a path is given as `--worktree=PATH`."""
+    out: list[str] = []
+    for index, word in enumerate(argv):
+        if word == "--":
+            return out + argv[index:]
+        out.append("--worktree=" if word == "--worktree" else word)
+    return out
 
 
 def main() -> None:

@@ -71,7 +71,7 @@ def reap_command(ttl: str | None, max_skew: str | None, dry_run: bool, tickets: 
                    f" live {len(report.live)}, skipped {len(report.skipped)}")
         reasons: dict[str, int] = {}
         for entry in report.skipped:
-            key = entry.reason.split(":")[0]
+            key = entry.reason.split(":")[0].split(" (")[0]
             reasons[key] = reasons.get(key, 0) + 1
         if reasons:
             summary += " (" + ", ".join(f"{n} {why}" for why, n in reasons.items()) + ")"

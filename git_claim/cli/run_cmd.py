@@ -44,9 +44,12 @@ def run_command(arguments: tuple[str, ...], pick_next: bool, source: str | None,
     """Claim TICKET (or --next), run COMMAND while heartbeating, then release.
 
     Exit 0 of COMMAND releases --done; another status releases --blocked with
-    the status as reason (see --on-failure). `run` exits with COMMAND's status,
-    1 when nothing was eligible (COMMAND is not run), and 4 when the claim was
-    lost while COMMAND ran.
+    the status as reason (see --on-failure); Ctrl-C or SIGTERM to run is passed
+    to COMMAND and its status (130, 143) counts the same way. `run` exits with
+    COMMAND's status; before COMMAND runs: 1 nothing eligible or claimed by
+    another, 2 usage, 3 git, tracker or start-up error. 4 means the claim was
+    lost while COMMAND ran (reaped, forced away, or the remote unreachable for
+    longer than the TTL minus a margin).
     """
     status = 0
     with reporting(as_json=as_json, command="git claim run"):
@@ -65,7 +68,7 @@ def _run(arguments: tuple[str, ...], pick_next: bool, source: str | None,
     from ..clock import parse_duration
     from ..errors import ExitCode, UsageError
     from ..runner import run_with_heartbeat
-    from .claim_cmd import _claim_ids, _claim_next, make_worktree
+    from .claim_cmd import _claim_ids, _claim_next, worktree_or_release
 
     command = list(arguments)
     ticket_args: list[str] = []
@@ -75,6 +78,8 @@ def _run(arguments: tuple[str, ...], pick_next: bool, source: str | None,
         raise UsageError("give the command to run after `--`, e.g. `git claim run 640 -- ./agent.sh`")
     if pick_next == bool(ticket_args):
         raise UsageError("give one ticket id or --next")
+    if ticket_args and (source or labels or excluded):
+        raise UsageError("--from, --label and --exclude-label go with --next")
     session = session_from(remote, agent, source=source)
     settings = session.settings
     beat_every = parse_duration(interval, what="interval") if interval else settings.heartbeat
@@ -86,14 +91,16 @@ def _run(arguments: tuple[str, ...], pick_next: bool, source: str | None,
     ticket = document["ticket"]
     for line in lines:
         click.echo(f"git claim run: {line}", err=True)
-    extra = {"GIT_CLAIM_TICKET": ticket, "GIT_CLAIM_TITLE": document.get("title") or "",
-             "GIT_CLAIM_LABELS": ",".join(document.get("labels") or [])}
+    from ..safetext import clean
+
+    extra = {"GIT_CLAIM_TICKET": ticket, "GIT_CLAIM_TITLE": clean(document.get("title") or "", 500),
+             "GIT_CLAIM_LABELS": clean(",".join(document.get("labels") or []), 2000)}
     cwd = None
     use_worktree = worktree is not None or settings.worktree
     if use_worktree:
         from ..worktree import ticket_env
 
-        tree = make_worktree(session, ticket, worktree or None, base, document)
+        tree = worktree_or_release(session, document, worktree or None, base)
         cwd = tree.path
         extra.update(ticket_env(tree, {"title": document.get("title") or "",
                                        "labels": document.get("labels") or []}))

@@ -1,0 +1,362 @@
+"""The fault harness: real servers on 127.0.0.1, with faults injected on command.
+
+- `FaultProxy`: a TCP proxy of ours in front of `git daemon` or the HTTP
+  server. It passes traffic, refuses connections, cuts every open connection
+  at once, cuts a push after the server's advertisement and before the
+  client's upload, or delays the server's replies.
+- `ServerGate`: a hook in the served repository that stops the server at a
+  chosen step until the test lets it go. With `reference-transaction` and
+  state `committed`, git has updated the ref and not yet reported to the
+  client; with `pre-receive`, nothing is applied yet.
+- `process_tree`, `signal_tree`: SIGSTOP/SIGCONT/SIGKILL a client and all it
+  started (the `git` wrapper, the tool, the command under `git claim run`).
+- Shifted clocks come from GIT_CLAIM_CLOCK_OFFSET; steps inside the tool come
+  from its pause points (GIT_CLAIM_TEST_PAUSE, see `agents.PausePoint`).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import socket
+import struct
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+from agents import Agent, Outcome, remote_refs
+from servers import ServedRepo
+
+HOST = "127.0.0.1"
+GATE_TIMEOUT = 60  # seconds a gated server waits at most (never hang the suite)
+CHUNK = 65536
+
+
+# --------------------------------------------------------------------------
+# the proxy
+
+
+class _Link:
+    """One client connection and its upstream twin."""
+
+    def __init__(self, client: socket.socket, upstream: socket.socket) -> None:
+        self.client = client
+        self.upstream = upstream
+        self.receive_pack = False  # git://: the client asked for git-receive-pack
+        self.client_chunks = 0
+        self.closed = False
+        self.lock = threading.Lock()
+
+    def close(self, *, reset: bool) -> None:
+        with self.lock:
+            if self.closed:
+                return
+            self.closed = True
+        for sock in (self.client, self.upstream):
+            try:
+                if reset:  # RST rather than FIN: the peer sees "connection reset"
+                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            try:
+                sock.close()
+            except OSError:
+                pass
+
+
+class FaultProxy:
+    """A TCP proxy on 127.0.0.1 that forwards to `target_port`, with faults on command.
+
+    Modes: "pass" forwards; "refuse" resets every new connection at once;
+    "cut-upload" lets the next push receive the server's advertisement, then
+    resets the connection when the client starts its upload (the server sees
+    no commands: nothing is applied), and returns to "pass".
+    `cut()` resets every connection open now. `delay` holds each chunk the
+    server sends for that many seconds.
+    """
+
+    def __init__(self, target_port: int) -> None:
+        self.target = (HOST, target_port)
+        self.listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.listener.bind((HOST, 0))
+        self.listener.listen(64)
+        self.port: int = self.listener.getsockname()[1]
+        self.mode = "pass"
+        self.delay = 0.0
+        self.events: list[str] = []  # what the proxy did, for assertions and failure reports
+        self._links: set[_Link] = set()
+        self._lock = threading.Lock()
+        self._stopped = False
+        threading.Thread(target=self._accept_loop, daemon=True).start()
+
+    # control ----------------------------------------------------------------
+
+    def set_mode(self, mode: str) -> None:
+        assert mode in ("pass", "refuse", "cut-upload"), mode
+        with self._lock:
+            self.mode = mode
+
+    def cut(self, *, then: str | None = None) -> int:
+        """Reset every open connection (after switching to mode `then`); how many were cut."""
+        with self._lock:
+            if then is not None:
+                self.mode = then
+            links = list(self._links)
+            self._links.clear()
+        for link in links:
+            link.close(reset=True)
+        self._event(f"cut {len(links)}")
+        return len(links)
+
+    def stop(self) -> None:
+        self._stopped = True
+        try:
+            self.listener.close()
+        except OSError:
+            pass
+        self.cut()
+
+    def url_for(self, url: str) -> str:
+        """The served repository's URL with this proxy's port in place of the server's."""
+        return re.sub(r"^(\w+://127\.0\.0\.1:)\d+", rf"\g<1>{self.port}", url)
+
+    # internals --------------------------------------------------------------
+
+    def _event(self, what: str) -> None:
+        with self._lock:
+            self.events.append(what)
+
+    def _accept_loop(self) -> None:
+        while not self._stopped:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return
+            with self._lock:
+                mode = self.mode
+            if mode == "refuse":
+                self._event("refused")
+                _Link(client, socket.socket()).close(reset=True)
+                continue
+            try:
+                upstream = socket.create_connection(self.target, timeout=10)
+                upstream.settimeout(None)
+            except OSError:
+                client.close()
+                continue
+            link = _Link(client, upstream)
+            with self._lock:
+                self._links.add(link)
+            threading.Thread(target=self._pump_up, args=(link,), daemon=True).start()
+            threading.Thread(target=self._pump_down, args=(link,), daemon=True).start()
+
+    def _forget(self, link: _Link) -> None:
+        with self._lock:
+            self._links.discard(link)
+
+    def _pump_up(self, link: _Link) -> None:
+        """Client to server; where a push is cut before its upload."""
+        try:
+            while True:
+                data = link.client.recv(CHUNK)
+                if not data:
+                    link.upstream.shutdown(socket.SHUT_WR)
+                    return
+                link.client_chunks += 1
+                if link.client_chunks == 1 and b"git-receive-pack" in data \
+                        and not data.startswith((b"GET ", b"POST ")):
+                    link.receive_pack = True  # git://: the advertisement comes next
+                    upload = False
+                else:
+                    upload = (link.receive_pack and link.client_chunks > 1) or (
+                        data.startswith(b"POST ") and b"git-receive-pack" in data.split(b"\r\n", 1)[0])
+                if upload:
+                    with self._lock:
+                        armed = self.mode == "cut-upload"
+                        if armed:
+                            self.mode = "pass"
+                    if armed:
+                        self._event("cut-upload")
+                        self._forget(link)
+                        link.close(reset=True)
+                        return
+                link.upstream.sendall(data)
+        except OSError:
+            pass
+        finally:
+            if link.closed:
+                self._forget(link)
+
+    def _pump_down(self, link: _Link) -> None:
+        """Server to client, optionally delayed."""
+        try:
+            while True:
+                data = link.upstream.recv(CHUNK)
+                if not data:
+                    break
+                if self.delay:
+                    time.sleep(self.delay)
+                link.client.sendall(data)
+        except OSError:
+            pass
+        self._forget(link)
+        link.close(reset=False)
+
+
+def through(agent: Agent, proxy: FaultProxy) -> Agent:
+    """Point the agent's origin at the proxy; the world's other agents stay direct."""
+    agent.git("remote", "set-url", "origin", proxy.url_for(agent.repo.url))
+    return agent
+
+
+# --------------------------------------------------------------------------
+# server-side gates (hooks in the served repository)
+
+
+class ServerGate:
+    """Hold the server inside one of its hooks until the test says go.
+
+    `reference-transaction` with state `committed`: git runs it after it
+    has updated the refs and before receive-pack reports to the client.
+    `pre-receive`: before anything is applied; `verdict` chooses its exit.
+    The gate is one-shot: it holds the first update of `ref` (by `op`:
+    create, delete, update or any) after `arm()`, then lets everything pass.
+    """
+
+    def __init__(self, repo: ServedRepo, folder: Path, ref: str, *, hook: str =
+                 "reference-transaction", state: str = "committed", op: str = "any") -> None:
+        self.folder = folder
+        folder.mkdir(parents=True, exist_ok=True)
+        self.hook_path = repo.path / "hooks" / hook
+        zero = "0" * 40
+        ops = {"create": f'[ "$old" = {zero} ]', "delete": f'[ "$new" = {zero} ]',
+               "update": f'[ "$old" != {zero} ] && [ "$new" != {zero} ]', "any": "true"}
+        state_check = f'[ "$1" = "{state}" ] || exit 0\n' if hook == "reference-transaction" else ""
+        f = str(folder)
+        self.hook_path.write_text(
+            "#!/bin/sh\n"
+            f"{state_check}"
+            "hit=\n"
+            "while read old new ref; do\n"
+            f'  if [ "$ref" = "{ref}" ] && {ops[op]}; then hit=1; fi\n'
+            "done\n"
+            f'[ -n "$hit" ] && [ -e "{f}/armed" ] || exit 0\n'
+            f'rm -f "{f}/armed"\n'
+            f'touch "{f}/reached"\n'
+            "n=0\n"
+            f'while [ ! -e "{f}/go" ] && [ $n -lt {GATE_TIMEOUT * 100} ]; do sleep 0.01; n=$((n+1)); done\n'
+            f'exit "$(cat "{f}/go" 2>/dev/null || echo 0)"\n')
+        self.hook_path.chmod(0o755)
+
+    def arm(self) -> None:
+        for name in ("reached", "go"):
+            (self.folder / name).unlink(missing_ok=True)
+        (self.folder / "armed").write_text("")
+
+    def wait_reached(self, process: subprocess.Popen[str] | None = None,
+                     timeout: float = 60) -> None:
+        deadline = time.monotonic() + timeout
+        while not (self.folder / "reached").exists():
+            if process is not None and process.poll() is not None:
+                raise AssertionError(f"the client ended before the server reached the gate:"
+                                     f" {process.communicate()}")
+            if time.monotonic() > deadline:
+                raise AssertionError(f"the server did not reach the gate in {timeout}s")
+            time.sleep(0.01)
+
+    def go(self, verdict: int = 0) -> None:
+        (self.folder / "go").write_text(str(verdict))
+
+    def remove(self) -> None:
+        self.go()
+        self.hook_path.unlink(missing_ok=True)
+
+
+# --------------------------------------------------------------------------
+# processes
+
+
+def process_tree(root: int) -> list[int]:
+    """`root` and its live descendants (from /proc)."""
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat", "rb") as handle:
+                fields = handle.read().rsplit(b")", 1)[1].split()
+            children.setdefault(int(fields[1]), []).append(int(entry))
+        except (OSError, IndexError, ValueError):
+            continue
+    found, pending = [], [root]
+    while pending:
+        pid = pending.pop()
+        found.append(pid)
+        pending.extend(children.get(pid, []))
+    return found
+
+
+def signal_tree(root: int, signum: int) -> list[int]:
+    pids = process_tree(root)
+    for pid in pids:
+        try:
+            os.kill(pid, signum)
+        except ProcessLookupError:
+            pass
+    return pids
+
+
+def finish(process: subprocess.Popen[str], timeout: float = 60) -> Outcome:
+    out, err = process.communicate(timeout=timeout)
+    return Outcome(process.returncode, out, err)
+
+
+# --------------------------------------------------------------------------
+# inspecting the served repository
+
+
+def claim_tags_in(git_dir: Path, ticket: str, agent: str) -> list[str]:
+    """Every claim tag object (state held) that `agent` made for `ticket` in `git_dir`."""
+    listing = subprocess.run(
+        ["git", "--git-dir", str(git_dir), "cat-file", "--batch-all-objects",
+         "--batch-check=%(objectname) %(objecttype)"], capture_output=True, text=True, check=True)
+    tags = [line.split()[0] for line in listing.stdout.splitlines() if line.endswith(" tag")]
+    if not tags:
+        return []
+    bodies = subprocess.run(["git", "--git-dir", str(git_dir), "cat-file", "--batch"],
+                            input=("\n".join(tags) + "\n").encode(), capture_output=True,
+                            check=True).stdout
+    found = []
+    for oid in tags:
+        header_end = bodies.index(b"\n") + 1
+        size = int(bodies[:header_end].split()[2])
+        body = bodies[header_end:header_end + size]
+        bodies = bodies[header_end + size + 1:]
+        if re.search(rb"^Claim-Ticket: " + re.escape(ticket.encode()) + rb"$", body, re.M) and \
+                re.search(rb"^Claim-State: held$", body, re.M) and \
+                re.search(rb"^Claim-Agent: " + re.escape(agent.encode()) + rb"$", body, re.M):
+            found.append(oid)
+    return found
+
+
+def owned_record(agent: Agent, ticket: str) -> dict | None:
+    path = agent.workdir / ".git" / "git-claim" / "owned" / f"{ticket}.json"
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def claim_refs(repo: ServedRepo) -> dict[str, str]:
+    return {ref: oid for ref, oid in remote_refs(repo).items() if ref.startswith("refs/claims/")}
+
+
+def assert_clean_output(outcome: Outcome, *, allowed: tuple[int, ...] = (0, 1, 3)) -> None:
+    """No crash, no raw escape or control character, a documented exit code."""
+    text = outcome.stdout + outcome.stderr
+    assert outcome.code in allowed, outcome
+    assert "Traceback" not in text and "internal error" not in text, outcome
+    bad = sorted({hex(ord(c)) for c in text if (ord(c) < 32 and c not in "\n\t") or
+                  0x7f <= ord(c) < 0xa0})
+    assert not bad, f"raw control characters {bad} in the output: {outcome!r}"

@@ -1,0 +1,206 @@
+"""Pushes whose outcome the client never hears, on git daemon and smart HTTP.
+
+The agent under test reaches the server through a FaultProxy; the other
+agents of the world talk to the server directly. A ServerGate holds the
+server after it applied a ref update (reference-transaction, `committed`) or
+before (pre-receive), while the proxy cuts the connection.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+
+from agents import tag_message, with_env
+from faultkit import ServerGate, claim_refs, claim_tags_in, finish, owned_record, through
+
+NETWORK = [("git", "libgit2"), ("git", "git"), ("http", "libgit2"), ("http", "git")]
+OLD = "-100"  # a claim made by this clock looks 100 s old to everyone else
+TTL = ["--ttl", "10s", "--max-skew", "0"]
+
+
+def worlds(*pairs):
+    """Parametrize a test over (scheme, transport) pairs, as `net_world`."""
+    return pytest.mark.parametrize("net_world", pairs, ids=[f"{s}-{t}" for s, t in pairs],
+                                   indirect=True)
+
+
+@pytest.fixture(params=NETWORK, ids=[f"{s}-{t}" for s, t in NETWORK])
+def net_world(make_world, request):
+    scheme, transport = request.param
+    return make_world(scheme, transport)
+
+
+def nonce_of(world, oid: str) -> str:
+    match = re.search(r"^Claim-Nonce: (\w+)$", tag_message(world.repo, oid), re.M)
+    assert match, tag_message(world.repo, oid)
+    return match.group(1)
+
+
+def reaper(world, name: str):
+    agent = world.agent(name)
+    agent.git("config", "claim.heartbeat", "1s")
+    return agent
+
+
+# --------------------------------------------------------------------------
+# claim
+
+
+def test_claim_applied_but_unreported_is_settled_by_its_own_tag(net_world, proxy_for):
+    world = net_world
+    proxy = proxy_for(world)
+    alice, bob = through(world.agent("alice"), proxy), world.agent("bob")
+    gate = ServerGate(world.repo, world.root / "gate", "refs/claims/640", op="create")
+    gate.arm()
+    process = alice.popen("claim", "640", "--json")
+    gate.wait_reached(process)
+    applied = claim_refs(world.repo)["refs/claims/640"]
+    # applied and unreported is already the lock: nobody else can take it
+    assert bob.claim("640").code == 1
+    assert proxy.cut() >= 1  # alice never hears the server's report
+    gate.go()
+    outcome = finish(process)
+    assert outcome.code == 0, outcome
+    assert outcome.json()["tag"] == applied
+    record = owned_record(alice, "640")
+    assert record is not None and record["pending"] is False
+    assert record["tag"] == applied and record["nonce"] == nonce_of(world, applied)
+    assert claim_refs(world.repo) == {"refs/claims/640": applied}  # no orphan claim
+    assert claim_tags_in(world.repo.path, "640", "alice") == [applied]  # no second nonce
+    assert claim_tags_in(alice.workdir / ".git", "640", "alice") == [applied]
+    assert alice.claim("verify", "640").code == 0
+
+
+def test_claim_cut_before_its_upload_is_retried_with_the_same_tag(net_world, proxy_for):
+    world = net_world
+    proxy = proxy_for(world)
+    alice = through(world.agent("alice"), proxy)
+    proxy.set_mode("cut-upload")
+    outcome = alice.claim("640", "--json")
+    assert "cut-upload" in proxy.events, proxy.events
+    assert outcome.code == 0, outcome
+    landed = claim_refs(world.repo)["refs/claims/640"]
+    assert outcome.json()["tag"] == landed
+    assert claim_tags_in(alice.workdir / ".git", "640", "alice") == [landed]
+    assert claim_tags_in(world.repo.path, "640", "alice") == [landed]
+    assert owned_record(alice, "640")["nonce"] == nonce_of(world, landed)
+
+
+@worlds(("git", "git"), ("http", "libgit2"))
+def test_claim_that_cannot_reach_the_server_exits_3_and_a_retry_keeps_the_nonce(
+        net_world, proxy_for):
+    world = net_world
+    proxy = proxy_for(world)
+    alice = through(world.agent("alice"), proxy)
+    proxy.set_mode("refuse")
+    failed = alice.claim("640")
+    assert failed.code == 3, failed
+    assert "claimed" not in failed.stdout
+    assert claim_refs(world.repo) == {}
+    pending = owned_record(alice, "640")
+    assert pending is not None and pending["pending"] is True
+    assert alice.claim("verify", "640").code == 1  # a pending claim is not a claim
+    proxy.set_mode("pass")
+    retry = alice.claim("640")
+    assert retry.code == 0, retry
+    landed = claim_refs(world.repo)["refs/claims/640"]
+    assert landed == pending["tag"] and nonce_of(world, landed) == pending["nonce"]
+    assert claim_tags_in(alice.workdir / ".git", "640", "alice") == [landed]
+
+
+@worlds(("git", "libgit2"), ("http", "git"))
+def test_claim_cut_while_the_server_holds_it_before_applying(net_world, proxy_for):
+    """The first push is still in flight at the server when the client retries."""
+    world = net_world
+    proxy = proxy_for(world)
+    alice = through(world.agent("alice"), proxy)
+    gate = ServerGate(world.repo, world.root / "gate", "refs/claims/640", hook="pre-receive")
+    gate.arm()
+    process = alice.popen("claim", "640", "--json")
+    gate.wait_reached(process)
+    assert claim_refs(world.repo) == {}  # held before anything is applied
+    proxy.cut()
+    outcome = finish(process)
+    gate.go()  # the first push now goes on at the server, as if it had never been cut
+    assert outcome.code == 0, outcome
+    landed = claim_refs(world.repo)["refs/claims/640"]
+    assert outcome.json()["tag"] == landed
+    assert owned_record(alice, "640")["nonce"] == nonce_of(world, landed)
+    assert claim_tags_in(alice.workdir / ".git", "640", "alice") == [landed]
+    assert alice.claim("verify", "640").code == 0
+
+
+# --------------------------------------------------------------------------
+# release and reap: a retry never deletes a newer claim
+
+
+@pytest.mark.parametrize("step,net_world", [("decide", ("git", "libgit2")),
+                                            ("complete", ("http", "git"))],
+                         ids=["decide-git-libgit2", "complete-http-git"], indirect=["net_world"])
+def test_release_applied_unreported_then_a_new_claim_survives_the_retry(
+        net_world, proxy_for, step):
+    world = net_world
+    proxy = proxy_for(world)
+    alice, bob = through(world.agent("alice"), proxy), world.agent("bob")
+    assert alice.claim("640").code == 0
+    mine = claim_refs(world.repo)["refs/claims/640"]
+    if step == "decide":  # the released note lands; the claim ref is not deleted yet
+        gate = ServerGate(world.repo, world.root / "gate", "refs/notes/claims/640")
+    else:  # the claim ref is deleted
+        gate = ServerGate(world.repo, world.root / "gate", "refs/claims/640", op="delete")
+    gate.arm()
+    process = alice.popen("release", "640")
+    gate.wait_reached(process)
+    proxy.cut(then="refuse")  # alice hears nothing and cannot re-read either
+    gate.go()
+    first = finish(process)
+    assert first.code == 3, first
+    assert "released" not in first.stdout
+    assert claim_refs(world.repo).get("refs/claims/640") == (mine if step == "decide" else None)
+    taken = bob.claim("640", "--json")
+    assert taken.code == 0, taken  # finishes alice's decided release first if needed
+    newer = taken.json()["tag"]
+    proxy.set_mode("pass")
+    retry = alice.release("640")
+    assert retry.code == 0, retry  # her release did happen; repeating it succeeds
+    assert claim_refs(world.repo) == {"refs/claims/640": newer}
+    assert bob.claim("verify", "640").code == 0
+    assert alice.claim("heartbeat", "640").code == 1
+
+
+@pytest.mark.parametrize("step,net_world", [("decide", ("http", "libgit2")),
+                                            ("complete", ("git", "git"))],
+                         ids=["decide-http-libgit2", "complete-git-git"], indirect=["net_world"])
+def test_reap_applied_unreported_then_a_new_claim_survives_the_retry(
+        net_world, proxy_for, step):
+    world = net_world
+    proxy = proxy_for(world)
+    alice, bob = world.agent("alice"), world.agent("bob")
+    carol = through(reaper(world, "carol"), proxy)
+    assert alice.cmd("claim", "640", env=with_env(alice, GIT_CLAIM_CLOCK_OFFSET=OLD)).code == 0
+    if step == "decide":
+        gate = ServerGate(world.repo, world.root / "gate", "refs/notes/claims/640")
+    else:
+        gate = ServerGate(world.repo, world.root / "gate", "refs/claims/640", op="delete")
+    gate.arm()
+    process = carol.popen("reap", *TTL, "--json")
+    gate.wait_reached(process)
+    proxy.cut(then="refuse")
+    gate.go()
+    first = finish(process)
+    assert first.code == 3, first
+    taken = bob.claim("640", "--json")
+    assert taken.code == 0, taken
+    newer = taken.json()["tag"]
+    proxy.set_mode("pass")
+    retry = carol.cmd("reap", *TTL, "--json")
+    assert retry.code == 0, retry
+    report = retry.json()
+    assert report["reaped"] == [] and [e["ticket"] for e in report["live"]] == ["640"], report
+    assert claim_refs(world.repo) == {"refs/claims/640": newer}
+    assert bob.claim("verify", "640").code == 0
+    events = [e["event"] for e in bob.claim("log", "640", "--json").json()]
+    assert events.count("reaped") == 1, events
