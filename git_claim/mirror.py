@@ -39,6 +39,11 @@ def on_claimed(session: Session, tracker: Tracker | None, ticket: str) -> list[s
         tracker.add_labels(ticket, [settings.claim_label])
     except TrackerError as error:
         warnings.append(_warn(f"add the label {settings.claim_label}", ticket, error))
+    if settings.assign:
+        try:
+            tracker.assign(ticket, settings.assign)
+        except TrackerError as error:
+            warnings.append(_warn(f"assign {settings.assign}", ticket, error))
     if settings.project:
         try:
             tracker.set_board_status(ticket, settings.project, settings.project_owner,

@@ -37,6 +37,7 @@ DEFAULTS = {
     "claim.trackerTimeout": "20s",
     "claim.worktree": "false",
     "claim.worktreeDir": "",
+    "claim.assign": "",
 }
 AGENT_VARIABLE = "GIT_CLAIM_AGENT"
 MAX_AGENT_LENGTH = 100
@@ -67,6 +68,7 @@ class Settings:
     tracker_timeout: float = 20.0
     worktree: bool = False
     worktree_dir: str = ""
+    assign: str = ""
 
     def claim_ref(self, ticket: str) -> str:
         return self.ref_prefix + ticket
@@ -153,6 +155,7 @@ def load_settings(location: Location, config: dict[str, list[str]], *,
                                        what="tracker timeout"),
         worktree=_get(config, "claim.worktree").lower() in ("true", "yes", "on", "1"),
         worktree_dir=_get(config, "claim.worktreeDir"),
+        assign=_get(config, "claim.assign"),
     )
 
 

@@ -210,3 +210,13 @@ def test_sixteen_processes_next_on_one_backlog(make_world, tmp_path):
         assert f"Claim-Agent: {document['agent']}\n" in body
     pushes = sum(d["pushes"] for d in documents)
     print(f"16 agents, 32 tickets: {pushes} claim pushes ({pushes / 16:.2f} per agent)")
+
+
+def test_assignment_is_mirrored_when_configured(make_world, gh):
+    world = make_world("path", "libgit2")
+    gh.set(issues=[issue(40)], viewer="octo")
+    alice = gh_agent(world, gh, "alice")
+    alice.git("config", "claim.assign", "@me")
+    assert alice.claim("40").code == 0
+    data = json.loads(gh.path.read_text())
+    assert data["issues"][0]["assignees"] == ["octo"]

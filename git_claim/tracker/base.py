@@ -106,6 +106,9 @@ class Tracker(ABC):
     def set_board_status(self, ticket_id: str, project: str, owner: str, status: str) -> None:
         """Move the ticket's card; TrackerError("project boards are unavailable: ...")."""
 
+    def assign(self, ticket_id: str, who: str) -> None:  # noqa: B027 (optional for trackers)
+        """Assign the ticket (display only); trackers without assignees do nothing."""
+
     @abstractmethod
     def labelled(self, label: str) -> list[str]:
         """Ids of open tickets carrying `label`, to repair labels that drifted from claims."""

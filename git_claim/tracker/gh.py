@@ -241,6 +241,12 @@ class GhTracker(Tracker):
                 self._create_label(missing)
                 created.add(missing.casefold())
 
+    def assign(self, ticket_id: str, who: str) -> None:
+        number = _issue_number(ticket_id)
+        if not who or who.startswith("-") or any(c.isspace() for c in who):
+            raise TrackerError(f"cannot assign {bound_text(who, 40)!r}: not a GitHub login")
+        self._run(["issue", "edit", number, f"--add-assignee={who}"])
+
     def remove_labels(self, ticket_id: str, labels: list[str]) -> None:
         number = _issue_number(ticket_id)
         remaining = [_label_arg(label) for label in labels]
