@@ -124,7 +124,7 @@ def test_reaper_against_heartbeat_forced_interleavings(world):
 def test_reaper_against_heartbeat_hundred_trials(make_world, tool_transport):
     world = make_world("git", tool_transport)
     alice, carol = world.agent("alice"), reaper(world, "carol")
-    for trial in range(50):
+    for trial in range(100):  # each trial forces both orders: 200 interleavings
         ticket = f"H{trial}"
         assert alice.claim(ticket).code == 0
         _beat_then_reap(world, alice, carol, ticket)

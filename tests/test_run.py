@@ -188,3 +188,44 @@ def test_four_agent_loops_complete_ten_tickets_once(make_world, tmp_path):
                              capture_output=True, text=True).stdout.split("\n")[:-1]
         assert log == [f"work on T{i}"], (i, log)
     assert f"refs/heads/claim/{victim}" in refs
+
+
+def test_run_assumes_the_claim_lost_when_the_remote_stays_unreachable(tmp_path):
+    """Beats fail, are retried with backoff, and past TTL minus a margin run stops itself."""
+    from conftest import World
+    from servers import start_server
+
+    server = start_server("git", tmp_path / "own-daemon")
+    try:
+        world = World("git", "libgit2", server, tmp_path / "world")
+        alice = world.agent("alice")
+        alice.git("config", "claim.ttl", "4s")
+        alice.git("config", "claim.maxSkew", "0")
+        process = alice.popen("claim", "run", "650", "--interval", "0.5s", "--grace", "1s",
+                              "--", "sh", "-c", "echo started; sleep 60")
+        assert process.stdout.readline().strip() == "started"
+        server.stop()  # the remote goes away while the command works
+        out, err = process.communicate(timeout=60)
+    finally:
+        server.stop()
+    assert process.returncode == 4, (out, err)
+    assert "heartbeat failed" in err and "retrying in" in err
+    assert "assuming the claim is lost" in err
+
+
+def test_on_lost_warn_lets_the_command_finish(make_world):
+    world = make_world("git", "libgit2")
+    alice, carol = world.agent("alice"), world.agent("carol")
+    carol.git("config", "claim.heartbeat", "0.3s")
+    marker = world.root / "finished"
+    process = alice.popen("claim", "run", "651", "--interval", "1s", "--on-lost", "warn", "--",
+                          "sh", "-c", f"echo started; sleep 4; touch '{marker}'")
+    assert process.stdout.readline().strip() == "started"
+    for _ in range(20):
+        reaped = carol.cmd("reap", "--ttl", "1s", "--max-skew", "0", "--ticket", "651",
+                           "--json", env=with_env(carol, GIT_CLAIM_CLOCK_OFFSET="100"))
+        if reaped.json()["reaped"]:
+            break
+    out, err = process.communicate(timeout=60)
+    assert process.returncode == 4, (out, err)
+    assert marker.exists() and "--on-lost warn" in err
