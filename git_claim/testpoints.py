@@ -25,7 +25,10 @@ def pause(point: str) -> None:
         return
     folder = Path(os.environ.get(PAUSE_DIR_VARIABLE, "."))
     name = point.replace(":", "-")
-    (folder / f"{name}.reached").write_text(str(os.getpid()))
+    reached = folder / f"{name}.reached"
+    temporary = folder / f".{name}.{os.getpid()}"
+    temporary.write_text(str(os.getpid()))
+    os.replace(temporary, reached)  # the file appears whole: a test reads our pid from it
     go = folder / f"{name}.go"
     deadline = time.monotonic() + MAX_WAIT
     while not go.exists() and time.monotonic() < deadline:

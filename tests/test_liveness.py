@@ -9,7 +9,9 @@ from __future__ import annotations
 import json
 import signal
 import subprocess
+import sys
 import time
+from pathlib import Path
 
 import pytest
 
@@ -231,24 +233,33 @@ def test_clock_skew_within_the_margin(make_world, transport, agent_offset, reape
     alice_env = with_env(alice, GIT_CLAIM_CLOCK_OFFSET=agent_offset)
     dead_env = with_env(dead, GIT_CLAIM_CLOCK_OFFSET=agent_offset)
     carol_env = with_env(carol, GIT_CLAIM_CLOCK_OFFSET=reaper_offset)
-    ttl, interval = 4.0, 0.2
-    assert alice.cmd("claim", "640", env=alice_env).code == 0
+    ttl, interval = 6.0, 0.3
+    # alice works and beats every 0.5 s from `git claim run`; `dead` claims and stops
+    tool = str(Path(sys.executable).parent / "git-claim")  # signals reach it directly
+    live = subprocess.Popen([tool, "run", "640", "--interval", "0.5s", "--on-failure", "keep",
+                             "--", "sh", "-c", "echo started; exec sleep 120"],
+                            cwd=alice.workdir, env=alice_env, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert live.stdout.readline().strip() == "started"
     assert dead.cmd("claim", "641", env=dead_env).code == 0
     started = time.monotonic()
     reaped_at = None
-    while reaped_at is None:
-        assert alice.cmd("claim", "heartbeat", "640", env=alice_env).code == 0
-        run = carol.cmd("reap", "--ttl", f"{ttl:g}s", "--max-skew", "5m", "--json",
-                        env=carol_env)
-        assert run.code == 0, run
-        tickets = [e["ticket"] for e in run.json()["reaped"]]
-        assert "640" not in tickets, run
-        if "641" in tickets:
-            reaped_at = time.monotonic() - started
-        assert time.monotonic() - started < ttl + 300 + interval
-        time.sleep(interval)
-    assert reaped_at >= ttl - 1  # never before the TTL, even with skewed clocks
-    assert alice.cmd("claim", "verify", "640", env=alice_env).code == 0
+    try:
+        while reaped_at is None:
+            run = carol.cmd("reap", "--ttl", f"{ttl:g}s", "--max-skew", "5m", "--json",
+                            env=carol_env)
+            assert run.code == 0, run
+            tickets = [e["ticket"] for e in run.json()["reaped"]]
+            assert "640" not in tickets, run
+            if "641" in tickets:
+                reaped_at = time.monotonic() - started
+            assert time.monotonic() - started < ttl + 300 + interval
+            time.sleep(interval)
+        assert reaped_at >= ttl - 1  # never before the TTL, even with skewed clocks
+        assert alice.cmd("claim", "verify", "640", env=alice_env).code == 0
+    finally:
+        live.terminate()
+        live.communicate(timeout=60)
 
 
 def test_a_reaped_owner_is_fenced(sampled_world):
