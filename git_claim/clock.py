@@ -58,9 +58,16 @@ def format_duration(seconds: float) -> str:
     return f"{sign}{seconds // 86400}d"
 
 
+MAX_TIMESTAMP = 253402300799.0  # 9999-12-31T23:59:59Z: beyond this a record is absurd
+
+
 def iso(timestamp: float) -> str:
-    """UTC ISO-8601 with seconds, the form written into records."""
-    return datetime.fromtimestamp(int(timestamp), tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    """UTC ISO-8601 with seconds, the form written into records (absurd values clamped)."""
+    try:
+        bounded = min(max(float(timestamp), 0.0), MAX_TIMESTAMP)
+    except (OverflowError, ValueError, TypeError):
+        bounded = 0.0
+    return datetime.fromtimestamp(int(bounded), tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def parse_iso(text: str) -> float | None:

@@ -205,7 +205,15 @@ def reap(session: Session, *, ttl: float, max_skew: float, dry_run: bool = False
     if lost:
         report.lost_races = [e for e in report.reaped if e.ticket in lost]
         report.reaped = [e for e in report.reaped if e.ticket not in lost]
-    _complete_all(session, decided + to_complete)
+    unfinished = _complete_all(session, decided + to_complete)
+    if unfinished:
+        stuck = [e for e in report.reaped + report.completed if e.ticket in unfinished]
+        report.reaped = [e for e in report.reaped if e.ticket not in unfinished]
+        report.completed = [e for e in report.completed if e.ticket not in unfinished]
+        for entry in stuck:
+            entry.reason = ("recorded, but the remote refused to update the claim ref;"
+                            " the next reap finishes it")
+            report.skipped.append(entry)
     return report
 
 
@@ -222,9 +230,12 @@ def _decide_reaps(session: Session, views: list[ClaimView], *, ttl: float,
         event = LivenessRecord(event=EVENT_REAPED, time=at, agent=settings.agent,
                                seq=(view.note.seq if view.note else 0) + 1, ttl=ttl,
                                holder=view.record.agent)
-        commit = session.local.notes_commit(
-            view.notes_tip, view.oid, event.to_text(), message=f"reaped {view.ticket}",
-            author=settings.agent, email=f"agent@{EMAIL_DOMAIN}", time=at)
+        try:
+            commit = session.local.notes_commit(
+                view.notes_tip, view.oid, event.to_text(), message=f"reaped {view.ticket}",
+                author=settings.agent, email=f"agent@{EMAIL_DOMAIN}", time=at)
+        except GitError:
+            continue  # a notes ref we cannot build on: never reap what we cannot record
         ref = settings.notes_ref(view.ticket)
         updates.append(RefUpdate(ref, commit, view.notes_tip))
         by_ref[ref] = (view, event, commit)
@@ -236,14 +247,20 @@ def _decide_reaps(session: Session, views: list[ClaimView], *, ttl: float,
     return decided
 
 
-def _complete_all(session: Session, views: list[ClaimView]) -> None:
-    """Delete (or set the outcome of) every decided claim; leases on the claim tags."""
+def _complete_all(session: Session, views: list[ClaimView]) -> set[str]:
+    """Delete (or set the outcome of) every decided claim; leases on the claim tags.
+
+    Returns the tickets whose claim ref still holds the claim afterwards.
+    """
     simple = [v for v in views if v.note is not None and not (
         v.note.event != EVENT_REAPED and v.note.outcome in OUTCOME_STATES)]
-    for view in views:
-        if view not in simple:
-            complete_ended(session, view)
-    push_all(session, [RefUpdate(v.ref, None, v.oid) for v in simple])
+    unfinished = {v.ticket for v in views if v not in simple and not complete_ended(session, v)}
+    results = push_all(session, [RefUpdate(v.ref, None, v.oid) for v in simple])
+    failed = [v for v, r in zip(simple, results) if not r.ok]
+    if failed:
+        current = session.transport.list_refs([v.ref for v in failed])
+        unfinished |= {v.ticket for v in failed if current.get(v.ref) == v.oid}
+    return unfinished
 
 
 def push_all(session: Session, updates: list[RefUpdate]) -> list[UpdateResult]:

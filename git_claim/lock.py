@@ -190,7 +190,7 @@ def decide(session: Session, view: ClaimView, event: LivenessRecord) -> bool:
     return swap(session, update) == commit
 
 
-def complete_ended(session: Session, view: ClaimView) -> None:
+def complete_ended(session: Session, view: ClaimView) -> bool:
     """Finish a decided release or reap: delete the claim ref or set its outcome.
 
     Anyone may do this, any number of times: the lease on the claim tag makes
@@ -206,7 +206,7 @@ def complete_ended(session: Session, view: ClaimView) -> None:
         new = session.local.create_tag(f"claim/{view.ticket}", outcome.to_message(),
                                        tagger=ended.agent or session.settings.agent,
                                        email=f"agent@{EMAIL_DOMAIN}", time=outcome.time or now())
-    swap(session, RefUpdate(view.ref, new, view.oid))
+    return swap(session, RefUpdate(view.ref, new, view.oid)) != view.oid
 
 
 @dataclass(frozen=True)
@@ -265,7 +265,10 @@ def release(session: Session, ticket: str, *, outcome: str = OUTCOME_FREE, reaso
         pause("release:before-decide")
         if decide(session, view, event):
             pause("release:before-complete")
-            complete_ended(session, replace(view, note=event))
+            if not complete_ended(session, replace(view, note=event)):
+                raise GitError(f"the release of {clean(ticket)} is recorded, but the remote"
+                               f" refused to update {view.ref}; the next git claim, release"
+                               " or reap finishes it")
             if is_mine:
                 store.drop(ticket)
             return ReleaseResult(ticket, outcome, bool(forced_by), holder)

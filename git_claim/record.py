@@ -56,13 +56,17 @@ def _trailers(text: str) -> dict[str, str]:
     return found
 
 
+MAX_NUMBER = 10**12  # seq and TTL beyond this are absurd: treat as unreadable
+
+
 def _int_or_none(text: str | None) -> int | None:
-    if text is None:
+    if text is None or len(text) > 20:
         return None
     try:
-        return int(text)
+        number = int(text)
     except ValueError:
         return None
+    return number if -MAX_NUMBER <= number <= MAX_NUMBER else None
 
 
 @dataclass(frozen=True)

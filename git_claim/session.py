@@ -34,7 +34,10 @@ class Session:
 
     @cached_property
     def remote_url(self) -> str:
-        return remote_url(self.config, self.settings.remote)
+        """The remote's URL without credentials: what local records may keep."""
+        from .gateway.credentials import safe_url
+
+        return safe_url(remote_url(self.config, self.settings.remote))
 
     @cached_property
     def store(self) -> OwnershipStore:

@@ -39,6 +39,8 @@ def parse_ticket(raw: str) -> TicketId:
         )
     if ".." in text:
         raise BadTicketError(f"invalid ticket id {shown}: it contains '..'")
+    if text.endswith("."):
+        raise BadTicketError(f"invalid ticket id {shown}: it ends in '.'")
     if text.endswith(".lock"):
         raise BadTicketError(f"invalid ticket id {shown}: it ends in '.lock'")
     return TicketId(text)

@@ -31,7 +31,10 @@ class AuthFailed(GitError):
 
 def safe_url(url: str) -> str:
     """The URL without any user:password part, for messages."""
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return url.rsplit("@", 1)[-1]
     if parts.password or "@" in parts.netloc and parts.scheme in ("http", "https"):
         host = parts.netloc.rsplit("@", 1)[-1]
         return parts._replace(netloc=host).geturl()

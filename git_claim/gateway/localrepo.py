@@ -26,6 +26,9 @@ _TYPE_NAMES = {
     ObjectType.TAG: "tag",
 }
 MAX_OBJECT_BYTES = 1024 * 1024  # foreign objects larger than this are not parsed
+# What reading a foreign object can raise: missing, wrong type, corrupt.
+LOOKUP_ERRORS = (KeyError, ValueError, TypeError, AttributeError, pygit2.GitError,
+                 pygit2.InvalidSpecError)
 
 
 def run_git(args: list[str], *, cwd: Path | None = None, input_text: str | None = None,
@@ -132,7 +135,7 @@ class LocalRepo:
         try:
             obj = self.repo.revparse_single(revision)
             return str(obj.peel(pygit2.Commit).id)
-        except (KeyError, ValueError, pygit2.GitError, pygit2.InvalidSpecError):
+        except LOOKUP_ERRORS:
             return None
 
     def remote_default_commit(self, remote: str) -> str:
@@ -161,7 +164,7 @@ class LocalRepo:
         """A tag's parts, bounded; None if absent or not a tag."""
         try:
             kind, size = self.repo.odb.read_header(oid)
-        except (KeyError, ValueError, pygit2.GitError):
+        except LOOKUP_ERRORS:
             return None
         if kind != ObjectType.TAG:
             return TagInfo(oid, _TYPE_NAMES.get(kind, "?"), "", None, b"")
@@ -177,7 +180,7 @@ class LocalRepo:
                 tagger.raw_name.decode("utf-8", "replace") if tagger else "",
                 float(tagger.time) if tagger else None, tag.raw_message or b"",
             )
-        except (KeyError, ValueError, pygit2.GitError):
+        except LOOKUP_ERRORS:
             return None
 
     def read_blob(self, oid: str, limit: int = MAX_OBJECT_BYTES) -> bytes | None:
@@ -186,7 +189,7 @@ class LocalRepo:
             if kind != ObjectType.BLOB or size > limit:
                 return None
             return self.repo[oid].data
-        except (KeyError, ValueError, pygit2.GitError):
+        except LOOKUP_ERRORS:
             return None
 
     # Notes: one notes ref per ticket, a flat tree keyed by annotated object id.
@@ -198,7 +201,7 @@ class LocalRepo:
         try:
             tree = self.repo[notes_tip].peel(pygit2.Tree)
             entry = tree[annotated]
-        except (KeyError, ValueError, pygit2.GitError, AttributeError):
+        except LOOKUP_ERRORS:
             return None
         return self.read_blob(str(entry.id))
 
@@ -207,7 +210,13 @@ class LocalRepo:
         """A notes commit on `parent` that sets the note on `annotated` to `text`."""
         repo = self.repo
         if parent:
-            base_tree = repo[parent].peel(pygit2.Tree)
+            try:
+                base_tree = repo[parent].peel(pygit2.Tree)
+                if not isinstance(repo[parent], pygit2.Commit):
+                    raise ValueError("not a commit")
+            except LOOKUP_ERRORS:
+                raise GitError(f"the remote's notes ref points to {parent[:12]}, which is not a"
+                               " notes commit: fix or delete that ref on the remote")
             builder = repo.TreeBuilder(base_tree)
         else:
             builder = repo.TreeBuilder()
@@ -223,7 +232,9 @@ class LocalRepo:
         repo = self.repo
         try:
             commit = repo[tip]
-        except (KeyError, ValueError):
+            if not isinstance(commit, pygit2.Commit):
+                return
+        except LOOKUP_ERRORS:
             return
         for count, current in enumerate(repo.walk(commit.id, pygit2.enums.SortMode.TOPOLOGICAL)):
             if count >= limit:
@@ -240,7 +251,7 @@ class LocalRepo:
     def commit_time(self, oid: str) -> float | None:
         try:
             return float(self.repo[oid].commit_time)
-        except (KeyError, ValueError, AttributeError):
+        except LOOKUP_ERRORS:
             return None
 
     def set_ref(self, name: str, oid: str) -> None:

@@ -8,8 +8,8 @@
   chosen step until the test lets it go. With `reference-transaction` and
   state `committed`, git has updated the ref and not yet reported to the
   client; with `pre-receive`, nothing is applied yet.
-- `process_tree`, `signal_tree`: SIGSTOP/SIGCONT/SIGKILL a client and all it
-  started (the `git` wrapper, the tool, the command under `git claim run`).
+- `process_tree`: a client and all it started (the `git` wrapper, the tool,
+  the command under `git claim run`), to freeze, resume or check on.
 - Shifted clocks come from GIT_CLAIM_CLOCK_OFFSET; steps inside the tool come
   from its pause points (GIT_CLAIM_TEST_PAUSE, see `agents.PausePoint`).
 """
@@ -56,9 +56,10 @@ class _Link:
             self.closed = True
         for sock in (self.client, self.upstream):
             try:
-                if reset:  # RST rather than FIN: the peer sees "connection reset"
+                if reset:  # close with RST, not FIN: the peer sees "connection reset"
                     sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-                sock.shutdown(socket.SHUT_RDWR)
+                # wakes our pump blocked on this socket; SHUT_RD sends nothing to the peer
+                sock.shutdown(socket.SHUT_RD if reset else socket.SHUT_RDWR)
             except OSError:
                 pass
             try:
@@ -151,6 +152,7 @@ class FaultProxy:
             link = _Link(client, upstream)
             with self._lock:
                 self._links.add(link)
+                self.events.append("accept")
             threading.Thread(target=self._pump_up, args=(link,), daemon=True).start()
             threading.Thread(target=self._pump_down, args=(link,), daemon=True).start()
 
@@ -170,10 +172,12 @@ class FaultProxy:
                 if link.client_chunks == 1 and b"git-receive-pack" in data \
                         and not data.startswith((b"GET ", b"POST ")):
                     link.receive_pack = True  # git://: the advertisement comes next
+                    self._event("receive-pack")
                     upload = False
                 else:
                     upload = (link.receive_pack and link.client_chunks > 1) or (
-                        data.startswith(b"POST ") and b"git-receive-pack" in data.split(b"\r\n", 1)[0])
+                        data.startswith(b"POST ")
+                        and b"git-receive-pack" in data.split(b"\r\n", 1)[0])
                 if upload:
                     with self._lock:
                         armed = self.mode == "cut-upload"
@@ -248,7 +252,9 @@ class ServerGate:
             f'rm -f "{f}/armed"\n'
             f'touch "{f}/reached"\n'
             "n=0\n"
-            f'while [ ! -e "{f}/go" ] && [ $n -lt {GATE_TIMEOUT * 100} ]; do sleep 0.01; n=$((n+1)); done\n'
+            f'while [ ! -e "{f}/go" ] && [ $n -lt {GATE_TIMEOUT * 100} ]; do\n'
+            "  sleep 0.01; n=$((n+1))\n"
+            "done\n"
             f'exit "$(cat "{f}/go" 2>/dev/null || echo 0)"\n')
         self.hook_path.chmod(0o755)
 
@@ -298,16 +304,6 @@ def process_tree(root: int) -> list[int]:
         found.append(pid)
         pending.extend(children.get(pid, []))
     return found
-
-
-def signal_tree(root: int, signum: int) -> list[int]:
-    pids = process_tree(root)
-    for pid in pids:
-        try:
-            os.kill(pid, signum)
-        except ProcessLookupError:
-            pass
-    return pids
 
 
 def finish(process: subprocess.Popen[str], timeout: float = 60) -> Outcome:

@@ -29,7 +29,7 @@ STEPS = [
     ("release:before-decide", ("file", "git"), "held"),
     ("release:before-complete", ("git", "libgit2"), "ending"),
     ("reap:before-decide", ("http", "git"), "held"),
-    ("reap:before-complete", ("ssh", "libgit2"), "ending"),
+    ("reap:before-complete", ("path", "git"), "ending"),
 ]
 
 
@@ -73,12 +73,16 @@ def test_a_sigkill_at_any_step_leaves_every_ticket_held_or_freed_in_time(
     assert state(world, "640") == after_kill
 
     # A reaper running now: never frees a live claim, finishes a decided change.
-    now = carol.cmd("reap", *REAP, "--json")
-    assert now.code == 0, now
-    report = now.json()
-    assert "641" not in [e["ticket"] for e in report["reaped"]], report
-    if after_kill == "ending" or point.startswith("reap"):
-        assert state(world, "640") == "free", report
+    if after_kill != "free":
+        now = carol.cmd("reap", *REAP, "--json")
+        assert now.code == 0, now
+        report = now.json()
+        live = [e["ticket"] for e in report["live"]]
+        assert "641" in live, report
+        if after_kill == "ending" or point.startswith("reap"):
+            assert state(world, "640") == "free", report
+        else:  # the dead agent's claim is not stale yet
+            assert "640" in live and state(world, "640") == "held", report
 
     # TTL plus one interval later: the live agent has kept beating; the dead one has not.
     beat = bob.cmd("claim", "heartbeat", "641", env=with_env(bob, GIT_CLAIM_CLOCK_OFFSET=LATER))
@@ -90,7 +94,4 @@ def test_a_sigkill_at_any_step_leaves_every_ticket_held_or_freed_in_time(
     assert "refs/claims/640" not in refs, (later, tag_message(world.repo, refs["refs/claims/640"]))
     assert "refs/claims/641" in refs
 
-    # The ticket is free for anyone; its old holder, restarted, finds it is no longer hers.
-    assert world.agent("eve").claim("640").code == 0
-    assert alice.claim("verify", "640").code == 1
-    assert alice.claim("heartbeat", "640").code == 1
+    assert bob.claim("640").code == 0  # the ticket is free for anyone
