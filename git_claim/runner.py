@@ -132,7 +132,7 @@ def _signal(child: subprocess.Popen[bytes], signum: int) -> None:
             pass
 
 
-def _tree(root: int) -> list[int]:
+def process_tree(root: int) -> list[int]:
     """`root` and its descendants, from /proc where there is one."""
     parents: dict[int, list[int]] = {}
     try:
@@ -157,7 +157,7 @@ def _tree(root: int) -> list[int]:
 
 
 def _signal_tree(root: int, signum: int) -> None:
-    for pid in _tree(root):
+    for pid in process_tree(root):
         try:
             os.kill(pid, signum)
         except (ProcessLookupError, PermissionError):

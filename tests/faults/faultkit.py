@@ -286,24 +286,9 @@ class ServerGate:
 # processes
 
 
-def process_tree(root: int) -> list[int]:
-    """`root` and its live descendants (from /proc)."""
-    children: dict[int, list[int]] = {}
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat", "rb") as handle:
-                fields = handle.read().rsplit(b")", 1)[1].split()
-            children.setdefault(int(fields[1]), []).append(int(entry))
-        except (OSError, IndexError, ValueError):
-            continue
-    found, pending = [], [root]
-    while pending:
-        pid = pending.pop()
-        found.append(pid)
-        pending.extend(children.get(pid, []))
-    return found
+# `root` and its live descendants (from /proc): the same walk the tool uses
+# to stop a command's whole process tree.
+from git_claim.runner import process_tree  # noqa: E402
 
 
 def finish(process: subprocess.Popen[str], timeout: float = 60) -> Outcome:
