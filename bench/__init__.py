@@ -1,0 +1,1 @@
+"""Benchmarks for git-claim: `python -m bench` (see docs/performance.md)."""
