@@ -190,11 +190,11 @@ def test_four_agent_loops_complete_ten_tickets_once(make_world, tmp_path):
     assert f"refs/heads/claim/{victim}" in refs
 
 
-def test_run_assumes_the_claim_lost_when_the_remote_stays_unreachable(tmp_path):
+def test_run_assumes_the_claim_lost_when_the_remote_stays_unreachable(tmp_path, make_world):
     """Beats fail, are retried with backoff, and past TTL minus a margin run stops itself."""
-    from conftest import World
     from servers import start_server
 
+    World = make_world.__globals__["World"]  # tests/conftest.py's, whatever else is named conftest
     server = start_server("git", tmp_path / "own-daemon")
     try:
         world = World("git", "libgit2", server, tmp_path / "world")
