@@ -17,7 +17,6 @@
 from __future__ import annotations
 
 import json
-import os
 import re
 import socket
 import struct
@@ -44,8 +43,9 @@ class _Link:
     def __init__(self, client: socket.socket, upstream: socket.socket) -> None:
         self.client = client
         self.upstream = upstream
+        self.head = b""  # the first bytes the client sent (git://: its request)
         self.receive_pack = False  # git://: the client asked for git-receive-pack
-        self.client_chunks = 0
+        self.server_spoke = False  # the server has sent something (its advertisement)
         self.closed = False
         self.lock = threading.Lock()
 
@@ -168,16 +168,16 @@ class FaultProxy:
                 if not data:
                     link.upstream.shutdown(socket.SHUT_WR)
                     return
-                link.client_chunks += 1
-                if link.client_chunks == 1 and b"git-receive-pack" in data \
-                        and not data.startswith((b"GET ", b"POST ")):
-                    link.receive_pack = True  # git://: the advertisement comes next
-                    self._event("receive-pack")
-                    upload = False
-                else:
-                    upload = (link.receive_pack and link.client_chunks > 1) or (
-                        data.startswith(b"POST ")
-                        and b"git-receive-pack" in data.split(b"\r\n", 1)[0])
+                if len(link.head) < 256:
+                    link.head += data[:256]
+                    if not link.head.startswith((b"GET ", b"POST ")) \
+                            and b"git-receive-pack " in link.head and not link.receive_pack:
+                        link.receive_pack = True  # git://: the advertisement comes next
+                        self._event("receive-pack")
+                # git://: anything the client sends once the server has advertised its
+                # refs is the upload; smart HTTP: the upload is a POST to git-receive-pack
+                upload = (link.receive_pack and link.server_spoke) or (
+                    data.startswith(b"POST ") and b"git-receive-pack" in data.split(b"\r\n", 1)[0])
                 if upload:
                     with self._lock:
                         armed = self.mode == "cut-upload"
@@ -194,6 +194,8 @@ class FaultProxy:
         finally:
             if link.closed:
                 self._forget(link)
+            if not link.receive_pack and not link.head.startswith((b"GET ", b"POST ")):
+                self._event(f"other: {link.head[:48]!r}")
 
     def _pump_down(self, link: _Link) -> None:
         """Server to client, optionally delayed."""
@@ -204,6 +206,7 @@ class FaultProxy:
                     break
                 if self.delay:
                     time.sleep(self.delay)
+                link.server_spoke = True
                 link.client.sendall(data)
         except OSError:
             pass
@@ -288,7 +291,7 @@ class ServerGate:
 
 # `root` and its live descendants (from /proc): the same walk the tool uses
 # to stop a command's whole process tree.
-from git_claim.runner import process_tree  # noqa: E402
+from git_claim.runner import process_tree  # noqa: E402, F401  (used by the tests)
 
 
 def finish(process: subprocess.Popen[str], timeout: float = 60) -> Outcome:
@@ -333,11 +336,16 @@ def claim_refs(repo: ServedRepo) -> dict[str, str]:
     return {ref: oid for ref, oid in remote_refs(repo).items() if ref.startswith("refs/claims/")}
 
 
+# C0 controls but newline and tab, DEL, C1 controls, and the invisible format
+# characters that reorder or hide text (bidi overrides and isolates, zero-width)
+_UNSAFE = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u061c\u200b-\u200f\u2028-\u202e"
+                     "\u2060-\u2069\ufeff]")
+
+
 def assert_clean_output(outcome: Outcome, *, allowed: tuple[int, ...] = (0, 1, 3)) -> None:
     """No crash, no raw escape or control character, a documented exit code."""
     text = outcome.stdout + outcome.stderr
     assert outcome.code in allowed, outcome
     assert "Traceback" not in text and "internal error" not in text, outcome
-    bad = sorted({hex(ord(c)) for c in text if (ord(c) < 32 and c not in "\n\t") or
-                  0x7f <= ord(c) < 0xa0})
+    bad = sorted({hex(ord(c)) for c in _UNSAFE.findall(text)})
     assert not bad, f"raw control characters {bad} in the output: {outcome!r}"

@@ -89,7 +89,7 @@ def test_claim_cut_before_its_upload_is_retried_with_the_same_tag(net_world, pro
     assert owned_record(alice, "640")["nonce"] == nonce_of(world, landed)
 
 
-@worlds(("git", "libgit2"), ("http", "git"))
+@worlds(("http", "git"))
 def test_claim_that_cannot_reach_the_server_exits_3_and_a_retry_keeps_the_nonce(
         net_world, proxy_for):
     world = net_world

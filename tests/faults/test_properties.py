@@ -13,6 +13,7 @@ import string
 import subprocess
 import unicodedata
 
+import pytest
 from hypothesis import HealthCheck, assume, example, given, settings
 from hypothesis import strategies as st
 
@@ -93,33 +94,26 @@ rejected_ids = st.text(st.characters(blacklist_categories=("Cs",), blacklist_cha
                        max_size=80).filter(lambda raw: accepted(raw) is None)
 
 
+@pytest.fixture
+def path_world(make_world):
+    """One world on a path remote, shared by every example of a test."""
+    world = make_world("path", "libgit2")
+    return world, world.agent("alice")
+
+
+# the fixture is shared by the examples on purpose: the remote must stay untouched by all
 @settings(max_examples=4, deadline=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 @given(raw=rejected_ids)
 @example(raw="a/../b")
 @example(raw="x\x1b[31m")
-def test_a_rejected_id_exits_2_and_never_touches_the_remote(make_world, raw):
-    world = _shared_world(make_world)
-    alice = world.agent_for_properties
+def test_a_rejected_id_exits_2_and_never_touches_the_remote(path_world, raw):
+    world, alice = path_world
     before = remote_refs_bytes(world.repo)
     outcome = alice.cmd("claim", "--", raw)
     assert outcome.code == 2, outcome
     assert "Traceback" not in outcome.stderr and "\x1b" not in outcome.stderr
     assert remote_refs_bytes(world.repo) == before
-
-
-_worlds: dict[int, object] = {}
-
-
-def _shared_world(make_world):
-    """One path-remote world for all examples of a test run (made on first use)."""
-    key = id(make_world)
-    if key not in _worlds:
-        world = make_world("path", "libgit2")
-        world.agent_for_properties = world.agent("alice")
-        _worlds.clear()
-        _worlds[key] = world
-    return _worlds[key]
 
 
 # --------------------------------------------------------------------------

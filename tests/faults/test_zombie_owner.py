@@ -66,7 +66,7 @@ def zombie_scenario(world, alice, bob, carol, run) -> None:
     assert len(frozen) >= 3  # git, the tool, sleep
     os.killpg(run.pid, signal.SIGSTOP)
     try:
-        while set(states(frozen)) != {"T"}:
+        while not set(states(frozen)) <= {"T", "Z"}:  # stopped (or exited, e.g. a git push)
             assert time.monotonic() < deadline, states(frozen)
             time.sleep(0.01)
         reaped = carol.cmd("reap", *TTL, "--json",
