@@ -30,6 +30,11 @@ def _offset() -> float:
         raise UsageError(f"{CLOCK_OFFSET_VARIABLE} must be a number of seconds, not {raw!r}")
 
 
+def offset() -> float:
+    """Seconds by which this process's clock is shifted (GIT_CLAIM_CLOCK_OFFSET)."""
+    return _offset()
+
+
 def now() -> float:
     """Seconds since the epoch, as this process believes (offset applied)."""
     return time.time() + _offset()

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
+from . import oplog
 from .claims import ClaimView, read_claim, read_claims
 from .clock import now
 from .errors import GitError, RefusedError
@@ -57,6 +58,14 @@ def heartbeat(session: Session, ticket: str) -> Beat:
     """Record that we are alive; RefusedError if the claim is no longer ours."""
     settings = session.settings
     mine = _mine(session, ticket)
+    with oplog.begin("heartbeat", ticket, agent=settings.agent, tag=mine.tag) as op:
+        beat = _heartbeat(session, ticket, mine, op)
+        op.end(oplog.OK, commit=beat.notes_tip)
+        return beat
+
+
+def _heartbeat(session: Session, ticket: str, mine: Ownership, op: oplog.Op) -> Beat:
+    settings = session.settings
     tip = mine.notes_tip  # fast path: nothing can end our claim without moving it
     known = tip is not None
     for _ in range(MAX_ROUNDS):
@@ -72,6 +81,7 @@ def heartbeat(session: Session, ticket: str) -> Beat:
             tip, mine.tag, event.to_text(), message=f"heartbeat {ticket} #{event.seq}",
             author=settings.agent, email=f"agent@{EMAIL_DOMAIN}", time=at)
         pause("heartbeat:before-push")
+        op.step(commit=commit, at=oplog.wall(at))
         if swap(session, RefUpdate(settings.notes_ref(ticket), commit, tip)) == commit:
             mine.notes_tip = commit
             mine.seq = event.seq
@@ -199,9 +209,15 @@ def reap(session: Session, *, ttl: float, max_skew: float, dry_run: bool = False
         return report
 
     pause("reap:before-decide")
-    decided = _decide_reaps(session, to_reap, ttl=ttl, at=at)
+    decided, refused = _decide_reaps(session, to_reap, ttl=ttl, at=at)
     pause("reap:before-complete")
-    lost = {view.ticket for view in to_reap} - {view.ticket for view in decided}
+    if refused:
+        for entry in report.reaped:
+            if entry.ticket in refused:
+                entry.reason = f"the remote refused the reap: {refused[entry.ticket]}"
+                report.skipped.append(entry)
+        report.reaped = [e for e in report.reaped if e.ticket not in refused]
+    lost = {view.ticket for view in to_reap} - {view.ticket for view in decided} - set(refused)
     if lost:
         report.lost_races = [e for e in report.reaped if e.ticket in lost]
         report.reaped = [e for e in report.reaped if e.ticket not in lost]
@@ -218,13 +234,19 @@ def reap(session: Session, *, ttl: float, max_skew: float, dry_run: bool = False
 
 
 def _decide_reaps(session: Session, views: list[ClaimView], *, ttl: float,
-                  at: float) -> list[ClaimView]:
-    """Write a reap note on each claim, leased on the tip judged stale; one push."""
+                  at: float) -> tuple[list[ClaimView], dict[str, str]]:
+    """Write a reap note on each claim, leased on the tip judged stale; one push.
+
+    Returns the claims decided, and the tickets whose note the remote refused
+    for a reason other than a lost race (a hook, a protected ref, a server
+    that cannot check connectivity), with the server's reason.
+    """
     from dataclasses import replace
 
     settings = session.settings
     updates: list[RefUpdate] = []
     by_ref: dict[str, tuple[ClaimView, LivenessRecord, str]] = {}
+    ops: dict[str, oplog.Op] = {}
     for view in views:
         assert view.oid is not None and view.record is not None
         event = LivenessRecord(event=EVENT_REAPED, time=at, agent=settings.agent,
@@ -239,12 +261,26 @@ def _decide_reaps(session: Session, views: list[ClaimView], *, ttl: float,
         ref = settings.notes_ref(view.ticket)
         updates.append(RefUpdate(ref, commit, view.notes_tip))
         by_ref[ref] = (view, event, commit)
+        ops[ref] = oplog.begin("reap", view.ticket, agent=settings.agent, tag=view.oid,
+                               judged=oplog.wall(at), ttl=ttl)
+        ops[ref].step(commit=commit)
     decided = []
-    for result in push_all(session, updates):
+    refused: dict[str, str] = {}
+    try:
+        results = push_all(session, updates)
+    except BaseException as error:
+        for op in ops.values():
+            op.end(oplog.UNKNOWN, error=str(error)[:200])
+        raise
+    for result in results:
         view, event, commit = by_ref[result.ref]
+        ops[result.ref].end(oplog.OK if result.ok else oplog.FAILED
+                            if result.status is UpdateStatus.STALE else oplog.UNKNOWN)
         if result.ok:
             decided.append(replace(view, note=event))
-    return decided
+        elif result.status is UpdateStatus.REJECTED:
+            refused[view.ticket] = result.message or "rejected"
+    return decided, refused
 
 
 def _complete_all(session: Session, views: list[ClaimView]) -> set[str]:
@@ -290,4 +326,9 @@ def push_all(session: Session, updates: list[RefUpdate]) -> list[UpdateResult]:
         for update in unsure:
             if current.get(update.ref) == update.new:
                 results[update.ref] = UpdateResult(update.ref, UpdateStatus.OK)
+            elif current.get(update.ref) != update.expect:
+                # refused because someone else moved the ref first: a lost race
+                results[update.ref] = UpdateResult(update.ref, UpdateStatus.STALE,
+                                                   "remote changed", current.get(update.ref),
+                                                   True)
     return [results.get(u.ref, UpdateResult(u.ref, UpdateStatus.NOT_TRIED)) for u in updates]

@@ -18,6 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 
 from .claims import ClaimView, read_claim
+from . import oplog
 from .clock import format_duration, local_hhmm, now
 from .errors import GitError, RefusedError
 from .gateway.transport import RefUpdate, UpdateStatus
@@ -125,7 +126,10 @@ def claim(session: Session, ticket: str, *, no_gate: bool = False) -> ClaimResul
         if mine is None:
             mine = _new_ownership(session, ticket, no_gate=no_gate)
         pause("claim:before-push")
-        current = swap(session, RefUpdate(ref, mine.tag, None))
+        with oplog.begin("claim", ticket, agent=settings.agent, tag=mine.tag,
+                         at=oplog.wall(mine.claimed_at)) as op:
+            current = swap(session, RefUpdate(ref, mine.tag, None))
+            op.end(oplog.OK if current == mine.tag else oplog.FAILED, holder=current)
         pause("claim:after-push")
         if current is None:
             continue  # not applied and still free: retry with the same tag
@@ -176,7 +180,8 @@ def holder_fields(view: ClaimView) -> dict[str, object]:
             "reason": record.reason, "tag": view.oid}
 
 
-def decide(session: Session, view: ClaimView, event: LivenessRecord) -> bool:
+def decide(session: Session, view: ClaimView, event: LivenessRecord,
+           op: oplog.Op | None = None) -> bool:
     """Write `event` as the note on the claim, leased on the notes tip we read.
 
     True when our note landed. False when the notes ref had moved (a beat, a
@@ -186,6 +191,8 @@ def decide(session: Session, view: ClaimView, event: LivenessRecord) -> bool:
     commit = session.local.notes_commit(
         view.notes_tip, view.oid, event.to_text(), message=f"{event.event} {view.ticket}",
         author=session.settings.agent, email=f"agent@{EMAIL_DOMAIN}", time=event.time or now())
+    if op is not None:
+        op.step(tag=view.oid, commit=commit)
     update = RefUpdate(session.settings.notes_ref(view.ticket), commit, view.notes_tip)
     return swap(session, update) == commit
 
@@ -215,24 +222,35 @@ class ReleaseResult:
     outcome: str
     forced: bool
     holder: str
+    noop: bool = False  # an earlier release of ours had already decided it
 
 
 def release(session: Session, ticket: str, *, outcome: str = OUTCOME_FREE, reason: str = "",
             force: bool = False) -> ReleaseResult:
     """End a claim as free, done or blocked. Only the holder may, unless `force`."""
     settings = session.settings
+    mine = session.store.get(ticket, ref=settings.claim_ref(ticket), remote_url=session.remote_url)
+    with oplog.begin("release", ticket, agent=settings.agent, tag=mine.tag if mine else None,
+                     outcome=outcome, force=force) as op:
+        result = _release(session, ticket, mine, op, outcome=outcome, reason=reason, force=force)
+        op.end(oplog.OK, noop=result.noop)
+        return result
+
+
+def _release(session: Session, ticket: str, mine: Ownership | None, op: oplog.Op, *,
+             outcome: str, reason: str, force: bool) -> ReleaseResult:
+    settings = session.settings
     store = session.store
-    mine = store.get(ticket, ref=settings.claim_ref(ticket), remote_url=session.remote_url)
     for _ in range(MAX_ROUNDS):
         view = read_claim(session, ticket)
         is_mine = mine is not None and view.oid == mine.tag
         if view.oid is None or (view.record and view.record.state in OUTCOME_STATES):
             if mine is not None and view.record and view.record.claim_of == mine.tag:
                 store.drop(ticket)  # our own earlier release, completed
-                return ReleaseResult(ticket, view.record.state, False, mine.agent)
+                return ReleaseResult(ticket, view.record.state, False, mine.agent, noop=True)
             if mine is not None and _released_by_us(session, view, mine):
                 store.drop(ticket)  # our own earlier release, completed
-                return ReleaseResult(ticket, OUTCOME_FREE, False, mine.agent)
+                return ReleaseResult(ticket, OUTCOME_FREE, False, mine.agent, noop=True)
             if mine is not None and not force:
                 raise RefusedError(lost_message(session, view, mine))
             if view.oid is None:
@@ -241,7 +259,7 @@ def release(session: Session, ticket: str, *, outcome: str = OUTCOME_FREE, reaso
         if not is_mine and not force:
             if mine is not None and _released_by_us(session, view, mine):
                 store.drop(ticket)  # our own earlier release, completed
-                return ReleaseResult(ticket, OUTCOME_FREE, False, mine.agent)
+                return ReleaseResult(ticket, OUTCOME_FREE, False, mine.agent, noop=True)
             if mine is not None:
                 raise RefusedError(lost_message(session, view, mine))
             raise RefusedError(f"{describe_holder(view)}, not by you"
@@ -251,7 +269,7 @@ def release(session: Session, ticket: str, *, outcome: str = OUTCOME_FREE, reaso
             if is_mine and ended.event == EVENT_RELEASED and not ended.forced_by:
                 complete_ended(session, view)
                 store.drop(ticket)
-                return ReleaseResult(ticket, ended.outcome, False, settings.agent)
+                return ReleaseResult(ticket, ended.outcome, False, settings.agent, noop=True)
             if is_mine:
                 raise RefusedError(lost_message(session, view, mine))  # type: ignore[arg-type]
             complete_ended(session, view)
@@ -263,7 +281,8 @@ def release(session: Session, ticket: str, *, outcome: str = OUTCOME_FREE, reaso
                                seq=seq, outcome=outcome, reason=reason, forced_by=forced_by,
                                holder=holder)
         pause("release:before-decide")
-        if decide(session, view, event):
+        if decide(session, view, event, op):
+            op.end(oplog.OK, tag=view.oid)  # decided: the release happened
             pause("release:before-complete")
             if not complete_ended(session, replace(view, note=event)):
                 raise GitError(f"the release of {clean(ticket)} is recorded, but the remote"
@@ -290,6 +309,9 @@ def reopen(session: Session, ticket: str) -> ClaimView:
         if view.record is None or view.record.state not in OUTCOME_STATES:
             raise RefusedError(f"{clean(ticket)} is not done or blocked ({view.state})")
         assert view.oid is not None
-        if swap(session, RefUpdate(view.ref, None, view.oid)) is None:
+        with oplog.begin("reopen", ticket, agent=session.settings.agent, tag=view.oid) as op:
+            current = swap(session, RefUpdate(view.ref, None, view.oid))
+            op.end(oplog.OK if current is None else oplog.FAILED, holder=current)
+        if current is None:
             return view
     raise GitError(f"could not settle the reopening of {ticket} after {MAX_ROUNDS} attempts")

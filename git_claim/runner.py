@@ -20,6 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
 
+from . import oplog
+from .clock import now
 from .errors import ClaimError, RefusedError
 from .liveness import heartbeat
 from .session import Session
@@ -71,6 +73,10 @@ def run_with_heartbeat(session: Session, ticket: str, command: Sequence[str], *,
             signal.signal(sig, handler)
         raise ClaimError(f"cannot run {command[0]!r}: {error.strerror or error}")
     started.append(child)
+    mine = session.store.get(ticket, ref=session.settings.claim_ref(ticket),
+                             remote_url=session.remote_url)
+    op = oplog.begin("run", ticket, agent=session.settings.agent, tag=mine.tag if mine else None,
+                     child=child.pid)
     for signum in pending:
         _signal(child, signum)
     finished = threading.Event()
@@ -78,13 +84,18 @@ def run_with_heartbeat(session: Session, ticket: str, command: Sequence[str], *,
     beats = failed = 0
     lost: str | None = None
     last_success = time.monotonic()
+    if mine is not None and mine.seq == 0:  # not beaten yet: the lease began at the claim
+        last_success -= min(max(0.0, now() - mine.claimed_at), give_up_after)
     wait = interval
     try:
         while not finished.wait(wait):
+            # The lease runs from the moment the beat is written, not from its
+            # acknowledgement: silence is counted from the start of the call.
+            attempt = time.monotonic()
             try:
                 heartbeat(session, ticket)
                 beats += 1
-                last_success = time.monotonic()
+                last_success = attempt
                 wait = interval
             except RefusedError as refusal:
                 lost = refusal.message
@@ -99,6 +110,7 @@ def run_with_heartbeat(session: Session, ticket: str, command: Sequence[str], *,
                     wait = max(0.1, min(retry, give_up_after - silent))
                     report(f"heartbeat failed ({error.message}); retrying in {wait:.0f}s")
             if lost is not None:
+                op.step(fence=lost[:200])
                 report(lost)
                 if not stop_on_lost:
                     report("--on-lost warn: the command goes on without a claim")
@@ -110,6 +122,8 @@ def run_with_heartbeat(session: Session, ticket: str, command: Sequence[str], *,
         for sig, handler in previous.items():
             signal.signal(sig, handler)
     finished.wait()
+    op.end(oplog.OK if child.returncode == 0 else oplog.FAILED,
+           status=_status(child.returncode), lost=lost is not None)
     return RunOutcome(_status(child.returncode), lost, beats, failed, interrupted)
 
 
