@@ -140,9 +140,44 @@ def _fetch_missing(session: Session, listed: dict[str, str], *, wildcard_ok: boo
         specs = [f"+{ref}:{cache_ref(ref)}" for ref in missing]
     try:
         session.transport.fetch(specs)
-    except GitError:
-        # A ref may have moved or vanished between listing and fetching; fetch
-        # what is there now. Views of objects still missing come back unknown.
+    except GitError as failure:
+        # A ref may have moved or vanished between listing and fetching, or the
+        # server cannot send one object (malformed, or a tag of a missing
+        # object), which fails the whole fetch. Fetch what is there now, halving
+        # the set around failures, so that one bad claim spoils only itself:
+        # its view comes back unknown.
         current = session.transport.list_refs(missing)
         specs = [f"+{ref}:{cache_ref(ref)}" for ref in missing if ref in current]
-        session.transport.fetch(specs)
+        _fetch_around_failures(session, specs, failure)
+
+
+BISECT_FETCH_LIMIT = 64  # fetches spent isolating unfetchable refs
+
+
+def _fetch_around_failures(session: Session, specs: list[str], failure: GitError) -> None:
+    """Fetch `specs`, splitting any failing set in halves down to single refs.
+
+    k bad refs among n cost about 2k·log2(n/k) fetches; past the limit the
+    rest is left unfetched (those claims read as unknown, and unknown claims
+    are reported, never reaped). When anything failed, one more listing tells
+    a server that cannot send some objects from one that went away: the
+    latter is an error (exit 3), not a remote full of unreadable claims.
+    """
+    budget = BISECT_FETCH_LIMIT
+    pending = [specs] if specs else []
+    failed = False
+    while pending and budget > 0:
+        batch = pending.pop()
+        budget -= 1
+        try:
+            session.transport.fetch(batch)
+        except GitError:
+            failed = True
+            if len(batch) > 1:
+                middle = len(batch) // 2
+                pending.extend([batch[middle:], batch[:middle]])
+    if failed or pending:
+        try:
+            session.transport.list_refs([spec.lstrip("+").split(":", 1)[0] for spec in specs[:1]])
+        except GitError:
+            raise failure from None

@@ -21,7 +21,7 @@ import pygit2
 
 from ..errors import GitError
 from .libgit2_transport import Libgit2Transport
-from .localrepo import LocalRepo
+from .localrepo import LOOKUP_ERRORS, MAX_OBJECT_BYTES, LocalRepo
 from .transport import RefUpdate, UpdateResult, UpdateStatus
 
 
@@ -81,7 +81,12 @@ class LocalTransport(Libgit2Transport):
             if found:
                 wanted[name] = found
         for oid in wanted.values():
-            _copy_objects(oid, remote.odb, self.local.repo.odb)
+            try:
+                _copy_objects(oid, remote.odb, self.local.repo.odb, fetching=True)
+            except LOOKUP_ERRORS:
+                # an object the remote cannot produce (missing or corrupt): that one
+                # claim stays unreadable and is reported so; the others are unaffected
+                continue
 
     def push(self, updates: Sequence[RefUpdate]) -> list[UpdateResult]:
         remote = self._remote_repo()
@@ -119,13 +124,25 @@ class _Stale(Exception):
         self.current = current
 
 
-def _copy_objects(oid: str, source: pygit2.Odb, target: pygit2.Odb) -> None:
-    """Copy `oid` and whatever it references that `target` lacks."""
+def _copy_objects(oid: str, source: pygit2.Odb, target: pygit2.Odb, *,
+                  fetching: bool = False) -> None:
+    """Copy `oid` and whatever it references that `target` lacks.
+
+    When fetching, a foreign tag or blob larger than the tool ever parses is
+    left behind (it would be read whole into memory to be copied); its claim
+    then reads as unreadable, which is what it would be anyway.
+    """
+    from pygit2.enums import ObjectType
+
     pending = [oid]
     while pending:
         current = pending.pop()
         if target.exists(current):
             continue
+        if fetching:
+            kind, size = source.read_header(current)
+            if size > MAX_OBJECT_BYTES and kind in (ObjectType.TAG, ObjectType.BLOB):
+                continue
         kind, data = source.read(current)
         pending.extend(_references(kind, data))
         target.write(kind, data)
