@@ -8,7 +8,7 @@ next beat is refused, and a beat that landed makes the reaper's write fail.
 
 Staleness (docs/protocol.md, "Clock skew"): a held claim is stale when
   - the reaper's clock says its last sign of life (last heartbeat, else the
-    claim time) is older than TTL + max-skew, or
+    claim time) is older than TTL + max-skew (+1 s: records keep whole seconds), or
   - this reaper has itself seen the same claim and notes tip, unchanged, for
     at least TTL of its own clock (kept in the git dir between runs).
 The first rule needs no memory and tolerates clocks that differ by up to
@@ -156,11 +156,16 @@ class ReapReport:
 SkipCheck = Callable[[ClaimView], str | None]
 
 
+# Records keep whole seconds, rounded down: a beat written at 12:00:00.9 reads
+# as 12:00:00. Its true age may be up to this much less than it looks.
+RECORD_RESOLUTION = 1.0
+
+
 def is_stale(view: ClaimView, *, ttl: float, max_skew: float, at: float,
              memory: ReaperMemory | None) -> tuple[bool, float | None]:
     age = view.age(at)
     seen_for = memory.unchanged_for(view, at) if memory is not None else 0.0
-    by_time = age is not None and age > ttl + max_skew
+    by_time = age is not None and age > ttl + max_skew + RECORD_RESOLUTION
     return by_time or seen_for >= ttl, age
 
 
