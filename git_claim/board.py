@@ -91,9 +91,12 @@ def render_table(rows: list[dict[str, Any]], *, width: int | None = None, colour
             format_duration(r["reap_in_seconds"]) if r["reap_in_seconds"] is not None else "-",
             clean(titles.get(r["ticket"], ""), 200),
         ))
-    widths = [max(len(line[i]) for line in lines) for i in range(len(HEADER))]
+    if not any(line[6] for line in lines[1:]):  # no tracker titles: no empty column
+        lines = [line[:6] for line in lines]
+    widths = [max(len(line[i]) for line in lines) for i in range(len(lines[0]))]
     if width:
-        for column in (6, 2):  # shrink the title, then the holder
+        shrinkable = (6, 2) if len(widths) == len(HEADER) else (2,)
+        for column in shrinkable:  # the title first, then the holder
             excess = sum(widths) + 2 * (len(widths) - 1) - width
             if excess > 0:
                 widths[column] = max(MIN_SHRINK[column], widths[column] - excess)
