@@ -10,12 +10,15 @@ Every script asks `git-claim --complete COMMAND WORD...` for its candidates
 
 from __future__ import annotations
 
-from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from .claim_cmd import claim_group
 from .common import CONTEXT_SETTINGS
+
+if TYPE_CHECKING:  # pathlib is imported by write_files only: -h stays light
+    from pathlib import Path
 
 SHELLS = ("bash", "zsh", "fish")
 COMMANDS = ("claim", "release", "reap")
@@ -311,6 +314,8 @@ def _quote(text: str) -> str:
 
 def write_files(root: str | Path) -> None:
     """Write the files of completions/ under root."""
+    from pathlib import Path
+
     for relative, text in shipped_files().items():
         path = Path(root) / relative
         path.parent.mkdir(parents=True, exist_ok=True)
