@@ -121,6 +121,9 @@ def claim(session: Session, ticket: str, *, no_gate: bool = False) -> ClaimResul
         if view.oid == held.tag:
             complete_ended(session, view)
         store.drop(ticket)  # an old claim of ours that ended: start afresh
+    # A pending tag left by an earlier attempt may have landed back then and been
+    # reaped since: winning with it again is no win.
+    earlier = held is not None and held.pending
     for _ in range(MAX_ROUNDS):
         mine = store.get(ticket, ref=ref, remote_url=session.remote_url)
         if mine is None:
@@ -129,6 +132,14 @@ def claim(session: Session, ticket: str, *, no_gate: bool = False) -> ClaimResul
         with oplog.begin("claim", ticket, agent=settings.agent, tag=mine.tag,
                          at=oplog.wall(mine.claimed_at)) as op:
             current = swap(session, RefUpdate(ref, mine.tag, None))
+            if current == mine.tag and earlier:
+                earlier = False
+                view = read_claim(session, ticket)
+                if view.oid == mine.tag and view.ended_by is not None:
+                    op.end(oplog.FAILED, holder=current, ended=view.ended_by.event)
+                    complete_ended(session, view)
+                    store.drop(ticket)  # that claim is over: the next round mints a new one
+                    continue
             op.end(oplog.OK if current == mine.tag else oplog.FAILED, holder=current)
         pause("claim:after-push")
         if current is None:

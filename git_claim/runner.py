@@ -63,6 +63,22 @@ def run_with_heartbeat(session: Session, ticket: str, command: Sequence[str], *,
         else:
             pending.append(signum)  # arrived before the command started
 
+    mine = session.store.get(ticket, ref=session.settings.claim_ref(ticket),
+                             remote_url=session.remote_url)
+    lease_age = 0.0
+    if mine is not None and mine.seq == 0:  # not beaten yet: the lease began at the claim
+        lease_age = max(0.0, now() - mine.claimed_at)
+    leased_at = time.monotonic() - lease_age
+    beats = 0
+    if lease_age >= give_up_after:
+        # A win that came late (the claimer froze or crawled between its push and
+        # the answer, or an old push of its own landed): a reaper may have freed
+        # the ticket already. A beat renews the lease or says it is lost, before
+        # the command starts.
+        leased_at = time.monotonic()
+        heartbeat(session, ticket)
+        beats = 1
+
     # Handlers first: a signal between the start and the handlers must not be lost.
     previous = {sig: signal.signal(sig, forward) for sig in FORWARDED}
     try:
@@ -73,19 +89,15 @@ def run_with_heartbeat(session: Session, ticket: str, command: Sequence[str], *,
             signal.signal(sig, handler)
         raise ClaimError(f"cannot run {command[0]!r}: {error.strerror or error}")
     started.append(child)
-    mine = session.store.get(ticket, ref=session.settings.claim_ref(ticket),
-                             remote_url=session.remote_url)
     op = oplog.begin("run", ticket, agent=session.settings.agent, tag=mine.tag if mine else None,
                      child=child.pid)
     for signum in pending:
         _signal(child, signum)
     finished = threading.Event()
     threading.Thread(target=lambda: (child.wait(), finished.set()), daemon=True).start()
-    beats = failed = 0
+    failed = 0
     lost: str | None = None
-    last_success = time.monotonic()
-    if mine is not None and mine.seq == 0:  # not beaten yet: the lease began at the claim
-        last_success -= min(max(0.0, now() - mine.claimed_at), give_up_after)
+    last_success = leased_at
     wait = interval
     try:
         while not finished.wait(wait):
