@@ -75,13 +75,24 @@ def iso(timestamp: float) -> str:
     return datetime.fromtimestamp(int(bounded), tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+_ISO = re.compile(r"(\d{4})-(\d\d)-(\d\d)T(\d\d):(\d\d):(\d\d)Z\Z", re.ASCII)
+
+
 def parse_iso(text: str) -> float | None:
-    """Inverse of `iso`; None for anything else (foreign records are not trusted)."""
+    """Inverse of `iso`; None for anything else (foreign records are not trusted).
+
+    A regular expression and `datetime` (which rejects impossible dates)
+    rather than `strptime`, which is about fifty times slower: `git claim
+    list` parses one time per claim.
+    """
+    match = _ISO.match(text.strip())
+    if match is None:
+        return None
     try:
-        parsed = datetime.strptime(text.strip(), "%Y-%m-%dT%H:%M:%SZ")
+        parsed = datetime(*map(int, match.groups()), tzinfo=timezone.utc)
     except ValueError:
         return None
-    return parsed.replace(tzinfo=timezone.utc).timestamp()
+    return parsed.timestamp()
 
 
 def local_hhmm(timestamp: float) -> str:
