@@ -24,6 +24,7 @@ from __future__ import annotations
 import itertools
 import json
 import os
+import secrets
 import time
 from types import TracebackType
 from typing import Any
@@ -35,6 +36,7 @@ OK, FAILED, UNKNOWN = "ok", "failed", "unknown"
 
 _counter = itertools.count(1)
 _open: dict[str, int] = {}
+_process = ""  # pid and a random token: pids are reused over a long history
 
 
 def enabled() -> bool:
@@ -71,10 +73,14 @@ class Op:
     """
 
     def __init__(self, op: str, ticket: str, agent: str, fields: dict[str, Any]) -> None:
+        global _process
         self.on = enabled()
         self.ended = not self.on
-        self.id = f"{os.getpid()}.{next(_counter)}"
+        self.id = ""
         if self.on:
+            if not _process:
+                _process = f"{os.getpid()}-{secrets.token_hex(4)}"
+            self.id = f"{_process}.{next(_counter)}"
             _write({"id": self.id, "ph": "start", "t": time.time(), "op": op, "ticket": ticket,
                     "agent": agent, "pid": os.getpid(), **fields})
 

@@ -54,6 +54,11 @@ class Op:
     killed: bool = False
 
     @property
+    def proc(self) -> str:
+        """The process that wrote it (its pid and a token: pids are reused)."""
+        return self.id.rsplit(".", 1)[0]
+
+    @property
     def tag(self) -> str | None:
         return self.ended.get("tag") or self.fields.get("tag")
 
@@ -185,7 +190,7 @@ class Belief:
     """One agent believing it holds one claim: from the claim's ack to the point it stopped."""
 
     agent: str
-    pid: int
+    proc: str
     ticket: str
     tag: str
     ack: float
@@ -212,9 +217,9 @@ class Checker:
                 self.by_tag[op.tag].append(op)
             for commit in op.commits():
                 self.by_commit[commit] = op
-        self.last_line: dict[int, float] = defaultdict(float)
+        self.last_line: dict[str, float] = defaultdict(float)
         for op in history.ops:
-            self.last_line[op.pid] = max(self.last_line[op.pid], op.start,
+            self.last_line[op.proc] = max(self.last_line[op.proc], op.start,
                                          *(t["t"] for t in op.tries), op.end or 0.0)
         self.landed_claims, self.removed = self._claim_ref_history()
         self.landed_commits = {n.commit for notes in history.notes.values() for n in notes}
@@ -261,6 +266,7 @@ class Checker:
         self.check_notes_model()
         beliefs = self.beliefs()
         self.check_leases()
+        self.check_starts()
         self.check_overlaps(beliefs)
         self.check_lost_claims()
         self.check_stuck()
@@ -303,12 +309,12 @@ class Checker:
                 if note.event in ("released", "reaped"):
                     ended.setdefault(note.target, note.event)
 
-    def lease_start(self, tag: str) -> float | None:
+    def lease_start(self, tag: str, *, before: float = INF) -> float | None:
         """When the claim's last landed beat (else the claim itself) was written."""
         starts = [op.fields["at"] for op in self.by_tag.get(tag, ())
                   if op.op == "claim" and "at" in op.fields]
         for op in self.by_tag.get(tag, ()):
-            if op.op == "heartbeat":
+            if op.op == "heartbeat" and op.end is not None and op.end <= before:
                 starts += [t["at"] for t in op.tries if t.get("commit") in self.landed_commits]
         return max(starts) if starts else None
 
@@ -327,6 +333,22 @@ class Checker:
                     self.flag("double-claim", ticket, f"{reaper.agent} reaped {note.target[:12]}"
                               f" {early:.2f}s before its lease ran out (TTL {self.h.ttl:g}s)")
 
+    def check_starts(self) -> None:
+        """`run` starts its command only on a claim whose lease has not run out.
+
+        A win acknowledged late (the claimer froze or crawled between its push
+        and the server's answer) may already have been reaped: the runner can
+        know it from the claim's age, and must beat before it starts anything.
+        """
+        for op in self.h.ops:
+            if op.op != "run" or not op.tag:
+                continue
+            start = self.lease_start(op.tag, before=op.start)
+            if start is not None and op.start > start + self.h.ttl:
+                self.flag("stale-start", op.ticket, f"{op.agent} started its command on"
+                          f" {op.tag[:12]} {op.start - start - self.h.ttl:.2f}s after the"
+                          " claim's lease ran out")
+
     def beliefs(self) -> list[Belief]:
         found = []
         for op in self.h.ops:
@@ -335,7 +357,7 @@ class Checker:
             ack, tag = op.end, op.tag
             ends = [t for t in self.kills.get(op.agent, []) if t >= ack]
             for other in self.by_tag.get(tag, ()):
-                if other.pid != op.pid or other.start < ack:
+                if other.proc != op.proc or other.start < ack:
                     continue
                 if other.op == "release":
                     ends.append(other.start)
@@ -343,16 +365,16 @@ class Checker:
                     ends.append(other.end or INF)
                     fences = [t["t"] for t in other.tries if "fence" in t]
                     if fences:
-                        ends.append(self._learnt(op.pid, tag, fences[0]))
+                        ends.append(self._learnt(op.proc, tag, fences[0]))
             if not ends:  # a process that claimed and ended without running anything
-                ends.append(self.last_line[op.pid])
-            found.append(Belief(op.agent, op.pid, op.ticket, tag, ack, max(ack, min(ends)),
+                ends.append(self.last_line[op.proc])
+            found.append(Belief(op.agent, op.proc, op.ticket, tag, ack, max(ack, min(ends)),
                                 op.fields.get("at", op.start)))
         return found
 
-    def _learnt(self, pid: int, tag: str, fence: float) -> float:
+    def _learnt(self, proc: str, tag: str, fence: float) -> float:
         """The end of the heartbeat call that told the runner it lost (it fences right after)."""
-        calls = [o.end for o in self.by_tag.get(tag, ()) if o.op == "heartbeat" and o.pid == pid
+        calls = [o.end for o in self.by_tag.get(tag, ()) if o.op == "heartbeat" and o.proc == proc
                  and o.end is not None and o.end <= fence]
         return max(calls) if calls else fence
 
@@ -377,7 +399,7 @@ class Checker:
                     if a.end <= b.ack:
                         continue
                     calls = sorted(o.end for o in self.by_tag.get(a.tag, ())
-                                   if o.op == "heartbeat" and o.pid == a.pid and o.end is not None
+                                   if o.op == "heartbeat" and o.proc == a.proc and o.end is not None
                                    and o.end > b.ack)
                     if calls:
                         bound, why = calls[0], "its first heartbeat after that ended"
@@ -386,7 +408,7 @@ class Checker:
                         frozen = self.stopped_between(a.agent, start, a.end)
                         bound = start + self.h.ttl + frozen
                         why = f"its lease ran out (frozen {frozen:.1f}s)"
-                    self.overlaps.append(a.end - b.ack)
+                    self.overlaps.append(a.end - b.ack - self.stopped_between(a.agent, b.ack, a.end))
                     if a.end > bound + 1e-6:
                         self.flag("double-claim", ticket,
                                   f"{a.agent} still believed it held {a.tag[:12]} at"

@@ -47,7 +47,7 @@ def render(summary: dict[str, Any], *, hostile_cases: int | None = None) -> str:
         f" on the remote | {_ambiguous(f['ambiguous'])} |",
         f"| runs that stopped their command for a lost claim | {_kinds(f['runs_fenced'])} |",
         f"| holders overlapping a later holder (a frozen agent that resumed), longest overlap"
-        f" | {f['holders_overlapping']}, {f['longest_overlap_s']:g}s |",
+        f" not frozen | {f['holders_overlapping']}, {f['longest_overlap_s']:g}s |",
         f"| claims lost | {f['claims_lost']} |",
         f"| stuck tickets after the final reap | {f['stuck']} |",
         f"| crash to reap (a killed agent's claim freed) | {_latency(f['crash_to_reap_s'])} |",

@@ -19,8 +19,9 @@ NOTES = "refs/notes/claims/t1"
 def op(ident: str, kind: str, agent: str, start: float, end: float | None, outcome: str = "ok",
        *, pid: int | None = None, tag: str | None = None, tries: list | None = None,
        ended: dict | None = None, **fields) -> Op:
-    return Op(ident, kind, "t1", agent, pid or (100 if agent == "A" else 200), start, end,
-              outcome, fields={"tag": tag, **fields}, tries=tries or [], ended=ended or {})
+    pid = pid or (100 if agent == "A" else 200)
+    return Op(f"{pid}-t.{ident}", kind, "t1", agent, pid, start, end, outcome,
+              fields={"tag": tag, **fields}, tries=tries or [], ended=ended or {})
 
 
 def beat(ident: str, agent: str, tag: str, start: float, end: float | None, commit: str,
@@ -69,7 +70,7 @@ def test_a_frozen_holder_may_overlap_until_its_first_heartbeat_after_the_new_cla
     report = check(history)
     assert report.ok, report.violations
     assert report.figures["holders_overlapping"] == 1
-    assert report.figures["longest_overlap_s"] == 1.4
+    assert report.figures["longest_overlap_s"] == 0.4  # 22.0-23.4, of which 1 s frozen
 
 
 def test_a_holder_that_goes_on_after_a_heartbeat_told_it_fails():
@@ -87,6 +88,19 @@ def test_a_holder_that_never_checks_may_not_outlive_its_lease():
     assert check(frozen).ok
 
 
+def test_a_command_started_on_a_claim_whose_lease_ran_out_fails():
+    # A's claim push froze: written at 0.9, acknowledged at 12, command started at 12.1.
+    history = a_reaped_then_b(a_end=13.0)
+    history.ops[0] = op("a1", "claim", "A", 0.9, 12.0, tag=X, at=0.9)
+    history.ops[1] = op("a2", "run", "A", 12.1, 13.0, "failed", tag=X)
+    history.ops = [o for o in history.ops if not o.id.endswith(".a3")]
+    history.notes["t1"] = history.notes["t1"][1:]
+    history.faults = [Fault("pause", 1.0, "A", until=11.9)]
+    assert kinds(history) == ["stale-start"]
+    history.ops[1].start = 10.8  # within the lease: allowed
+    assert check(history).ok
+
+
 def test_a_reap_before_the_lease_ran_out_fails():
     history = a_reaped_then_b(a_end=15.0, judged=19.0)  # last beat at 10, TTL 10
     violations = check(history).violations
@@ -97,7 +111,7 @@ def test_a_reap_before_the_lease_ran_out_fails():
 def test_a_claim_that_left_the_remote_without_a_release_or_reap_is_lost():
     history = a_reaped_then_b(a_end=15.0)
     history.notes["t1"] = [n for n in history.notes["t1"] if n.commit != "c2"]
-    history.ops = [o for o in history.ops if o.id != "r1"]
+    history.ops = [o for o in history.ops if not o.id.endswith(".r1")]
     assert kinds(history) == ["lost-claim"]
 
 
@@ -117,7 +131,7 @@ def test_a_claim_still_held_after_the_final_reap_is_stuck():
     history.final = {"t1": (Y, "held")}
     history.changes = history.changes[:-1]
     history.notes["t1"] = history.notes["t1"][:-1]
-    history.ops = [o for o in history.ops if o.id != "b3"]
+    history.ops = [o for o in history.ops if not o.id.endswith(".b3")]
     assert kinds(history) == ["stuck"]
     history.final = {"t1": ("d" * 40, "done")}  # an outcome is no stuck claim
     assert check(history).ok
@@ -144,7 +158,7 @@ def test_a_note_no_operation_recorded_fails():
 def test_a_killed_claim_is_ambiguous_and_resolved_by_the_server():
     history = a_reaped_then_b(a_end=15.0)
     history.ops[0] = op("a1", "claim", "A", 0.9, None, tag=X, at=0.9)  # no end line
-    history.ops = [o for o in history.ops if o.id not in ("a2", "a3")]
+    history.ops = [o for o in history.ops if o.id[-3:] not in (".a2", ".a3")]
     history.notes["t1"] = history.notes["t1"][1:]
     history.faults = [Fault("kill", 1.05, "A")]
     report = check(history)
