@@ -341,12 +341,3 @@ def main(args: list[str]) -> int:
     if lines:
         sys.stdout.write("\n".join(lines) + "\n")
     return 0
-
-
-def entry() -> None:
-    """Console entry for git-claim: answer a completion request before click is imported."""
-    if sys.argv[1:2] == [HOOK]:
-        raise SystemExit(main(sys.argv[2:]))
-    from .cli.claim_cmd import main as cli_main
-
-    cli_main()

@@ -130,7 +130,7 @@ def scene(tmp_path_factory: pytest.TempPathFactory) -> Scene:
                            text=True, timeout=60)
     assert probe.stdout == "list\n", (
         "git-claim does not answer completion requests: its console script must be"
-        f" git_claim.completion:entry\n{probe.stderr}")
+        f" git_claim.entry:claim\n{probe.stderr}")
 
     repo = root / "repo"
     subprocess.run(["git", "init", "-q", "-b", "main", str(repo)], env=env, check=True)
@@ -417,7 +417,7 @@ def test_a_completion_request_imports_neither_click_nor_pygit2(scene: Scene) -> 
     imported = {line.split("|")[-1].strip() for line in done.stderr.splitlines() if "|" in line}
     assert not {name for name in imported if name.split(".")[0] in ("click", "pygit2")}, \
         "git-claim imports click before answering a completion: point the console script at " \
-        "git_claim.completion:entry"
+        "git_claim.entry:claim"
 
 
 def test_candidates_outside_a_repository_and_from_broken_files(scene: Scene, tmp_path: Path,

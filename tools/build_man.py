@@ -319,10 +319,10 @@ def entry_command(script: str, target: str) -> object | None:
     arguments, while `click.Command.main` is replaced by a stand-in that stops
     at once, naming the command it was called on. So the answer does not
     depend on how many functions lie between the entry point and click (for
-    git-claim: git_claim.completion.entry, then git_claim.cli.claim_cmd.main,
+    git-claim: git_claim.entry.claim, then git_claim.cli.claim_cmd.main,
     then its click group). None when the call ends without reaching click.
-    The entry point's own code before click does run (for git-claim: a look
-    at sys.argv and some imports); the command never does, as the stand-in
+    The entry point's own code before click does run (a look at sys.argv
+    and some imports); the command never does, as the stand-in
     stops before it parses anything. `script` is what sys.argv[0] says.
     """
     import click
