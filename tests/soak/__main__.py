@@ -6,7 +6,6 @@ Exit 0 when the checker passes, 1 when it finds a violation, 2 on bad usage.
 from __future__ import annotations
 
 import argparse
-import json
 import subprocess
 import sys
 import tempfile
@@ -69,7 +68,6 @@ def main(argv: list[str] | None = None) -> int:
         print("harness errors:\n" + "\n".join(summary["harness_errors"]), file=sys.stderr)
     if args.figures:
         update(args.figures, text)
-    json.dumps(summary)
     return 0 if summary["ok"] else 1
 
 

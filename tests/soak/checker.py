@@ -408,7 +408,8 @@ class Checker:
                         frozen = self.stopped_between(a.agent, start, a.end)
                         bound = start + self.h.ttl + frozen
                         why = f"its lease ran out (frozen {frozen:.1f}s)"
-                    self.overlaps.append(a.end - b.ack - self.stopped_between(a.agent, b.ack, a.end))
+                    awake = a.end - b.ack - self.stopped_between(a.agent, b.ack, a.end)
+                    self.overlaps.append(awake)
                     if a.end > bound + 1e-6:
                         self.flag("double-claim", ticket,
                                   f"{a.agent} still believed it held {a.tag[:12]} at"
@@ -452,8 +453,9 @@ class Checker:
         for group in by_ticket.values():
             group.sort(key=lambda o: o.start)
             for i, op in enumerate(group):
-                if any(o.agent != op.agent and o.start < (op.end or INF) and op.start < (o.end or INF)
-                       for o in group[max(0, i - 20):i + 20] if o is not op):
+                near = group[max(0, i - 20):i + 20]
+                if any(o.agent != op.agent and o.start < (op.end or INF)
+                       and op.start < (o.end or INF) for o in near if o is not op):
                     contended += 1
         ambiguous: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
         for op in ops:
