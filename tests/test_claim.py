@@ -1,7 +1,11 @@
 """The claim lock end to end: `git claim`, `git release`, `git claim list`.
 
-Every scenario runs against each real server (path, file://, git://, smart
-HTTP, ssh) and with both transports (libgit2 and the git CLI).
+The lock itself runs against each real server (path, file://, git://, smart
+HTTP, ssh) with both transports (libgit2 and the git CLI), through `world`:
+creating a claim, a creation the server refuses, releasing with and without
+force, and a stale release. Scenarios whose transport-specific steps are those
+same writes and reads run on `sampled_world`: each server and each
+transport at least once.
 """
 
 from __future__ import annotations
@@ -138,7 +142,9 @@ def test_list_shows_every_claim(sampled_world):
     assert "TICKET" in table.stdout and "PROJ-7" in table.stdout and "*640" in table.stdout
 
 
-def test_a_plain_push_cannot_replace_a_claim(world):
+def test_a_plain_push_cannot_replace_a_claim(sampled_world):
+    """The push is the git CLI's: the tool's transport only made the claims before it."""
+    world = sampled_world
     alice, bob = world.agent("alice"), world.agent("bob")
     assert alice.claim("640").code == 0
     assert bob.claim("641").code == 0
