@@ -13,7 +13,7 @@ import hashlib
 from dataclasses import dataclass, field
 from typing import Callable, Sequence
 
-from .errors import RefusedError
+from .errors import GitError, RefusedError
 from .lock import ClaimResult, claim
 from .safetext import clean
 from .session import Session
@@ -87,6 +87,34 @@ def spread_order(tickets: Sequence[Ticket], agent: str, spread: int) -> list[Tic
     return top + list(tickets[spread:])
 
 
+def _still_free(session: Session, candidates: Sequence[Ticket], passed: set[str],
+                skip: Callable[[str], None]) -> list[Ticket] | None:
+    """After a lost race: the candidates not yet passed that the remote still has free.
+
+    A loss means others are claiming from the same candidates, so most of
+    this agent's next ones may be gone too. One listing (a round trip, no
+    fetch) costs less than a claim push lost on each of them, and spreading
+    anew over what is left, in backlog order, keeps the losers of one round
+    from colliding again on the next. None when the listing fails: the agent
+    then goes on in the order it had.
+    """
+    prefix = session.settings.ref_prefix
+    try:
+        taken = {ref[len(prefix):] for ref in session.transport.list_refs([prefix])}
+    except GitError:
+        return None
+    free = []
+    for ticket in candidates:
+        if ticket.id in passed:
+            continue
+        if ticket.id in taken:
+            passed.add(ticket.id)
+            skip("claimed, done or blocked")
+        else:
+            free.append(ticket)
+    return spread_order(free, session.settings.agent, session.settings.spread)
+
+
 def claim_next(session: Session, backlog: Sequence[Ticket], *, tracker: Tracker | None,
                labels: Sequence[str] = (), exclude: Sequence[str] = (), gate: bool = True,
                progress: Callable[[int], None] | None = None) -> NextResult:
@@ -117,7 +145,11 @@ def claim_next(session: Session, backlog: Sequence[Ticket], *, tracker: Tracker 
 
     backlog_cache.save(session.location.common_dir, candidates, backlog)
     pushes = 0
-    for ticket in spread_order(candidates, settings.agent, settings.spread):
+    order = spread_order(candidates, settings.agent, settings.spread)
+    passed: set[str] = set()  # ids tried, or skipped for their labels
+    while order:
+        ticket = order.pop(0)
+        passed.add(ticket.id)
         if gate or labels or exclude:
             ticket = labels_for_gate(session, ticket, tracker)
             if ticket.labels_known and (not _has_all(ticket, labels)
@@ -135,6 +167,9 @@ def claim_next(session: Session, backlog: Sequence[Ticket], *, tracker: Tracker 
             won = claim(session, ticket.id, no_gate=not gate)
         except RefusedError:
             skip("lost to another agent")
+            free = _still_free(session, candidates, passed, skip)
+            if free is not None:
+                order = free
             continue
         return NextResult(ticket, won, pushes, skipped)
     summary = ", ".join(f"{count} {reason}" for reason, count in sorted(skipped.items()))

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from agents import remote_refs, tag_message, with_env
+from agents import PausePoint, remote_refs, tag_message, with_env
 
 FAKE_GH = Path(__file__).parent / "fake_gh"
 
@@ -210,6 +210,32 @@ def test_sixteen_processes_next_on_one_backlog(make_world, tmp_path):
         assert f"Claim-Agent: {document['agent']}\n" in body
     pushes = sum(d["pushes"] for d in documents)
     print(f"16 agents, 32 tickets: {pushes} claim pushes ({pushes / 16:.2f} per agent)")
+
+
+@pytest.mark.parametrize("transport", ["libgit2", "git"])
+def test_a_lost_race_relists_before_the_next_push(make_world, tmp_path, transport):
+    """Bob loses his first pick, and the tickets behind it went meanwhile too.
+
+    He lists the remote again instead of pushing for each of them: one lost
+    push, then a win, whatever his order (claim.spread 1 makes it backlog
+    order, the worst case: every ticket he would try next is taken).
+    """
+    world = make_world("path", transport)
+    backlog = tmp_path / "backlog.txt"
+    backlog.write_text("".join(f"L{i}\n" for i in range(6)))
+    alice, bob = world.agent("alice"), world.agent("bob")
+    bob.git("config", "claim.spread", "1")
+    point = PausePoint(tmp_path / "pause", "claim:before-push")
+    process = bob.popen("claim", "--next", "--from", str(backlog), "--json",
+                        env=point.env(bob.env))
+    point.wait_reached(process)
+    for ticket in ("L0", "L1", "L2", "L3"):
+        assert alice.claim(ticket).code == 0
+    point.go()
+    out, err = process.communicate(timeout=60)
+    assert process.returncode == 0, (out, err)
+    document = json.loads(out)
+    assert document["ticket"] == "L4" and document["pushes"] == 2, document
 
 
 def test_assignment_is_mirrored_when_configured(make_world, gh):
