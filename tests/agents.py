@@ -94,7 +94,8 @@ def tag_message(repo: ServedRepo, oid: str) -> str:
 
 def base_env(home: Path) -> dict[str, str]:
     env = {key: value for key, value in os.environ.items()
-           if not key.startswith(("GIT_", "SSH_AUTH_SOCK", "PRE_COMMIT"))}
+           if not key.startswith(("GIT_", "SSH_AUTH_SOCK", "PRE_COMMIT"))
+           and key != "PYTHONDONTWRITEBYTECODE"}  # the commands start as installed: compiled
     env.update({
         "HOME": str(home),
         "XDG_CONFIG_HOME": str(home / ".config"),
