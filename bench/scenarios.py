@@ -107,11 +107,7 @@ class Bench:
         self.home = self.root / "home"
         self.home.mkdir()
         bin_dir = str(Path(sys.executable).parent)
-        self.env = base_env(self.home)
-        # Measure what an installed copy runs: pip compiles the package's bytecode
-        # at install, so the commands must not recompile it at every start
-        # (the warm-up run writes it for an editable install).
-        self.env.pop("PYTHONDONTWRITEBYTECODE", None)
+        self.env = base_env(self.home)  # without PYTHONDONTWRITEBYTECODE: compiled, as installed
         self.env["PATH"] = bin_dir + os.pathsep + os.environ.get("PATH", "")
         self.tool = shutil.which("git-claim", path=bin_dir) or shutil.which("git-claim")
         if self.tool is None:

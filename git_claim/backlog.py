@@ -87,6 +87,12 @@ def spread_order(tickets: Sequence[Ticket], agent: str, spread: int) -> list[Tic
     return top + list(tickets[spread:])
 
 
+def _taken_ids(session: Session) -> set[str]:
+    """Tickets with a claim ref on the remote (held, done or blocked): one listing."""
+    prefix = session.settings.ref_prefix
+    return {ref[len(prefix):] for ref in session.transport.list_refs([prefix])}
+
+
 def _still_free(session: Session, candidates: Sequence[Ticket], passed: set[str],
                 skip: Callable[[str], None]) -> list[Ticket] | None:
     """After a lost race: the candidates not yet passed that the remote still has free.
@@ -98,9 +104,8 @@ def _still_free(session: Session, candidates: Sequence[Ticket], passed: set[str]
     from colliding again on the next. None when the listing fails: the agent
     then goes on in the order it had.
     """
-    prefix = session.settings.ref_prefix
     try:
-        taken = {ref[len(prefix):] for ref in session.transport.list_refs([prefix])}
+        taken = _taken_ids(session)
     except GitError:
         return None
     free = []
@@ -125,8 +130,7 @@ def claim_next(session: Session, backlog: Sequence[Ticket], *, tracker: Tracker 
     def skip(reason: str) -> None:
         skipped[reason] = skipped.get(reason, 0) + 1
 
-    taken = {ref[len(settings.ref_prefix):]
-             for ref in session.transport.list_refs([settings.ref_prefix])}
+    taken = _taken_ids(session)
     candidates: list[Ticket] = []
     for ticket in backlog:
         if progress is not None:
