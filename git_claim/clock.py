@@ -101,3 +101,30 @@ def local_hhmm(timestamp: float) -> str:
         return datetime.fromtimestamp(timestamp).strftime("%H:%M")
     except (OverflowError, OSError, ValueError):
         return "?"
+
+
+def elapsed() -> float:
+    """Seconds on a clock that never steps and is shared by every process on the machine.
+
+    CLOCK_BOOTTIME (Linux) counts from boot, keeps counting through suspend
+    and is immune to NTP or manual steps of the wall clock, so a duration
+    measured across processes with it is real time that passed. Elsewhere,
+    CLOCK_MONOTONIC (which may stop during suspend). Pair it with `boot_id()`
+    before comparing values kept on disk: both restart at a reboot.
+    """
+    clock = getattr(time, "CLOCK_BOOTTIME", None)
+    if clock is not None:
+        try:
+            return time.clock_gettime(clock)
+        except OSError:
+            pass
+    return time.monotonic()
+
+
+def boot_id() -> str | None:
+    """This boot's id (Linux), or None where the system has none to offer."""
+    try:
+        with open("/proc/sys/kernel/random/boot_id", encoding="ascii") as handle:
+            return handle.read().strip() or None
+    except OSError:
+        return None

@@ -18,11 +18,7 @@ every few seconds frees a dead claim within TTL plus one run interval.
 
 from __future__ import annotations
 
-import json
-import os
-import tempfile
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from . import oplog
@@ -32,6 +28,7 @@ from .errors import GitError, RefusedError
 from .gateway.transport import RefUpdate, UpdateResult, UpdateStatus
 from .lock import EMAIL_DOMAIN, MAX_ROUNDS, complete_ended, lost_message, swap
 from .ownership import Ownership
+from .reaper_memory import ReaperMemory
 from .record import EVENT_HEARTBEAT, EVENT_REAPED, OUTCOME_STATES, STATE_HELD, LivenessRecord
 from .safetext import clean
 from .session import Session
@@ -98,36 +95,6 @@ def verify(session: Session, ticket: str) -> ClaimView:
     if view.oid != mine.tag or view.ended_by is not None:
         raise RefusedError(lost_message(session, view, mine))
     return view
-
-
-class ReaperMemory:
-    """When this reaper first saw each claim in its current state (its own clock)."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        try:
-            self.seen: dict[str, list[Any]] = json.loads(path.read_text())
-        except (OSError, ValueError):
-            self.seen = {}
-        self.updated: dict[str, list[Any]] = {}
-
-    def unchanged_for(self, view: ClaimView, at: float) -> float:
-        key = [view.oid, view.notes_tip]
-        previous = self.seen.get(view.ticket)
-        first = previous[2] if previous and previous[:2] == key and \
-            isinstance(previous[2], (int, float)) else at
-        self.updated[view.ticket] = [*key, min(first, at)]
-        return at - min(first, at)
-
-    def save(self) -> None:
-        try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            fd, temp = tempfile.mkstemp(dir=self.path.parent, prefix=".tmp-")
-            with os.fdopen(fd, "w") as handle:
-                json.dump(self.updated, handle)
-            os.replace(temp, self.path)
-        except OSError:
-            pass  # memory is an optimisation; the timestamp rule still holds
 
 
 @dataclass
