@@ -4,11 +4,10 @@ tickets for shell completion, without a network call per keystroke."""
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Sequence
 
+from .atomicfile import write_atomic
 from .tracker.base import Ticket
 
 CACHE_NAME = "backlog-cache.json"
@@ -27,11 +26,7 @@ def save(common_dir: Path, eligible: Sequence[Ticket], everything: Sequence[Tick
                 for t in everything[:MAX_ENTRIES] if t.id not in seen]
     path = cache_path(common_dir)
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, temp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
-        with os.fdopen(fd, "w") as handle:
-            json.dump(entries, handle)
-        os.replace(temp, path)
+        write_atomic(path, json.dumps(entries))
     except OSError:
         pass  # a cache: losing it costs a title or a completion, nothing more
 

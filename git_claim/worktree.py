@@ -28,11 +28,11 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable
 
+from .atomicfile import write_atomic
 from .errors import GitError, RefusedError, UsageError
 from .gateway.localrepo import Location, run_git
 from .safetext import clean
@@ -182,16 +182,7 @@ def _read_json(path: Path) -> dict[str, Any] | None:
 
 def _write_json(path: Path, data: dict[str, Any]) -> None:
     """Atomically, so a crash never leaves a half marker that reads as foreign."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, temp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
-    try:
-        with os.fdopen(fd, "w") as handle:
-            json.dump(data, handle, indent=2, default=str)
-            handle.write("\n")
-        os.replace(temp, path)
-    except BaseException:
-        Path(temp).unlink(missing_ok=True)
-        raise
+    write_atomic(path, json.dumps(data, indent=2, default=str) + "\n")
 
 
 def _marker(location: Location, entry: _Entry) -> dict[str, Any] | None:
