@@ -168,7 +168,7 @@ def claim_next(session: Session, backlog: Sequence[Ticket], *, tracker: Tracker 
                 continue
         pushes += 1
         try:
-            won = claim(session, ticket.id, no_gate=not gate)
+            won = claim(session, ticket.id, no_gate=not gate, reuse=False)
         except RefusedError:
             skip("lost to another agent")
             free = _still_free(session, candidates, passed, skip)

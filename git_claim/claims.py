@@ -8,13 +8,14 @@ local object database is never fetched again.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Callable, Sequence
 
 from .clock import now
 from .errors import GitError
-from .record import (EVENT_HEARTBEAT, STATE_HELD, STATE_UNKNOWN, ClaimRecord, LivenessRecord,
-                     parse_claim, parse_liveness)
+from .clock import iso
+from .record import (EVENT_HEARTBEAT, EVENT_REOPENED, OUTCOME_STATES, STATE_HELD, STATE_UNKNOWN,
+                     ClaimRecord, LivenessRecord, parse_claim, parse_liveness)
 from .session import Session
 
 CACHE_NAMESPACE = "refs/claim-cache/"
@@ -52,6 +53,19 @@ class ClaimView:
         return None
 
     @property
+    def reopening(self) -> LivenessRecord | None:
+        """A recorded reopening of a done or blocked ticket not completed yet (roll forward)."""
+        if self.record is not None and self.record.state in OUTCOME_STATES \
+                and self.note is not None and self.note.event == EVENT_REOPENED:
+            return self.note
+        return None
+
+    @property
+    def unfinished(self) -> LivenessRecord | None:
+        """A decided change (release, reap, reopening) that the claim ref does not show yet."""
+        return self.ended_by or self.reopening
+
+    @property
     def last_alive(self) -> float | None:
         """The holder's last sign of life: its last heartbeat, else the claim time."""
         if self.note is not None and self.note.event == EVENT_HEARTBEAT and self.note.time:
@@ -84,7 +98,36 @@ def _view(session: Session, ticket: str, oid: str | None, notes_tip: str | None)
                              tagger_time=info.tagger_time)
     note_bytes = session.local.note_on(notes_tip, oid)
     note = parse_liveness(note_bytes) if note_bytes is not None else None
+    if note is not None and _final(record, note) and \
+            not session.local.note_set_by(notes_tip, oid):
+        record = _put_back(record, note)
     return ClaimView(ticket, ref, oid, record, notes_tip, note)
+
+
+def _final(record: ClaimRecord, note: LivenessRecord) -> bool:
+    """The note ends this claim (or reopens this outcome): the ref should not show it."""
+    if record.state == STATE_HELD:
+        return note.ends_claim
+    return record.state in OUTCOME_STATES and note.event == EVENT_REOPENED
+
+
+def _put_back(record: ClaimRecord, note: LivenessRecord) -> ClaimRecord:
+    """A claim whose ending is not the latest event of its ticket: put back by a stale push.
+
+    Every state change writes the ticket's notes ref, and nothing writes it
+    between the decision that ends a claim and the completion of that end. So
+    a decided but unfinished end is always the newest notes commit. A claim
+    ref that shows an ended claim (or a reopened outcome) whose note is older
+    than that came back from a copy: a `git push --tags [--force]` or
+    `--mirror` from a stale clone. It is neither rolled forward nor taken
+    over; it is reported, so a human can look (`git release --force`).
+    """
+    when = f" at {iso(note.time)}" if note.time else ""
+    what = "claim" if record.state == STATE_HELD else f"{record.state} outcome"
+    return replace(record, state=STATE_UNKNOWN,
+                   problem=f"an old {what} of {record.agent or 'an unknown agent'}"
+                           f" ({note.event}{when}) was pushed back, perhaps by a stale"
+                           " `git push --tags` or `--mirror`")
 
 
 def read_claims(session: Session, tickets: Sequence[str] | None = None, *,

@@ -274,7 +274,8 @@ def _ticket_id(raw: object) -> str | None:
 
 
 def _held_tickets(git_dir: str) -> list[str]:
-    """Tickets whose claim we hold: the non-pending records of git_claim.ownership."""
+    """Tickets whose claim we hold: the non-pending records of git_claim.ownership
+    (owned/<ticket>/<tag>.json, and owned/<ticket>.json of earlier versions)."""
     import json
 
     root = os.path.join(git_dir, "git-claim", "owned")
@@ -282,12 +283,23 @@ def _held_tickets(git_dir: str) -> list[str]:
         names = sorted(os.listdir(root))
     except OSError:
         return []
-    tickets = []
+    paths = []
     for name in names:
-        if not name.endswith(".json") or name.startswith("."):
+        if name.startswith("."):
+            continue
+        if name.endswith(".json"):
+            paths.append(os.path.join(root, name))
             continue
         try:
-            with open(os.path.join(root, name), encoding="utf-8") as handle:
+            inner = sorted(os.listdir(os.path.join(root, name)))
+        except OSError:
+            continue
+        paths += [os.path.join(root, name, n) for n in inner
+                  if n.endswith(".json") and not n.startswith(".")]
+    tickets = []
+    for path in paths:
+        try:
+            with open(path, encoding="utf-8") as handle:
                 record = json.load(handle)
         except (OSError, ValueError):
             continue

@@ -25,8 +25,9 @@ from . import oplog
 from .claims import ClaimView, read_claim, read_claims
 from .clock import now
 from .errors import GitError, RefusedError
-from .gateway.transport import RefUpdate, UpdateResult, UpdateStatus
-from .lock import EMAIL_DOMAIN, MAX_ROUNDS, complete_ended, lost_message, swap
+from .gateway.transport import Guard, RefUpdate, UpdateResult, UpdateStatus
+from .lock import (EMAIL_DOMAIN, MAX_ROUNDS, GuardBroken, complete_ended, find_mine,
+                   lost_message, swap)
 from .ownership import Ownership
 from .reaper_memory import ReaperMemory
 from .record import EVENT_HEARTBEAT, EVENT_REAPED, OUTCOME_STATES, STATE_HELD, LivenessRecord
@@ -35,10 +36,9 @@ from .session import Session
 from .testpoints import pause
 
 
-def _mine(session: Session, ticket: str) -> Ownership:
-    mine = session.store.get(ticket, ref=session.settings.claim_ref(ticket),
-                             remote_url=session.remote_url)
-    if mine is None or mine.pending:
+def _mine(session: Session, ticket: str, oid: str | None = None) -> Ownership:
+    mine = find_mine(session, ticket, oid)
+    if mine is None:
         raise RefusedError(f"you hold no claim on {clean(ticket)} here")
     return mine
 
@@ -51,10 +51,14 @@ class Beat:
     notes_tip: str
 
 
-def heartbeat(session: Session, ticket: str) -> Beat:
-    """Record that we are alive; RefusedError if the claim is no longer ours."""
+def heartbeat(session: Session, ticket: str, mine: Ownership | None = None) -> Beat:
+    """Record that we are alive; RefusedError if the claim is no longer ours.
+
+    `mine`: the claim to beat (`run` passes the one it supervises); by
+    default, our record for the ticket in this git dir.
+    """
     settings = session.settings
-    mine = _mine(session, ticket)
+    mine = mine or _mine(session, ticket)
     with oplog.begin("heartbeat", ticket, agent=settings.agent, tag=mine.tag) as op:
         beat = _heartbeat(session, ticket, mine, op)
         op.end(oplog.OK, commit=beat.notes_tip)
@@ -62,8 +66,15 @@ def heartbeat(session: Session, ticket: str) -> Beat:
 
 
 def _heartbeat(session: Session, ticket: str, mine: Ownership, op: oplog.Op) -> Beat:
+    """One notes commit, leased on the notes tip and guarded by the claim ref.
+
+    The lease catches every release and reap (they move the notes tip); the
+    guard, checked in the same push, catches a claim ref that was deleted or
+    replaced without our protocol (plain git, a stale clone's push), so a
+    holder whose claim was replaced hears it at its next beat.
+    """
     settings = session.settings
-    tip = mine.notes_tip  # fast path: nothing can end our claim without moving it
+    tip = mine.notes_tip  # fast path: no read first; the push checks everything
     known = tip is not None
     for _ in range(MAX_ROUNDS):
         if not known:
@@ -79,7 +90,12 @@ def _heartbeat(session: Session, ticket: str, mine: Ownership, op: oplog.Op) -> 
             author=settings.agent, email=f"agent@{EMAIL_DOMAIN}", time=at)
         pause("heartbeat:before-push")
         op.step(commit=commit, at=oplog.wall(at))
-        if swap(session, RefUpdate(settings.notes_ref(ticket), commit, tip)) == commit:
+        update = RefUpdate(settings.notes_ref(ticket), commit, tip, Guard(mine.ref, mine.tag))
+        try:
+            landed = swap(session, update) == commit
+        except GuardBroken:
+            raise RefusedError(lost_message(session, read_claim(session, ticket), mine))
+        if landed:
             mine.notes_tip = commit
             mine.seq = event.seq
             session.store.put(mine)
@@ -89,9 +105,14 @@ def _heartbeat(session: Session, ticket: str, mine: Ownership, op: oplog.Op) -> 
 
 
 def verify(session: Session, ticket: str) -> ClaimView:
-    """Return the view if the remote claim is still ours, else RefusedError."""
-    mine = _mine(session, ticket)
+    """Return the view if the remote claim is still ours, else RefusedError.
+
+    One listing reads the claim ref and the notes ref together: the claim
+    must be our tag, and no recorded release or reap may have ended it.
+    """
+    _mine(session, ticket)
     view = read_claim(session, ticket)
+    mine = _mine(session, ticket, view.oid)
     if view.oid != mine.tag or view.ended_by is not None:
         raise RefusedError(lost_message(session, view, mine))
     return view
@@ -152,6 +173,10 @@ def reap(session: Session, *, ttl: float, max_skew: float, dry_run: bool = False
             continue
         holder = record.agent
         if record.state in OUTCOME_STATES:
+            if view.reopening is not None:
+                to_complete.append(view)
+                report.completed.append(ReapEntry(view.ticket, holder, None,
+                                                  "finishing a recorded reopening"))
             continue
         if record.state != STATE_HELD:
             report.skipped.append(ReapEntry(view.ticket, holder, None,
@@ -231,7 +256,7 @@ def _decide_reaps(session: Session, views: list[ClaimView], *, ttl: float,
         except GitError:
             continue  # a notes ref we cannot build on: never reap what we cannot record
         ref = settings.notes_ref(view.ticket)
-        updates.append(RefUpdate(ref, commit, view.notes_tip))
+        updates.append(RefUpdate(ref, commit, view.notes_tip, Guard(view.ref, view.oid)))
         by_ref[ref] = (view, event, commit)
         ops[ref] = oplog.begin("reap", view.ticket, agent=settings.agent, tag=view.oid,
                                judged=oplog.wall(at), ttl=ttl)
@@ -246,8 +271,8 @@ def _decide_reaps(session: Session, views: list[ClaimView], *, ttl: float,
         raise
     for result in results:
         view, event, commit = by_ref[result.ref]
-        ops[result.ref].end(oplog.OK if result.ok else oplog.FAILED
-                            if result.status is UpdateStatus.STALE else oplog.UNKNOWN)
+        ops[result.ref].end(oplog.OK if result.ok else oplog.FAILED if result.status in (
+            UpdateStatus.STALE, UpdateStatus.GUARD_BROKEN) else oplog.UNKNOWN)
         if result.ok:
             decided.append(replace(view, note=event))
         elif result.status is UpdateStatus.REJECTED:

@@ -21,9 +21,10 @@ from .claims import ClaimView, read_claim
 from . import oplog
 from .clock import format_duration, local_hhmm, now
 from .errors import GitError, RefusedError
-from .gateway.transport import RefUpdate, UpdateStatus
+from .gateway.transport import Guard, RefUpdate, UpdateStatus
 from .ownership import Ownership
-from .record import (EVENT_REAPED, EVENT_RELEASED, OUTCOME_STATES, STATE_HELD, STATE_UNKNOWN,
+from .record import (EVENT_REAPED, EVENT_RELEASED, EVENT_REOPENED, OUTCOME_STATES, STATE_HELD,
+                     STATE_UNKNOWN,
                      ClaimRecord, LivenessRecord, new_claim, outcome_of, parse_claim,
                      parse_liveness)
 from .safetext import clean
@@ -42,10 +43,15 @@ class ClaimResult:
     tag: str
     record: ClaimRecord
     already_ours: bool = False
+    mine: Ownership | None = None  # the record this process holds for the claim
 
 
-def describe_holder(view: ClaimView) -> str:
-    """'640 is held by asif-laptop since 12:03 (4 min ago)' and its relatives."""
+def describe_holder(view: ClaimView, *, me: str | None = None) -> str:
+    """'640 is held by asif-laptop since 12:03 (4 min ago)' and its relatives.
+
+    `me`: our agent name; a claim held under it by another process of this
+    checkout says so, since the holder's name alone would read as ours.
+    """
     record = view.record
     ticket = clean(view.ticket)
     if record is None:
@@ -64,6 +70,8 @@ def describe_holder(view: ClaimView) -> str:
     ended = view.ended_by
     if ended is not None:
         return f"{ticket} is being {ended.event} (by {clean(ended.agent, 80)})"
+    if me is not None and record.agent == me:
+        return f"{ticket} is held by {who}{when}, in another process (another claim attempt)"
     return f"{ticket} is held by {who}{when}"
 
 
@@ -78,8 +86,12 @@ def lost_message(session: Session, view: ClaimView, mine: Ownership) -> str:
             at = f" at {local_hhmm(note.time)}" if note.time else ""
             return f"{ticket} is no longer yours ({verb} by {clean(note.agent, 80)}{at})"
     if view.oid is not None and view.oid != mine.tag:
-        return f"{ticket} is no longer yours ({describe_holder(view)})"
+        return f"{ticket} is no longer yours (the claim ref was replaced: {describe_holder(view)})"
     return f"{ticket} is no longer yours (the claim is gone from the remote)"
+
+
+class GuardBroken(Exception):
+    """The claim ref no longer held the claim an update was guarded by: nothing was written."""
 
 
 def swap(session: Session, update: RefUpdate) -> str | None:
@@ -87,11 +99,13 @@ def swap(session: Session, update: RefUpdate) -> str | None:
 
     The update took effect exactly when the returned value equals `update.new`.
     A rejection or an unknown outcome is settled by re-reading the ref, never
-    by trusting that a push "returned".
+    by trusting that a push "returned". A broken guard raises GuardBroken.
     """
     result = session.transport.push([update])[0]
     if result.ok:
         return update.new
+    if result.status is UpdateStatus.GUARD_BROKEN:
+        raise GuardBroken(result.message)
     if result.status is UpdateStatus.STALE and result.current_known:
         return result.current
     current = session.transport.list_refs([update.ref]).get(update.ref)
@@ -101,31 +115,62 @@ def swap(session: Session, update: RefUpdate) -> str | None:
     return current
 
 
-def claim(session: Session, ticket: str, *, no_gate: bool = False) -> ClaimResult:
+def my_records(session: Session, ticket: str) -> list[Ownership]:
+    """Records that may prove a claim on `ticket` is ours, the likeliest first.
+
+    The claims this process itself made or adopted come first, then this
+    agent's, then any other non-pending record in this git dir (the copy a
+    worktree made for a claim carries the claimer's name, while commands run
+    inside that worktree have a name of their own).
+    """
+    settings = session.settings
+    store = session.store
+    records = [r for r in store.records(ticket, ref=settings.claim_ref(ticket),
+                                        remote_url=session.remote_url) if not r.pending]
+    return sorted(records, key=lambda r: (not store.held_here(r), r.agent != settings.agent))
+
+
+def find_mine(session: Session, ticket: str, oid: str | None = None) -> Ownership | None:
+    """Our record for `ticket`: the one whose tag is `oid` when given, else the likeliest."""
+    records = my_records(session, ticket)
+    if oid is not None:
+        for record in records:
+            if record.tag == oid:
+                return record
+    return records[0] if records else None
+
+
+def claim(session: Session, ticket: str, *, no_gate: bool = False,
+          reuse: bool = True) -> ClaimResult:
     """Win `ticket` or raise RefusedError naming the holder (exit 1).
 
-    Won means the server accepted our ref, and only that. A pending record is
-    written before the first push, so that an ambiguous outcome is settled by
-    comparing the remote ref with our own tag id, and a retry pushes the same
-    tag rather than a second nonce.
+    Won means the server accepted *this process's* own tag, and only that.
+    Processes of one checkout are separate contenders, whatever their agent
+    names: each pushes a tag of its own. The one exception is `reuse`: a live
+    claim of this agent that no live process supervises (its record's lock is
+    free) is taken over as "already yours", and this process supervises it
+    from then on. `--next` passes reuse=False: it takes only free tickets.
+
+    A pending record is written before the first push, so that an ambiguous
+    outcome is settled by comparing the remote ref with our own tag id, and a
+    retry pushes the same tag rather than a second nonce. A pending record
+    left by a process of ours that died is adopted (by taking its lock) and
+    retried; one whose process still lives belongs to that contender.
     """
     settings = session.settings
     ref = settings.claim_ref(ticket)
     store = session.store
-    held = store.get(ticket, ref=ref, remote_url=session.remote_url)
-    if held is not None and not held.pending:
-        view = read_claim(session, ticket)
-        if view.oid == held.tag and view.ended_by is None:
-            return ClaimResult(ticket, ref, held.tag, _own_record(session, held),
-                               already_ours=True)
-        if view.oid == held.tag:
-            complete_ended(session, view)
-        store.drop(ticket)  # an old claim of ours that ended: start afresh
+    ours = [r for r in store.records(ticket, ref=ref, remote_url=session.remote_url)
+            if r.agent == settings.agent]
+    reused = _reusable(session, ticket, [r for r in ours if not r.pending], reuse=reuse)
+    if reused is not None:
+        return ClaimResult(ticket, ref, reused.tag, _own_record(session, reused),
+                           already_ours=True, mine=reused)
+    mine = _adopt_pending(session, [r for r in ours if r.pending])
     # A pending tag left by an earlier attempt may have landed back then and been
     # reaped since: winning with it again is no win.
-    earlier = held is not None and held.pending
+    earlier = mine is not None
     for _ in range(MAX_ROUNDS):
-        mine = store.get(ticket, ref=ref, remote_url=session.remote_url)
         if mine is None:
             mine = _new_ownership(session, ticket, no_gate=no_gate)
         pause("claim:before-push")
@@ -138,7 +183,8 @@ def claim(session: Session, ticket: str, *, no_gate: bool = False) -> ClaimResul
                 if view.oid == mine.tag and view.ended_by is not None:
                     op.end(oplog.FAILED, holder=current, ended=view.ended_by.event)
                     complete_ended(session, view)
-                    store.drop(ticket)  # that claim is over: the next round mints a new one
+                    store.drop(mine)  # that claim is over: the next round mints a new one
+                    mine = None
                     continue
             op.end(oplog.OK if current == mine.tag else oplog.FAILED, holder=current)
         pause("claim:after-push")
@@ -147,16 +193,58 @@ def claim(session: Session, ticket: str, *, no_gate: bool = False) -> ClaimResul
         if current == mine.tag:
             mine.pending = False
             store.put(mine)
-            return ClaimResult(ticket, ref, mine.tag, _own_record(session, mine))
+            return ClaimResult(ticket, ref, mine.tag, _own_record(session, mine), mine=mine)
         view = read_claim(session, ticket)
         if view.oid is None or view.oid == mine.tag:
             continue
-        if view.ended_by is not None:
+        if view.unfinished is not None:
             complete_ended(session, view)
             continue
-        store.drop(ticket)
-        raise RefusedError(describe_holder(view), holder=holder_fields(view))
+        store.drop(mine)
+        raise RefusedError(describe_holder(view, me=settings.agent), holder=holder_fields(view))
     raise GitError(f"could not settle the claim on {ticket} after {MAX_ROUNDS} attempts")
+
+
+def _reusable(session: Session, ticket: str, held: list[Ownership], *,
+              reuse: bool) -> Ownership | None:
+    """A live claim of this agent that may be taken over; RefusedError if it is supervised.
+
+    Records of claims that ended or vanished are dropped on the way (when no
+    live process holds them).
+    """
+    if not held:
+        return None
+    store = session.store
+    view = read_claim(session, ticket)
+    for record in held:
+        if view.oid == record.tag and view.ended_by is None and view.held:
+            if not reuse:
+                raise RefusedError(f"{clean(ticket)} is already held by you ({clean(record.agent, 80)});"
+                                   " --next takes only free tickets", holder=holder_fields(view))
+            if store.hold(record):
+                return record
+            pid = store.holder_pid(record)
+            raise RefusedError(f"{clean(ticket)} is held by you ({clean(record.agent, 80)}), and"
+                               f" another process{f' (pid {pid})' if pid else ''} is"
+                               " working on it", holder=holder_fields(view))
+        if view.oid == record.tag and view.ended_by is not None:
+            complete_ended(session, view)
+        if store.hold(record):
+            store.drop(record)  # an old claim of ours that ended: start afresh
+    return None
+
+
+def _adopt_pending(session: Session, pending: list[Ownership]) -> Ownership | None:
+    """A pending attempt of ours whose process died (its lock is free), to retry as it was."""
+    store = session.store
+    for record in pending:
+        if not store.hold(record):
+            continue  # a live contender of ours is pushing it right now
+        fresh = store.reread(record)
+        if fresh is not None and fresh.pending:
+            return fresh
+        store.drop(record)
+    return None
 
 
 def _new_ownership(session: Session, ticket: str, *, no_gate: bool) -> Ownership:
@@ -170,6 +258,7 @@ def _new_ownership(session: Session, ticket: str, *, no_gate: bool) -> Ownership
     mine = Ownership(ticket=ticket, ref=settings.claim_ref(ticket),
                      remote_url=session.remote_url, tag=tag, nonce=record.nonce,
                      agent=settings.agent, claimed_at=record.time or now(), pending=True)
+    session.store.hold(mine)  # locked for this process before the record exists
     session.store.put(mine)
     return mine
 
@@ -196,7 +285,8 @@ def decide(session: Session, view: ClaimView, event: LivenessRecord,
     """Write `event` as the note on the claim, leased on the notes tip we read.
 
     True when our note landed. False when the notes ref had moved (a beat, a
-    reap, a release): the caller re-reads and thinks again.
+    reap, a release) or the claim ref no longer holds the claim judged (the
+    guard): the caller re-reads and thinks again.
     """
     assert view.oid is not None
     commit = session.local.notes_commit(
@@ -204,20 +294,26 @@ def decide(session: Session, view: ClaimView, event: LivenessRecord,
         author=session.settings.agent, email=f"agent@{EMAIL_DOMAIN}", time=event.time or now())
     if op is not None:
         op.step(tag=view.oid, commit=commit)
-    update = RefUpdate(session.settings.notes_ref(view.ticket), commit, view.notes_tip)
-    return swap(session, update) == commit
+    update = RefUpdate(session.settings.notes_ref(view.ticket), commit, view.notes_tip,
+                       Guard(view.ref, view.oid))
+    try:
+        return swap(session, update) == commit
+    except GuardBroken:
+        return False
 
 
 def complete_ended(session: Session, view: ClaimView) -> bool:
-    """Finish a decided release or reap: delete the claim ref or set its outcome.
+    """Finish a decided release, reap or reopening: delete the claim ref or set its outcome.
 
     Anyone may do this, any number of times: the lease on the claim tag makes
-    every attempt after the first a no-op.
+    every attempt after the first a no-op. Only a decision that is the
+    ticket's latest event is finished (claims.py tells one that came back
+    with a stale push, and shows it as unknown instead).
     """
     ended = view.note
     assert view.oid is not None and ended is not None
     new: str | None = None
-    if ended.event == EVENT_RELEASED and ended.outcome in OUTCOME_STATES and view.record:
+    if ended.event == EVENT_RELEASED and view.held and ended.outcome in OUTCOME_STATES and view.record:
         outcome = outcome_of(view.record, view.oid, state=ended.outcome, agent=ended.agent,
                              host=session.settings.host, time=ended.time or now(),
                              reason=ended.reason, forced_by=ended.forced_by)
@@ -240,7 +336,7 @@ def release(session: Session, ticket: str, *, outcome: str = OUTCOME_FREE, reaso
             force: bool = False) -> ReleaseResult:
     """End a claim as free, done or blocked. Only the holder may, unless `force`."""
     settings = session.settings
-    mine = session.store.get(ticket, ref=settings.claim_ref(ticket), remote_url=session.remote_url)
+    mine = find_mine(session, ticket)
     with oplog.begin("release", ticket, agent=settings.agent, tag=mine.tag if mine else None,
                      outcome=outcome, force=force) as op:
         result = _release(session, ticket, mine, op, outcome=outcome, reason=reason, force=force)
@@ -254,13 +350,14 @@ def _release(session: Session, ticket: str, mine: Ownership | None, op: oplog.Op
     store = session.store
     for _ in range(MAX_ROUNDS):
         view = read_claim(session, ticket)
+        mine = find_mine(session, ticket, view.oid) or mine
         is_mine = mine is not None and view.oid == mine.tag
         if view.oid is None or (view.record and view.record.state in OUTCOME_STATES):
             if mine is not None and view.record and view.record.claim_of == mine.tag:
-                store.drop(ticket)  # our own earlier release, completed
+                store.drop(mine)  # our own earlier release, completed
                 return ReleaseResult(ticket, view.record.state, False, mine.agent, noop=True)
             if mine is not None and _released_by_us(session, view, mine):
-                store.drop(ticket)  # our own earlier release, completed
+                store.drop(mine)  # our own earlier release, completed
                 return ReleaseResult(ticket, OUTCOME_FREE, False, mine.agent, noop=True)
             if mine is not None and not force:
                 raise RefusedError(lost_message(session, view, mine))
@@ -269,7 +366,7 @@ def _release(session: Session, ticket: str, mine: Ownership | None, op: oplog.Op
             raise RefusedError(describe_holder(view))
         if not is_mine and not force:
             if mine is not None and _released_by_us(session, view, mine):
-                store.drop(ticket)  # our own earlier release, completed
+                store.drop(mine)  # our own earlier release, completed
                 return ReleaseResult(ticket, OUTCOME_FREE, False, mine.agent, noop=True)
             if mine is not None:
                 raise RefusedError(lost_message(session, view, mine))
@@ -278,8 +375,9 @@ def _release(session: Session, ticket: str, mine: Ownership | None, op: oplog.Op
         ended = view.ended_by
         if ended is not None:
             if is_mine and ended.event == EVENT_RELEASED and not ended.forced_by:
+                assert mine is not None
                 complete_ended(session, view)
-                store.drop(ticket)
+                store.drop(mine)
                 return ReleaseResult(ticket, ended.outcome, False, settings.agent, noop=True)
             if is_mine:
                 raise RefusedError(lost_message(session, view, mine))  # type: ignore[arg-type]
@@ -300,7 +398,8 @@ def _release(session: Session, ticket: str, mine: Ownership | None, op: oplog.Op
                                f" refused to update {view.ref}; the next git claim, release"
                                " or reap finishes it")
             if is_mine:
-                store.drop(ticket)
+                assert mine is not None
+                store.drop(mine)
             return ReleaseResult(ticket, outcome, bool(forced_by), holder)
     raise GitError(f"could not settle the release of {ticket} after {MAX_ROUNDS} attempts")
 
@@ -314,15 +413,33 @@ def _released_by_us(session: Session, view: ClaimView, mine: Ownership) -> bool:
 
 
 def reopen(session: Session, ticket: str) -> ClaimView:
-    """Free a done or blocked ticket so it can be claimed again."""
+    """Free a done or blocked ticket so it can be claimed again.
+
+    Like a release, two steps: a note on the outcome tag decides (and moves
+    the ticket's notes ref, so an old claim tag pushed back later can be told
+    from a current one), then the outcome ref is deleted; whoever finds a
+    decided reopening finishes it.
+    """
+    settings = session.settings
     for _ in range(MAX_ROUNDS):
         view = read_claim(session, ticket)
         if view.record is None or view.record.state not in OUTCOME_STATES:
             raise RefusedError(f"{clean(ticket)} is not done or blocked ({view.state})")
         assert view.oid is not None
-        with oplog.begin("reopen", ticket, agent=session.settings.agent, tag=view.oid) as op:
+        with oplog.begin("reopen", ticket, agent=settings.agent, tag=view.oid) as op:
+            if view.reopening is None:
+                event = LivenessRecord(event=EVENT_REOPENED, time=now(), agent=settings.agent,
+                                       seq=(view.note.seq if view.note else 0) + 1,
+                                       outcome=view.record.state, holder=view.record.agent)
+                if not decide(session, view, event, op):
+                    op.end(oplog.FAILED)
+                    continue
+                view = replace(view, note=event)
             current = swap(session, RefUpdate(view.ref, None, view.oid))
             op.end(oplog.OK if current is None else oplog.FAILED, holder=current)
         if current is None:
             return view
+        if current == view.oid:
+            raise GitError(f"the reopening of {clean(ticket)} is recorded, but the remote"
+                           f" refused to delete {view.ref}")
     raise GitError(f"could not settle the reopening of {ticket} after {MAX_ROUNDS} attempts")

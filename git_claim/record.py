@@ -29,6 +29,7 @@ OUTCOME_STATES = (STATE_DONE, STATE_BLOCKED)
 EVENT_HEARTBEAT = "heartbeat"
 EVENT_RELEASED = "released"
 EVENT_REAPED = "reaped"
+EVENT_REOPENED = "reopened"  # on an outcome tag: the ticket is to be freed
 
 _TRAILER = re.compile(r"([A-Za-z][A-Za-z0-9-]*):[ \t]*(.*)\Z")
 _SEED_PAIR = re.compile(r"([A-Za-z_][A-Za-z0-9_-]*)=(\S+)")
@@ -207,7 +208,7 @@ def parse_liveness(raw: bytes) -> LivenessRecord:
     """Parse a note; never raises. A note we cannot read is an event `unknown`."""
     trailers = _trailers(_decode(raw))
     event = trailers.get("claim-event", "unknown").lower()
-    if event not in (EVENT_HEARTBEAT, EVENT_RELEASED, EVENT_REAPED):
+    if event not in (EVENT_HEARTBEAT, EVENT_RELEASED, EVENT_REAPED, EVENT_REOPENED):
         event = "unknown"
     time = parse_iso(trailers.get("claim-time", ""))
     ttl = _int_or_none(trailers.get("claim-ttl"))

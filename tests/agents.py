@@ -162,3 +162,16 @@ def notes_log(repo: ServedRepo, ticket: str) -> list[str]:
     completed = subprocess.run(["git", "--git-dir", str(repo.path), "log", "--format=%s",
                                 f"refs/notes/claims/{ticket}"], capture_output=True, text=True)
     return completed.stdout.split("\n")[:-1] if completed.returncode == 0 else []
+
+
+def owned_records(git_dir: Path, ticket: str) -> list[dict[str, Any]]:
+    """The tool's ownership records for `ticket` in `git_dir` (one per claim attempt)."""
+    folder = git_dir / "git-claim" / "owned" / ticket
+    return [json.loads(path.read_text()) for path in sorted(folder.glob("*.json"))]
+
+
+def owned_record(git_dir: Path, ticket: str) -> dict[str, Any] | None:
+    """The one record for `ticket` in `git_dir`, or None; more than one is a failure."""
+    records = owned_records(git_dir, ticket)
+    assert len(records) <= 1, records
+    return records[0] if records else None

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import json
 import re
-import signal
 
-from agents import PausePoint, remote_refs, tag_message
+from agents import PausePoint, owned_record, remote_refs, tag_message
 
 
 def test_a_claim_interrupted_after_its_push_is_recovered_with_the_same_nonce(sampled_world):
@@ -17,8 +15,7 @@ def test_a_claim_interrupted_after_its_push_is_recovered_with_the_same_nonce(sam
     process = alice.popen("claim", "640", env=pause.env(alice.env))
     pause.wait_reached(process)
     pause.kill(process)
-    owned = alice.workdir / ".git" / "git-claim" / "owned" / "640.json"
-    record = json.loads(owned.read_text())
+    record = owned_record(alice.workdir / ".git", "640")
     assert record["pending"] is True
     landed = remote_refs(world.repo)["refs/claims/640"]
     assert landed == record["tag"]
@@ -26,7 +23,7 @@ def test_a_claim_interrupted_after_its_push_is_recovered_with_the_same_nonce(sam
     retry = alice.claim("640")
     assert retry.code == 0, retry
     assert remote_refs(world.repo)["refs/claims/640"] == landed  # no second nonce
-    assert json.loads(owned.read_text())["pending"] is False
+    assert owned_record(alice.workdir / ".git", "640")["pending"] is False
     assert alice.claim("verify", "640").code == 0
 
 
@@ -38,7 +35,7 @@ def test_a_claim_interrupted_before_its_push_retries_cleanly(sampled_world):
     pause.wait_reached(process)
     pause.kill(process)
     assert "refs/claims/640" not in remote_refs(world.repo)
-    pending = json.loads((alice.workdir / ".git" / "git-claim" / "owned" / "640.json").read_text())
+    pending = owned_record(alice.workdir / ".git", "640")
     retry = alice.claim("640")
     assert retry.code == 0, retry
     body = tag_message(world.repo, remote_refs(world.repo)["refs/claims/640"])

@@ -11,9 +11,7 @@ import json
 import subprocess
 from pathlib import Path
 
-from agents import Agent, Outcome, remote_refs
-
-RECORDS = Path("git-claim") / "owned"
+from agents import Agent, Outcome, owned_record, remote_refs
 
 
 def run(args: list[str], *, cwd: Path, env: dict[str, str]) -> Outcome:
@@ -43,21 +41,20 @@ def claims(outcome: Outcome) -> dict[str, dict]:
 def test_from_a_subdirectory_and_with_dash_c(make_world, transport, tmp_path):
     world = make_world("git", transport)
     alice = world.agent("alice")
-    records = alice.workdir / ".git" / RECORDS
     sub = alice.workdir / "deep" / "er"
     sub.mkdir(parents=True)
 
     won = run(["claim", "640"], cwd=sub, env=alice.env)
     assert won.code == 0, won
     assert won.stdout.strip() == "claimed 640 (refs/claims/640)"
-    assert (records / "640.json").is_file()
+    assert owned_record(alice.workdir / ".git", "640") is not None
     assert list(sub.iterdir()) == []
 
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
     won = run(["-C", str(alice.workdir), "claim", "641"], cwd=elsewhere, env=alice.env)
     assert won.code == 0, won
-    assert (records / "641.json").is_file()
+    assert owned_record(alice.workdir / ".git", "641") is not None
     assert list(elsewhere.iterdir()) == []
 
     assert {"refs/claims/640", "refs/claims/641"} <= set(remote_refs(world.repo))
@@ -79,7 +76,7 @@ def test_with_git_dir_and_work_tree_set(make_world, transport, tmp_path):
     assert won.code == 0, won
     assert won.stdout.strip() == "claimed 643 (refs/claims/643)"
     assert "refs/claims/643" in remote_refs(world.repo)
-    assert (alice.workdir / ".git" / RECORDS / "643.json").is_file()
+    assert owned_record(alice.workdir / ".git", "643") is not None
     assert list(elsewhere.iterdir()) == []
 
     rows = claims(run(["claim", "list", "--json"], cwd=elsewhere, env=env))
@@ -98,9 +95,9 @@ def test_linked_worktrees_are_separate_claimants(make_world, transport, tmp_path
     assert won.code == 0, won
     first_git_dir = git_dir(first, first_env)
     assert first_git_dir != alice.workdir / ".git"
-    assert (first_git_dir / RECORDS / "642.json").is_file()
-    assert not (alice.workdir / ".git" / RECORDS / "642.json").exists()
-    assert not (git_dir(second, second_env) / RECORDS / "642.json").exists()
+    assert owned_record(first_git_dir, "642") is not None
+    assert owned_record(alice.workdir / ".git", "642") is None
+    assert owned_record(git_dir(second, second_env), "642") is None
 
     before = remote_refs(world.repo)
     refused = run(["release", "642"], cwd=second, env=second_env)
@@ -111,7 +108,7 @@ def test_linked_worktrees_are_separate_claimants(make_world, transport, tmp_path
     released = run(["release", "642"], cwd=first, env=first_env)
     assert released.code == 0, released
     assert "refs/claims/642" not in remote_refs(world.repo)
-    assert not (first_git_dir / RECORDS / "642.json").exists()
+    assert owned_record(first_git_dir, "642") is None
 
 
 def test_default_agent_differs_between_linked_worktrees(make_world, transport, tmp_path):

@@ -14,8 +14,7 @@ import shutil
 import subprocess
 
 import pytest
-
-from agents import Agent, remote_refs, tag_message
+from agents import Agent, owned_record, remote_refs, tag_message
 
 AGENTS = 20
 RACE_TRIALS = 2
@@ -34,7 +33,7 @@ def race(world, agents, ticket: str, prefix: str = "refs/claims/") -> None:
     body = tag_message(world.repo, remote_refs(world.repo)[prefix + ticket])
     assert f"Claim-Agent: {winner.name}\n" in body
     nonce = re.search(r"^Claim-Nonce: (\w+)$", body, re.M).group(1)
-    stored = json.loads((winner.workdir / ".git" / "git-claim" / "owned" / f"{ticket}.json").read_text())
+    stored = owned_record(winner.workdir / ".git", ticket)
     assert stored["nonce"] == nonce and stored["pending"] is False
     for agent, code, stdout, stderr in results:
         if agent is winner:

@@ -93,7 +93,9 @@ def _run(arguments: tuple[str, ...], pick_next: bool, source: str | None,
         click.echo(f"git claim run: {line}", err=True)
     from ..safetext import clean
 
-    extra = {"GIT_CLAIM_TICKET": ticket, "GIT_CLAIM_TITLE": clean(document.get("title") or "", 500),
+    _renew_before_start(session, ticket, document, beat_every)
+    extra = {"GIT_CLAIM_TICKET": ticket, "GIT_CLAIM_AGENT": settings.agent,
+             "GIT_CLAIM_TITLE": clean(document.get("title") or "", 500),
              "GIT_CLAIM_LABELS": clean(",".join(document.get("labels") or []), 2000)}
     cwd = None
     use_worktree = worktree is not None or settings.worktree
@@ -128,6 +130,26 @@ def _run(arguments: tuple[str, ...], pick_next: bool, source: str | None,
     if as_json:
         emit_json(result)
     return outcome.status
+
+
+def _renew_before_start(session: Any, ticket: str, document: dict[str, Any],
+                        interval: float) -> None:
+    """Never start a command on an old lease: beat first.
+
+    A claim reused from an earlier run (already ours) may have been silent
+    for most of its TTL, and a win may have come late; either could be
+    reaped moments after the command starts. A beat renews the lease, or
+    says the claim is lost (RefusedError, exit 1) before anything runs.
+    """
+    from ..clock import now
+    from ..liveness import heartbeat
+    from ..lock import find_mine
+
+    mine = find_mine(session, ticket, document["tag"])
+    if mine is None:
+        return
+    if document.get("already_ours") or now() - mine.claimed_at >= interval:
+        heartbeat(session, ticket, mine)
 
 
 def _release(session: Any, ticket: str, how: str, status: int, report: Any) -> str | None:

@@ -4,6 +4,10 @@
 helpers and credential helpers all work because git itself does the work.
 Each update is a `--force-with-lease=<ref>:<expect>` push: git checks the
 lease against the advertisement and the server re-checks under its lock.
+A guard rides in the same push as `<expect>:<guard ref>` with a lease on
+`<expect>`, under `--atomic`: git sends nothing for a ref that already holds
+the value ("up to date"), and a guard ref that holds anything else fails its
+lease, which fails the whole atomic push before anything is sent.
 """
 
 from __future__ import annotations
@@ -53,9 +57,15 @@ class GitCliTransport(Transport):
     def push(self, updates: Sequence[RefUpdate]) -> list[UpdateResult]:
         args = ["push", "--porcelain", "--no-verify", "--quiet"]
         specs = []
+        guards = {u.guard.ref: u.guard.expect for u in updates if u.guard is not None}
+        if guards:
+            args.append("--atomic")
         for update in updates:
             args.append(f"--force-with-lease={update.ref}:{update.expect or ''}")
             specs.append(f"{update.new}:{update.ref}" if update.new else f":{update.ref}")
+        for ref, expect in guards.items():
+            args.append(f"--force-with-lease={ref}:{expect}")
+            specs.append(f"{expect}:{ref}")
         try:
             completed = self._git([*args, self.remote, *specs], check=False)
         except GitError as error:
@@ -64,6 +74,13 @@ class GitCliTransport(Transport):
         reports = _parse_porcelain(completed.stdout)
         results = []
         for update in updates:
+            guard = reports.get(update.guard.ref) if update.guard is not None else None
+            if guard is not None and guard[0] == "!":
+                assert update.guard is not None
+                status = (UpdateStatus.GUARD_BROKEN if "stale info" in guard[1]
+                          else UpdateStatus.NOT_TRIED)
+                results.append(UpdateResult(update.ref, status, f"{update.guard.ref} changed"))
+                continue
             report = reports.get(update.ref)
             if report is None:
                 # No verdict for this ref: maybe never sent, maybe applied. The
@@ -76,6 +93,8 @@ class GitCliTransport(Transport):
                 results.append(UpdateResult(update.ref, UpdateStatus.OK))
             elif "stale info" in summary:
                 results.append(UpdateResult(update.ref, UpdateStatus.STALE, "remote changed"))
+            elif "atomic push failed" in summary:
+                results.append(UpdateResult(update.ref, UpdateStatus.NOT_TRIED, summary))
             else:
                 results.append(UpdateResult(update.ref, UpdateStatus.REJECTED, summary))
         return results

@@ -5,6 +5,8 @@ sends the *advertised* old value, not ours. So every push checks, in
 push_negotiation (after the advertisement, before the upload), that the
 remote holds what the caller expects, and aborts otherwise; the server then
 checks the advertised old value under its own lock, which closes the race.
+A guard (a ref that must hold a value for an update to count) is checked
+against the same advertisement, read from the open connection.
 """
 
 from __future__ import annotations
@@ -37,11 +39,14 @@ class _LeaseBroken(Exception):
 
 
 class _PushCallbacks(Callbacks):
-    def __init__(self, url: str, expected: dict[str, str | None]) -> None:
+    def __init__(self, url: str, updates: Sequence[RefUpdate], remote: pygit2.Remote) -> None:
         super().__init__(url)
-        self.expected = expected
+        self.expected = {u.ref: u.expect for u in updates}
+        self.guards = [u for u in updates if u.guard is not None]
+        self.remote = remote
         self.negotiated = False
         self.stale: dict[str, str | None] = {}
+        self.unguarded: dict[str, str | None] = {}  # update ref -> its guard ref's value
         self.reports: dict[str, str | None] = {}
 
     def push_negotiation(self, updates: list[pygit2.PushUpdate]) -> None:
@@ -50,7 +55,16 @@ class _PushCallbacks(Callbacks):
             current = None if remote_old == ZERO_OID else remote_old
             if self.expected.get(update.dst_refname) != current:
                 self.stale[update.dst_refname] = current
-        if self.stale:
+        if self.guards:
+            # The advertisement this push negotiated against, from the open connection.
+            advertised = {head.name: str(head.oid)
+                          for head in self.remote.list_heads(connect=False)}
+            for guarded in self.guards:
+                assert guarded.guard is not None
+                value = advertised.get(guarded.guard.ref)
+                if value != guarded.guard.expect:
+                    self.unguarded[guarded.ref] = value
+        if self.stale or self.unguarded:
             raise _LeaseBroken()
         self.negotiated = True
 
@@ -110,13 +124,12 @@ class Libgit2Transport(Transport):
 
     def push(self, updates: Sequence[RefUpdate]) -> list[UpdateResult]:
         specs = [f"+{u.new}:{u.ref}" if u.new else f":{u.ref}" for u in updates]
-        callbacks = _PushCallbacks(self.url, {u.ref: u.expect for u in updates})
+        remote = self.remote
+        callbacks = _PushCallbacks(self.url, updates, remote)
         try:
-            self.remote.push(specs, callbacks=callbacks, proxy=True)
+            remote.push(specs, callbacks=callbacks, proxy=True)
         except _LeaseBroken:
-            return [UpdateResult(u.ref, UpdateStatus.STALE, "remote changed",
-                                 callbacks.stale[u.ref], True) if u.ref in callbacks.stale
-                    else UpdateResult(u.ref, UpdateStatus.NOT_TRIED) for u in updates]
+            return [_broken(u, callbacks) for u in updates]
         except (pygit2.GitError, OSError, AuthFailed) as error:
             if not callbacks.negotiated:
                 raise describe_error(error, self.url, callbacks)
@@ -134,6 +147,18 @@ class Libgit2Transport(Transport):
         if message is None:
             return UpdateResult(update.ref, UpdateStatus.OK)
         return UpdateResult(update.ref, UpdateStatus.REJECTED, message)
+
+
+def _broken(update: RefUpdate, callbacks: _PushCallbacks) -> UpdateResult:
+    """The verdict on one update of a push aborted in negotiation."""
+    if update.ref in callbacks.stale:
+        return UpdateResult(update.ref, UpdateStatus.STALE, "remote changed",
+                            callbacks.stale[update.ref], True)
+    if update.ref in callbacks.unguarded:
+        assert update.guard is not None
+        return UpdateResult(update.ref, UpdateStatus.GUARD_BROKEN,
+                            f"{update.guard.ref} changed", callbacks.unguarded[update.ref], True)
+    return UpdateResult(update.ref, UpdateStatus.NOT_TRIED)
 
 
 __all__ = ["Libgit2Transport", "AmbiguousOutcome"]

@@ -5,7 +5,9 @@ there and checks "already exists" outside the lock, so it cannot be a lock.
 Instead we copy the objects into the remote's object database and change
 each ref inside a reference transaction: lock the ref, read it under the
 lock, compare with the expected value, then write. git's own writers take the
-same `.lock` file, so this is a true compare-and-swap against them too.
+same `.lock` file, so this is a true compare-and-swap against them too. An
+update's guard ref is locked and read in the same transaction, and left as
+it is.
 Hooks on the remote do not run on this path (git's local push runs them;
 choose `claim.transport git` where they matter).
 """
@@ -100,6 +102,11 @@ class LocalTransport(Libgit2Transport):
         try:
             with remote.transaction() as txn:
                 txn.lock_ref(update.ref)
+                if update.guard is not None:
+                    txn.lock_ref(update.guard.ref)
+                    guarded = _read_ref(remote, update.guard.ref)
+                    if guarded != update.guard.expect:
+                        raise _Unguarded(guarded)
                 current = _read_ref(remote, update.ref)
                 if current != update.expect:
                     raise _Stale(current)
@@ -107,6 +114,10 @@ class LocalTransport(Libgit2Transport):
                     txn.remove(update.ref)
                 else:
                     txn.set_target(update.ref, update.new, message="git-claim")
+        except _Unguarded as broken:
+            assert update.guard is not None
+            return UpdateResult(update.ref, UpdateStatus.GUARD_BROKEN,
+                                f"{update.guard.ref} changed", broken.current, True)
         except _Stale as stale:
             return UpdateResult(update.ref, UpdateStatus.STALE, "remote changed", stale.current,
                                 True)
@@ -122,6 +133,10 @@ class _Stale(Exception):
     def __init__(self, current: str | None) -> None:
         super().__init__(current)
         self.current = current
+
+
+class _Unguarded(_Stale):
+    """The guard ref did not hold its expected value."""
 
 
 def _copy_objects(oid: str, source: pygit2.Odb, target: pygit2.Odb, *,

@@ -205,6 +205,29 @@ class LocalRepo:
             return None
         return self.read_blob(str(entry.id))
 
+    def note_set_by(self, commit: str | None, annotated: str) -> bool:
+        """Whether notes commit `commit` itself wrote the note on `annotated`.
+
+        True when the note differs from the one in its first parent (or the
+        commit has no parent and carries the note); False when the note came
+        from an older commit, or is missing, or the parent cannot be read.
+        """
+        if not commit:
+            return False
+        try:
+            current = self.repo[commit]
+            if not isinstance(current, pygit2.Commit):
+                return False
+            entry = current.tree[annotated] if annotated in current.tree else None
+            if entry is None:
+                return False
+            if not current.parents:
+                return True
+            parent_tree = current.parents[0].tree
+        except LOOKUP_ERRORS:
+            return False
+        return annotated not in parent_tree or parent_tree[annotated].id != entry.id
+
     def notes_commit(self, parent: str | None, annotated: str, text: str, *, message: str,
                      author: str, email: str, time: float) -> str:
         """A notes commit on `parent` that sets the note on `annotated` to `text`."""

@@ -1,8 +1,11 @@
 """The transport interface: list, fetch and compare-and-swap pushes of refs.
 
 Every push names, per ref, the value it expects the remote to hold; a
-transport must never apply an update whose expectation fails. Results are
-per ref, because no transport here applies a multi-ref push atomically.
+transport must never apply an update whose expectation fails. An update may
+also carry a guard: another ref that must hold a given value for the update
+to apply (a heartbeat's note counts only while the claim ref still holds our
+claim). Nothing is written to a guard's ref. Results are per ref, because no
+transport here applies a multi-ref push atomically.
 """
 
 from __future__ import annotations
@@ -21,6 +24,15 @@ class UpdateStatus(Enum):
     REJECTED = "rejected"  # the server refused (hook, lock file, lost race at the server)
     UNKNOWN = "unknown"  # connection lost after sending: re-read the remote to settle
     NOT_TRIED = "not-tried"  # another ref's lease broke first; nothing sent for this one
+    GUARD_BROKEN = "guard-broken"  # the guard ref did not hold its value; nothing written
+
+
+@dataclass(frozen=True)
+class Guard:
+    """`ref` must hold `expect` on the remote, checked in the same step as the update."""
+
+    ref: str
+    expect: str
 
 
 @dataclass(frozen=True)
@@ -30,6 +42,7 @@ class RefUpdate:
     ref: str
     new: str | None
     expect: str | None
+    guard: Guard | None = None
 
 
 @dataclass(frozen=True)
@@ -37,7 +50,7 @@ class UpdateResult:
     ref: str
     status: UpdateStatus
     message: str = ""
-    current: str | None = None  # what the remote held when the lease broke
+    current: str | None = None  # what the remote held when the lease (or guard) broke
     current_known: bool = False  # False: `current` was not observed; re-read the remote
 
     @property

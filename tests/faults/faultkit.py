@@ -16,7 +16,6 @@
 
 from __future__ import annotations
 
-import json
 import re
 import socket
 import struct
@@ -328,8 +327,9 @@ def claim_tags_in(git_dir: Path, ticket: str, agent: str) -> list[str]:
 
 
 def owned_record(agent: Agent, ticket: str) -> dict | None:
-    path = agent.workdir / ".git" / "git-claim" / "owned" / f"{ticket}.json"
-    return json.loads(path.read_text()) if path.exists() else None
+    from agents import owned_record as record_in
+
+    return record_in(agent.workdir / ".git", ticket)
 
 
 def claim_refs(repo: ServedRepo) -> dict[str, str]:
