@@ -1,0 +1,318 @@
+"""No double holds in the set-ups agents really use.
+
+Each test models one way teams run agents, and judges from what the agents'
+own commands logged (when each really started and stopped working), never
+from what the tool believes:
+- several agents in one checkout, with or without names of their own;
+- a claim deleted or replaced on the remote with plain git;
+- `git claim run` reusing an old claim of ours;
+- tags mode (`refs/tags/claim/`) and a stale clone's `git push --tags [--force]`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from agents import PausePoint, notes_log, remote_refs, tag_message
+
+WORKER = """\
+import json, os, sys, time
+log, go = sys.argv[1], sys.argv[2]
+def note(what):
+    with open(log, "a") as handle:
+        handle.write(json.dumps({"pid": os.getpid(), "what": what, "at": time.time(),
+                                 "ticket": os.environ.get("GIT_CLAIM_TICKET")}) + "\\n")
+note("start")
+deadline = time.time() + 60
+while not os.path.exists(go) and time.time() < deadline:
+    time.sleep(0.05)
+note("stop")
+"""
+
+
+def worker(tmp_path: Path) -> tuple[list[str], Path, Path]:
+    """A command that logs its start, works until told to stop, and logs its end."""
+    script = tmp_path / "worker.py"
+    script.write_text(WORKER)
+    log, go = tmp_path / "work.log", tmp_path / "go"
+    return [sys.executable, str(script), str(log), str(go)], log, go
+
+
+def work_log(log: Path) -> list[dict]:
+    return [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
+
+
+def overlaps(entries: list[dict]) -> list[tuple[str, int, int]]:
+    """(ticket, pid, pid) for every two commands that worked one ticket at the same time."""
+    spans: dict[int, list[float]] = {}
+    tickets: dict[int, str] = {}
+    for entry in entries:
+        tickets[entry["pid"]] = entry["ticket"]
+        spans.setdefault(entry["pid"], [entry["at"], float("inf")])
+        if entry["what"] == "stop":
+            spans[entry["pid"]][1] = entry["at"]
+    found = []
+    pids = sorted(spans)
+    for i, first in enumerate(pids):
+        for second in pids[i + 1:]:
+            if tickets[first] == tickets[second] and \
+                    spans[first][0] < spans[second][1] and spans[second][0] < spans[first][1]:
+                found.append((tickets[first], first, second))
+    return found
+
+
+def wait_until(condition, timeout: float = 60, what: str = "condition") -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"{what} not met in {timeout}s"
+        time.sleep(0.05)
+
+
+def started(log: Path, count: int) -> bool:
+    return sum(1 for e in work_log(log) if e["what"] == "start") >= count
+
+
+# 1. Several agents in one checkout.
+
+@pytest.mark.parametrize("own_names", [True, False], ids=["own-names", "one-name"])
+def test_processes_in_one_clone_are_separate_contenders(make_world, own_names, tmp_path):
+    world = make_world("git", "libgit2")
+    clone = world.agent("shared")
+    processes = []
+    for index in range(20):
+        env = dict(clone.env, GIT_CLAIM_AGENT=f"worker-{index}" if own_names else "shared")
+        processes.append(clone.popen("claim", "S1", "--json", env=env))
+    outcomes = [(p.wait(timeout=120), *p.communicate()) for p in processes]
+    won = [json.loads(out) for code, out, _ in outcomes if code == 0]
+    fresh = [doc for doc in won if not doc["already_ours"]]
+    assert len(fresh) == 1, outcomes
+    tag = remote_refs(world.repo)["refs/claims/S1"]
+    assert fresh[0]["tag"] == tag
+    # With one name, a process that started after the winner had finished may find
+    # the claim unsupervised and reuse it; it never pushes a claim of its own.
+    assert all(doc["tag"] == tag for doc in won)
+    if own_names:
+        assert len(won) == 1
+
+
+@pytest.mark.parametrize("second_name", ["alice", "bob"])
+def test_a_pending_claim_of_a_live_process_is_never_adopted(make_world, second_name):
+    """Process 1 wrote its pending record and is about to push; process 2 starts."""
+    world = make_world("git", "libgit2")
+    clone = world.agent("alice")
+    pause = PausePoint(world.root / "pauses", "claim:before-push")
+    first = clone.popen("claim", "S2", "--json", env=pause.env(clone.env))
+    pause.wait_reached(first)
+    second = clone.cmd("claim", "S2", "--json", env=dict(clone.env, GIT_CLAIM_AGENT=second_name))
+    pause.go()
+    code = first.wait(timeout=60)
+    out, err = first.communicate()
+    assert second.code == 0 and not second.json()["already_ours"], second
+    assert code == 1, (out, err)  # it lost: its own tag was refused
+    assert remote_refs(world.repo)["refs/claims/S2"] == second.json()["tag"]
+    body = tag_message(world.repo, second.json()["tag"])
+    assert f"Claim-Agent: {second_name}\n" in body
+
+
+def test_runs_in_one_clone_under_one_name_never_share_a_ticket(make_world, tmp_path):
+    """The commonest laptop set-up: `run` loops side by side in one clone, default names."""
+    world = make_world("git", "libgit2")
+    clone = world.agent("laptop")
+    env = {k: v for k, v in clone.env.items() if k != "GIT_CLAIM_AGENT"}  # the default name
+    backlog = tmp_path / "backlog.txt"
+    backlog.write_text("".join(f"T{n}\n" for n in range(1, 7)))
+    command, log, go = worker(tmp_path)
+    runs = [clone.popen("claim", "run", "--next", "--from", str(backlog), "--worktree",
+                        "--interval", "1s", "--", *command, env=env) for _ in range(3)]
+    wait_until(lambda: started(log, 3) or any(r.poll() is not None for r in runs),
+               what="three commands started")
+    go.write_text("")
+    results = [(r.wait(timeout=120), *r.communicate()) for r in runs]
+    assert all(code == 0 for code, _, _ in results), results
+    entries = work_log(log)
+    assert overlaps(entries) == []
+    tickets = [e["ticket"] for e in entries if e["what"] == "start"]
+    assert len(tickets) == 3 and len(set(tickets)) == 3, entries
+    for ticket in tickets:
+        state = tag_message(world.repo, remote_refs(world.repo)[f"refs/claims/{ticket}"])
+        assert "Claim-State: done" in state
+
+
+def test_a_supervised_claim_is_not_taken_over_by_another_process(make_world, tmp_path):
+    world = make_world("git", "libgit2")
+    alice = world.agent("alice")
+    command, log, go = worker(tmp_path)
+    supervisor = alice.popen("claim", "run", "760", "--interval", "1s", "--", *command)
+    wait_until(lambda: started(log, 1), what="the command started")
+    again = alice.cmd("claim", "run", "760", "--", *command)
+    plain = alice.claim("760")
+    go.write_text("")
+    assert supervisor.wait(timeout=60) == 0, supervisor.communicate()
+    assert again.code == 1 and "another process" in again.stderr, again
+    assert plain.code == 1 and "another process" in plain.stderr, plain
+    assert [e["what"] for e in work_log(log)] == ["start", "stop"]
+
+
+def test_next_never_takes_a_ticket_of_ours(make_world, tmp_path):
+    world = make_world("git", "libgit2")
+    alice = world.agent("alice")
+    backlog = tmp_path / "backlog.txt"
+    backlog.write_text("N1\nN2\n")
+    assert alice.claim("N1").code == 0
+    picked = alice.claim("--next", "--from", str(backlog), "--json")
+    assert picked.code == 0, picked
+    assert picked.json()["ticket"] == "N2"
+
+
+# 2. A claim deleted or replaced with plain git.
+
+def test_a_heartbeat_after_the_claim_was_replaced_is_refused(world):
+    alice, bob = world.agent("alice"), world.agent("bob")
+    assert alice.claim("710").code == 0
+    assert alice.claim("heartbeat", "710").code == 0
+    # someone deletes the claim with plain git, and bob claims the ticket anew
+    bob.git("push", "-q", "origin", ":refs/claims/710")
+    assert bob.claim("710").code == 0
+    taken = remote_refs(world.repo)
+    for _ in range(2):
+        beat = alice.claim("heartbeat", "710")
+        assert beat.code == 1, beat
+        assert "no longer yours" in beat.stderr
+    assert alice.claim("verify", "710").code == 1
+    released = alice.release("710", "--done")
+    assert released.code == 1, released
+    assert remote_refs(world.repo) == taken  # neither beat nor release wrote anything
+
+
+def test_a_deleted_claim_stops_the_heartbeat(make_world):
+    world = make_world("git", "git")
+    alice = world.agent("alice")
+    assert alice.claim("711").code == 0
+    assert alice.claim("heartbeat", "711").code == 0
+    alice.git("push", "-q", "origin", ":refs/claims/711")
+    beat = alice.claim("heartbeat", "711")
+    assert beat.code == 1 and "gone from the remote" in beat.stderr, beat
+    assert "refs/claims/711" not in remote_refs(world.repo)
+
+
+def test_run_stops_within_one_interval_when_its_claim_is_replaced(make_world, tmp_path):
+    world = make_world("git", "libgit2")
+    alice, bob = world.agent("alice"), world.agent("bob")
+    command, log, go = worker(tmp_path)
+    run = alice.popen("claim", "run", "712", "--interval", "1s", "--grace", "2s", "--",
+                      *command)
+    wait_until(lambda: started(log, 1), what="alice's command started")
+    wait_until(lambda: any(line.startswith("heartbeat 712") for line in notes_log(world.repo, "712")),
+               what="alice's first beat")
+    bob.git("push", "-q", "origin", ":refs/claims/712")
+    assert bob.claim("712").code == 0
+    replaced_at = time.time()
+    code = run.wait(timeout=60)
+    _, stderr = run.communicate()
+    assert code == 4, stderr
+    assert "no longer yours" in stderr
+    stopped = [e for e in work_log(log) if e["what"] == "stop"]
+    # SIGTERM ends the worker without its "stop" line: it is gone when run exits
+    assert not stopped or stopped[0]["at"] - replaced_at < 1 + 2 + 2
+    assert time.time() - replaced_at < 1 + 2 + 5
+
+
+# 5. run reusing an old claim renews it before the command starts.
+
+def test_run_beats_before_reusing_an_old_claim(make_world, tmp_path):
+    world = make_world("path", "libgit2")
+    alice = world.agent("alice")
+    assert alice.claim("760").code == 0
+    assert alice.claim("heartbeat", "760").code == 0
+    before = notes_log(world.repo, "760")
+    seen = tmp_path / "seen.txt"
+    script = (f"import subprocess; open({str(seen)!r}, 'w').write(subprocess.run(['git',"
+              f" '--git-dir', {str(world.repo.path)!r}, 'log', '--format=%s',"
+              " 'refs/notes/claims/760'], capture_output=True, text=True).stdout)")
+    run = alice.cmd("claim", "run", "760", "--interval", "5m", "--", sys.executable, "-c",
+                    script)
+    assert run.code == 0, run
+    at_start = seen.read_text().splitlines()
+    assert len(at_start) == len(before) + 1 and at_start[0].startswith("heartbeat 760"), \
+        (before, at_start)
+
+
+# 6. Tags mode: a stale clone's `git push --tags` neither resurrects nor steals.
+
+def tags_mode(*agents) -> None:
+    for agent in agents:
+        agent.git("config", "claim.refPrefix", "refs/tags/claim/")
+
+
+def test_push_tags_from_a_stale_clone_does_not_resurrect_a_claim(make_world):
+    world = make_world("git", "libgit2")
+    alice, bob, stale = world.agent("alice"), world.agent("bob"), world.agent("stale")
+    tags_mode(alice, bob, stale)
+    assert alice.claim("731").code == 0
+    stale.git("fetch", "-q", "origin", "refs/tags/*:refs/tags/*")
+    assert alice.release("731", "--done").code == 0
+    assert alice.claim("reopen", "731").code == 0
+    stale.git("push", "-q", "origin", "--tags")  # the old claim tag comes back
+    state = bob.claim("list", "--json").json()
+    rows = {row["ticket"]: row for row in state}
+    assert rows["731"]["state"] != "done", rows
+    taken = bob.claim("731")
+    assert taken.code == 1 and "pushed back" in taken.stderr, taken
+    assert alice.claim("731").code == 1
+    # nothing rolled the old claim forward into an outcome
+    body = tag_message(world.repo, remote_refs(world.repo)["refs/tags/claim/731"])
+    assert "Claim-State: done" not in body
+    # a human clears it, and the ticket is claimable again
+    assert bob.release("731", "--force").code == 0
+    assert bob.claim("731").code == 0
+
+
+def test_push_tags_force_from_a_stale_clone_does_not_steal_a_claim(make_world):
+    world = make_world("git", "libgit2")
+    alice, bob, stale = world.agent("alice"), world.agent("bob"), world.agent("stale")
+    tags_mode(alice, bob, stale)
+    assert alice.claim("732").code == 0
+    stale.git("fetch", "-q", "origin", "refs/tags/*:refs/tags/*")
+    assert alice.release("732").code == 0
+    assert bob.claim("732").code == 0
+    assert bob.claim("heartbeat", "732").code == 0
+    stale.git("push", "-q", "--force", "origin", "--tags")  # alice's old tag over bob's
+    again = alice.claim("732")
+    assert again.code == 1, again
+    beat = bob.claim("heartbeat", "732")
+    assert beat.code == 1 and "no longer yours" in beat.stderr, beat
+    assert "refs/tags/claim/732" in remote_refs(world.repo)
+    reap = alice.cmd("reap", "--ttl", "1s", "--force", "--json")
+    assert reap.json()["skipped"] and not reap.json()["reaped"], reap
+
+
+def test_a_reopening_is_recorded_and_finished_by_others(make_world):
+    world = make_world("git", "git")
+    alice, bob = world.agent("alice"), world.agent("bob")
+    assert alice.release("733", "--done").code == 1  # not claimed
+    assert alice.claim("733").code == 0
+    assert alice.release("733", "--done").code == 0
+    assert alice.claim("reopen", "733").code == 0
+    assert notes_log(world.repo, "733")[0].startswith("reopened 733")
+    assert "refs/claims/733" not in remote_refs(world.repo)
+    assert bob.claim("733").code == 0
+
+
+def test_no_beat_lands_once_the_claim_is_gone(make_world):
+    """The guard is checked in the same push: a beat never writes after a deletion."""
+    world = make_world("http", "libgit2")
+    alice = world.agent("alice")
+    assert alice.claim("714").code == 0
+    assert alice.claim("heartbeat", "714").code == 0
+    beats = notes_log(world.repo, "714")
+    subprocess.run(["git", "--git-dir", str(world.repo.path), "update-ref", "-d",
+                    "refs/claims/714"], check=True)
+    assert alice.claim("heartbeat", "714").code == 1
+    assert notes_log(world.repo, "714") == beats
