@@ -129,6 +129,18 @@ class OwnershipStore:
         self.holds[record.tag] = taken
         return True
 
+    def copy_to(self, git_dir: Path, record: Ownership) -> None:
+        """Put a copy of our record in another git dir (a worktree made for the claim).
+
+        The copy is locked by this process as the original is, so a process
+        in that worktree cannot take the claim over while we supervise it.
+        """
+        other = OwnershipStore(git_dir)
+        other.hold(record)
+        other.put(record)
+        for tag, held in other.holds.items():
+            self.holds[f"{git_dir}:{tag}"] = held
+
     def held_here(self, record: Ownership) -> bool:
         return record.tag in self.holds
 

@@ -316,3 +316,20 @@ def test_no_beat_lands_once_the_claim_is_gone(make_world):
                     "refs/claims/714"], check=True)
     assert alice.claim("heartbeat", "714").code == 1
     assert notes_log(world.repo, "714") == beats
+
+
+def test_a_claim_supervised_from_its_worktree_is_not_taken_over_there(make_world, tmp_path):
+    """An agent's command inside run's worktree (with run's agent name) cannot reuse the claim."""
+    world = make_world("git", "libgit2")
+    alice = world.agent("alice")
+    command, log, go = worker(tmp_path)
+    supervisor = alice.popen("claim", "run", "761", "--worktree", "--interval", "1s", "--",
+                             *command)
+    wait_until(lambda: started(log, 1), what="the command started")
+    tree = Path(alice.workdir.parent / f"{alice.workdir.name}.claims" / "761")
+    assert tree.is_dir()
+    inside = subprocess.run(["git", "claim", "run", "761", "--", "true"], cwd=tree,
+                            env=alice.env, capture_output=True, text=True, timeout=60)
+    go.write_text("")
+    assert supervisor.wait(timeout=60) == 0, supervisor.communicate()
+    assert inside.returncode == 1 and "another process" in inside.stderr, inside

@@ -102,7 +102,6 @@ def make_worktree(session: Any, ticket: str, path: str | None, base: str | None,
     from pathlib import Path
 
     from ..errors import UsageError
-    from ..ownership import OwnershipStore
     from ..worktree import branch_name, ensure_worktree
 
     settings = session.settings
@@ -117,7 +116,7 @@ def make_worktree(session: Any, ticket: str, path: str | None, base: str | None,
     record = session.store.get(ticket, ref=settings.claim_ref(ticket),
                                remote_url=session.remote_url)
     if record is not None and tree.git_dir is not None:
-        OwnershipStore(tree.git_dir).put(record)
+        session.store.copy_to(tree.git_dir, record)
     return tree
 
 
