@@ -151,10 +151,17 @@ RECORD_RESOLUTION = 1.0
 
 def is_stale(view: ClaimView, *, ttl: float, max_skew: float, at: float,
              memory: ReaperMemory | None) -> tuple[bool, float | None]:
+    """Rule 1 on the records' wall-clock times, read at `at` (the reaper's now());
+    rule 2 on the memory's own clock, which never steps.
+
+    `at` never enters rule 2: a wall clock stepped between two runs would
+    count as time the claim stood unchanged.
+    """
     age = view.age(at)
-    seen_for = memory.unchanged_for(view, at) if memory is not None else 0.0
+    seen_for = memory.unchanged_for(view) if memory is not None else None
     by_time = age is not None and age > ttl + max_skew + RECORD_RESOLUTION
-    return by_time or seen_for >= ttl, age
+    by_memory = seen_for is not None and seen_for >= ttl
+    return by_time or by_memory, age
 
 
 def reap(session: Session, *, ttl: float, max_skew: float, dry_run: bool = False,
