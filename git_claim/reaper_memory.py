@@ -42,7 +42,8 @@ import os
 import time
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterator
+from typing import TYPE_CHECKING, Any
+from collections.abc import Iterator
 
 from .atomicfile import write_atomic
 from .clock import boot_id, elapsed
