@@ -1,0 +1,502 @@
+"""The watchdog between `git claim run` and its command: run -> watchdog -> command.
+
+`run` must own everything its command starts. Agent scripts start workers
+without `exec`, in the background with `&`, or as daemons that fork twice and
+call setsid; such a worker outlives the script, and if `run` dies (even by
+SIGKILL, which no handler sees) it goes on working on a ticket that is then
+reaped and given to a second agent. So `run` does not start the command
+itself: it starts this small process, which starts the command and
+
+- is the child subreaper of the command's tree (Linux, PR_SET_CHILD_SUBREAPER):
+  every process the command starts and then leaves as an orphan is
+  re-parented here instead of to init, so the whole tree stays findable
+  through /proc, and is reaped here;
+- takes orders from `run` over a pipe: `signal N` passes signal N on to every
+  process of the tree, `stop` sends SIGTERM to all of them and SIGKILL to
+  those left after the grace period;
+- stops the tree the same way when that pipe reaches end of file: `run` has
+  ended, however it ended;
+- when the command itself exits, stops what it left behind the same way, and
+  exits only once the tree is gone: `run` releases the ticket only when no
+  work on it can still be running.
+
+It reports to `run` over a second pipe, one line each: `started PID`,
+`error ERRNO` (the command could not be started), `exit STATUS` (the
+command's own status, 128 + N when signal N ended it) and `leftover PID...`
+(processes of the command still running, and not yet asked to stop, when it
+exited: SIGTERM goes to them now) and `stuck PID...` (processes still there a
+grace period after their SIGKILL: another user's, or stuck in the kernel;
+the watchdog goes on waiting for them). End of file means the tree is gone;
+the watchdog's exit status is the command's.
+
+The watchdog and the command stay in run's process group: a terminal's
+Ctrl-C and job control reach the command directly, and a SIGSTOP to the group
+freezes all of them. The watchdog blocks SIGINT, SIGTERM and SIGHUP: its
+orders come from `run` only. A blocked signal stays pending, and that tells
+whether a signal `run` passes on was sent to the whole group (then the
+processes of the group have it already, and only those that left the group
+get it from here) or to `run` alone (then every process of the tree gets it
+from here): no process gets it twice.
+
+Not covered: a SIGKILL to the whole process group kills the watchdog too.
+Processes still in the group die with it; one that left the group (setsid)
+is re-parented to init.
+
+Elsewhere than Linux there is no subreaper and no /proc: the tree is the
+command's own process, the only one signalled or stopped, and what it started
+is left to itself. (Signalling the command's process group instead would hit
+`run` and, in a script without job control, the shell that started `run`.)
+
+Stdlib only, and started as a script with `python -I -S`, not with `-m`: it
+starts in a few tens of milliseconds, imports nothing of git_claim's (no
+click, no pygit2), and nothing in the command's working directory or the
+environment can shadow a module it imports.
+"""
+
+from __future__ import annotations
+
+import os
+import select
+import signal
+import sys
+import time
+
+TYPE_CHECKING = False  # not imported from typing: that import alone costs a few ms at start
+if TYPE_CHECKING:
+    import subprocess
+    import threading
+    from typing import Callable, Sequence
+
+WATCHED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+PR_SET_CHILD_SUBREAPER = 36
+SWEEPS = 3  # passes over the tree per signal: a process may fork while we signal
+RESWEEP = 0.1  # seconds between SIGKILL passes once the grace period is over
+
+
+# --------------------------------------------------------------------------
+# the process tree, from /proc
+
+
+def process_table() -> dict[int, tuple[int, str]] | None:
+    """pid -> (parent pid, state letter) for every process; None without /proc."""
+    try:
+        entries = os.listdir("/proc")
+    except OSError:
+        return None
+    table: dict[int, tuple[int, str]] = {}
+    for entry in entries:
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat", "rb") as handle:
+                fields = handle.read().rsplit(b")", 1)[1].split()
+            table[int(entry)] = (int(fields[1]), fields[0].decode("ascii", "replace"))
+        except (OSError, IndexError, ValueError):
+            continue
+    return table
+
+
+def process_tree(root: int, table: dict[int, tuple[int, str]] | None = None) -> list[int]:
+    """`root` and its descendants, from /proc where there is one."""
+    table = process_table() if table is None else table
+    if table is None:
+        return [root]
+    children: dict[int, list[int]] = {}
+    for pid, (parent, _) in table.items():
+        children.setdefault(parent, []).append(pid)
+    found, pending = [], [root]
+    while pending:
+        pid = pending.pop()
+        found.append(pid)
+        pending.extend(children.get(pid, []))
+    return found
+
+
+def heeds(pid: int, signum: int) -> bool:
+    """Whether `signum` acts on `pid` (neither ignored nor blocked there); True without /proc."""
+    try:
+        with open(f"/proc/{pid}/status", "rb") as handle:
+            masks = {key: int(value, 16) for key, _, value in
+                     (line.partition(b":\t") for line in handle.read().splitlines())
+                     if key in (b"SigIgn", b"SigBlk")}
+    except (OSError, ValueError):
+        return True
+    bit = 1 << (signum - 1)
+    return not any(mask & bit for mask in masks.values())
+
+
+def _send(pids: Sequence[int], signum: int) -> None:
+    for pid in pids:
+        try:
+            os.kill(pid, signum)
+        except (ProcessLookupError, PermissionError):
+            pass
+
+
+def _status(wait_status: int) -> int:
+    code = os.waitstatus_to_exitcode(wait_status)
+    return 128 - code if code < 0 else code
+
+
+# --------------------------------------------------------------------------
+# the watchdog process
+
+
+def become_subreaper() -> bool:
+    """Make orphans of our descendants our children (Linux 3.4 and later)."""
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        return libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0
+    except (OSError, AttributeError):
+        return False
+
+
+def spawn(command: Sequence[str]) -> int:
+    """Fork and exec `command`; its pid, or OSError when it cannot be started."""
+    read_end, write_end = os.pipe()  # close-on-exec: end of file once exec worked
+    pid = os.fork()
+    if pid == 0:
+        try:
+            os.close(read_end)
+            signal.set_wakeup_fd(-1)
+            # the dispositions subprocess gives a child: Python ignores SIGPIPE and SIGXFSZ
+            for name in ("SIGCHLD", "SIGPIPE", "SIGXFZ", "SIGXFSZ"):
+                if hasattr(signal, name):
+                    signal.signal(getattr(signal, name), signal.SIG_DFL)
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, WATCHED)
+            os.execvp(command[0], list(command))
+        except OSError as error:
+            os.write(write_end, str(error.errno or 0).encode())
+        finally:
+            os._exit(127)
+    os.close(write_end)
+    chunks = []
+    while chunk := os.read(read_end, 64):
+        chunks.append(chunk)
+    os.close(read_end)
+    if chunks:
+        os.waitpid(pid, 0)
+        code = int(b"".join(chunks))
+        raise OSError(code, os.strerror(code))
+    return pid
+
+
+class Watch:
+    """The watchdog's state: the command, what was asked of its tree, the deadline."""
+
+    def __init__(self, orders: int, reports: int, grace: float) -> None:
+        self.orders: int | None = orders
+        self.reports = reports
+        self.grace = grace
+        self.me = os.getpid()
+        self.group = os.getpgrp()
+        self.main = 0
+        self.status: int | None = None
+        self.asked: set[int] = set()  # got a signal that ends it, or is cleaning up after one
+        self.termed: set[int] = set()  # got SIGTERM
+        self.term_at: float | None = None  # SIGTERM for the rest, after an interrupt
+        self.kill_at: float | None = None
+        self.told_stuck = False
+        self.buffer = b""
+
+    def report(self, line: str) -> None:
+        try:
+            os.write(self.reports, f"{line}\n".encode())
+        except OSError:
+            pass  # run is gone: nobody to tell
+
+    def tree(self) -> list[int]:
+        """Every live process of the command, the command included."""
+        table = process_table()
+        if table is None:
+            return [self.main] if self.status is None else []
+        return [pid for pid in process_tree(self.me, table)
+                if pid != self.me and table.get(pid, (0, "Z"))[1] not in "ZX"]
+
+    def sweep(self, signum: int, wanted: Callable[[int], bool] = lambda pid: True) -> set[int]:
+        """Send `signum` to every process of the tree that is `wanted`; the pids signalled."""
+        sent: set[int] = set()
+        for _ in range(SWEEPS):
+            pids = [pid for pid in self.tree() if pid not in sent and wanted(pid)]
+            if not pids:
+                break
+            _send(pids, signum)
+            sent.update(pids)
+        return sent
+
+    def deadline(self) -> None:
+        """SIGKILL for whatever is left once the grace period is over."""
+        limit = time.monotonic() + self.grace
+        self.kill_at = limit if self.kill_at is None else min(self.kill_at, limit)
+
+    def forward(self, signum: int) -> None:
+        group_wide = self._sent_to_group(signum)
+        tree = self.tree()
+        if signum in WATCHED:  # asked to stop, unless it ignores that signal
+            self.asked.update(pid for pid in tree if heeds(pid, signum))
+        if group_wide:
+            self.sweep(signum, lambda pid: _group_of(pid) not in (self.group, None))
+        else:
+            self.sweep(signum)
+        if signum == signal.SIGTERM:
+            self.termed.update(tree)
+
+    def _sent_to_group(self, signum: int) -> bool:
+        """Whether `signum` is pending here too: then it was sent to the whole group."""
+        try:
+            if signum not in signal.sigpending():
+                return False
+            signal.sigwait([signum])  # take it: it is pending, this returns at once
+            return True
+        except (AttributeError, OSError, ValueError):
+            return False
+
+    def stop(self) -> None:
+        """SIGTERM to every process that has not had one, SIGKILL after the grace period."""
+        self.term_at = None
+        self._term(lambda pid: pid not in self.termed)
+        self.deadline()
+
+    def _term(self, wanted: Callable[[int], bool]) -> set[int]:
+        sent = self.sweep(signal.SIGTERM, wanted)
+        self.termed.update(sent)
+        self.asked.update(sent)
+        return sent
+
+    def obey(self, words: list[str]) -> None:
+        if words[:1] == ["signal"] and len(words) == 2 and words[1].isdigit():
+            signum = int(words[1])
+            if 0 < signum < signal.NSIG:
+                self.forward(signum)
+        elif words == ["stop"]:
+            self.stop()
+
+    def read_orders(self) -> None:
+        assert self.orders is not None
+        data = os.read(self.orders, 512)
+        if not data:  # run has ended, however: nobody is left to wait for the command
+            os.close(self.orders)
+            self.orders = None
+            self.stop()
+            return
+        self.buffer += data
+        while b"\n" in self.buffer:
+            line, self.buffer = self.buffer.split(b"\n", 1)
+            self.obey(line.decode("ascii", "replace").split())
+
+    def exited(self, status: int) -> None:
+        """The command is over: what it left running is stopped.
+
+        Processes that it left running are leftovers: SIGTERM now. Those asked
+        to stop already (an interrupted run) are ending by themselves: those
+        that had SIGINT or SIGHUP get SIGTERM after the grace period (SIGINT
+        may only cancel an operation), and SIGKILL one grace period after
+        their SIGTERM; no process gets SIGTERM twice.
+        """
+        self.status = status
+        self.report(f"exit {status}")
+        left = self._term(lambda pid: pid not in self.asked)
+        if left:
+            self.report("leftover " + " ".join(str(pid) for pid in sorted(left)))
+        if any(pid not in self.termed for pid in self.tree()):
+            self.term_at = time.monotonic() + self.grace
+        else:
+            self.deadline()
+
+    def reap(self) -> bool:
+        """Reap every child that ended; whether any child is left."""
+        while True:
+            try:
+                pid, wait_status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                return False
+            if pid == 0:
+                return True
+            if pid == self.main and self.status is None:
+                self.exited(_status(wait_status))
+
+    def run(self, command: Sequence[str]) -> int:
+        wake_read, wake_write = os.pipe()
+        for end in (wake_read, wake_write):
+            os.set_blocking(end, False)
+        signal.set_wakeup_fd(wake_write, warn_on_full_buffer=False)
+        signal.signal(signal.SIGCHLD, lambda *_: None)  # wakes select() through the pipe
+        try:
+            self.main = spawn(command)
+        except OSError as error:
+            self.report(f"error {error.errno or 0}")
+            return 127
+        self.report(f"started {self.main}")
+        while self.reap():
+            if self.term_at is not None and time.monotonic() >= self.term_at:
+                self.stop()
+            timeout = None
+            if self.term_at is not None:
+                timeout = max(0.0, self.term_at - time.monotonic())
+            elif self.kill_at is not None:
+                timeout = self.kill_at - time.monotonic()
+                if timeout <= 0:
+                    self.sweep(signal.SIGKILL)
+                    if not self.told_stuck and -timeout >= max(self.grace, 1.0):
+                        self.told_stuck = True
+                        self.report("stuck " + " ".join(str(pid) for pid in self.tree()))
+                    timeout = RESWEEP
+            watched = [wake_read] + ([self.orders] if self.orders is not None else [])
+            ready, _, _ = select.select(watched, [], [], timeout)
+            if wake_read in ready:
+                try:
+                    while os.read(wake_read, 512):
+                        pass
+                except BlockingIOError:
+                    pass
+            if self.orders is not None and self.orders in ready:
+                self.read_orders()
+        return self.status if self.status is not None else 1
+
+
+def _group_of(pid: int) -> int | None:
+    try:
+        return os.getpgid(pid)
+    except OSError:
+        return None
+
+
+def main(argv: Sequence[str]) -> int:
+    """argv: ORDERS-FD REPORTS-FD GRACE-SECONDS -- COMMAND..."""
+    signal.pthread_sigmask(signal.SIG_BLOCK, WATCHED)  # run starts us with them blocked already
+    orders, reports, grace = int(argv[0]), int(argv[1]), float(argv[2])
+    command = list(argv[4:]) if argv[3:4] == ["--"] else []
+    for fd in (orders, reports):
+        os.set_inheritable(fd, False)  # the command gets neither pipe
+    if not command:
+        return 2
+    become_subreaper()
+    return Watch(orders, reports, grace).run(command)
+
+
+# --------------------------------------------------------------------------
+# run's end of it
+
+
+class Watchdog:
+    """`run`'s handle on the watchdog: start it with the command, give orders, read reports.
+
+    `finished` is set once the command and every process it started are gone
+    (or the watchdog itself died); then `status` is the command's status.
+    """
+
+    def __init__(self, process: subprocess.Popen[bytes], orders: int, reports: int,
+                 pid: int, on_stuck: Callable[[list[int]], None] | None = None) -> None:
+        import threading
+
+        self.process = process
+        self.pid = pid  # the command's
+        self.orders: int | None = orders
+        self.exit_status: int | None = None
+        self.leftovers: list[int] = []
+        self.on_stuck = on_stuck
+        self.finished: threading.Event = threading.Event()
+        self._reports = os.fdopen(reports, "rb")
+        threading.Thread(target=self._read, daemon=True, name="watchdog-reports").start()
+
+    @classmethod
+    def start(cls, command: Sequence[str], *, cwd: object, env: dict[str, str],
+              grace: float, on_stuck: Callable[[list[int]], None] | None = None) -> Watchdog:
+        """Start the watchdog and through it `command`; OSError if it cannot start.
+
+        `on_stuck` hears, from another thread, of processes that outlive their
+        SIGKILL by a grace period (the tree is still waited for).
+        """
+        import subprocess
+
+        orders_read, orders_write = os.pipe()
+        reports_read, reports_write = os.pipe()
+        script = os.path.abspath(__file__)
+        launcher = ([sys.executable, "-I", "-S", script] if os.path.isfile(script)
+                    else [sys.executable, "-I", "-m", "git_claim.watchdog"])
+        argv = [*launcher, str(orders_read), str(reports_write), repr(float(grace)), "--",
+                *command]
+        # Blocked from its first instruction: none of these can end it before it blocks them.
+        old_mask = signal.pthread_sigmask(signal.SIG_BLOCK, WATCHED)
+        try:
+            process = subprocess.Popen(argv, cwd=cwd, env=env,  # type: ignore[call-overload]
+                                       pass_fds=(orders_read, reports_write))
+        except BaseException:
+            os.close(orders_write)
+            os.close(reports_read)
+            raise
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, old_mask)
+            os.close(orders_read)
+            os.close(reports_write)
+        first = b""
+        try:
+            while not first.endswith(b"\n"):
+                chunk = os.read(reports_read, 1)
+                if not chunk:
+                    break
+                first += chunk
+            words = first.split()
+            if words[:1] == [b"started"] and len(words) == 2:
+                return cls(process, orders_write, reports_read, int(words[1]), on_stuck)
+        except BaseException:
+            os.close(orders_write)  # the watchdog stops the command on its own
+            os.close(reports_read)
+            raise
+        os.close(orders_write)
+        os.close(reports_read)
+        process.wait()
+        if words[:1] == [b"error"] and len(words) == 2 and words[1].isdigit():
+            code = int(words[1])
+            raise OSError(code, os.strerror(code))
+        raise OSError(0, f"its watchdog ended with status {process.returncode}")
+
+    def _read(self) -> None:
+        for line in self._reports:
+            words = line.split()
+            if words[:1] == [b"exit"] and len(words) == 2:
+                self.exit_status = int(words[1])
+            elif words[:1] == [b"leftover"]:
+                self.leftovers.extend(int(word) for word in words[1:])
+            elif words[:1] == [b"stuck"] and self.on_stuck is not None:
+                self.on_stuck([int(word) for word in words[1:]])
+        self._reports.close()
+        self.process.wait()
+        self.finished.set()
+
+    @property
+    def status(self) -> int:
+        """The command's status; the watchdog's own when it died without saying (e.g. 137)."""
+        if self.exit_status is not None:
+            return self.exit_status
+        code = self.process.returncode if self.process.returncode is not None else 1
+        return 128 - code if code < 0 else code
+
+    def _order(self, line: str) -> None:
+        if self.orders is None:
+            return
+        try:
+            os.write(self.orders, f"{line}\n".encode())
+        except OSError:
+            pass  # the watchdog has gone: so has the command
+
+    def forward(self, signum: int) -> None:
+        """Pass `signum` on to the command and every process it started. Safe in a signal handler."""
+        self._order(f"signal {int(signum)}")
+
+    def stop(self) -> None:
+        """SIGTERM to the command and every process it started, SIGKILL after the grace period."""
+        self._order("stop")
+
+    def close(self) -> None:
+        if self.orders is not None:
+            orders, self.orders = self.orders, None
+            os.close(orders)
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,317 @@
+"""`git claim run` owns every process its command starts, however run ends.
+
+The agent script starts a Python worker without `exec`: as its foreground
+child, in the background with `&` and `wait`, or as a daemon that forks
+twice and calls setsid. The worker logs "started", "got N" when signal N
+arrives and, after a short cleanup, "stopped N" with the state of the claim
+on the remote at that moment: a release recorded before the worker ended
+would show there. Nothing here sleeps to wait for another process: every
+wait polls a condition with a deadline.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import pytest
+
+from agents import remote_refs, tag_message, with_env
+
+GRACE = 2.0
+MARGIN = 1.0  # for the machine: the worker itself ends 0.3 s after its SIGTERM
+TICKET = "700"
+
+WORKER = r'''
+import os, signal, subprocess, sys, time
+
+log, mode = sys.argv[1], sys.argv[2]
+
+
+def note(text):
+    with open(log, "a") as handle:
+        handle.write(f"{os.getpid()} {time.time():.6f} {text}\n")
+
+
+def claim_state():
+    shown = subprocess.run(["git", "--git-dir", os.environ["CLAIM_REPO"], "cat-file", "-p",
+                            os.environ["CLAIM_REF"]], capture_output=True, text=True)
+    for line in shown.stdout.splitlines() if shown.returncode == 0 else ["Claim-State: free"]:
+        if line.startswith("Claim-State: "):
+            return line.split(": ", 1)[1]
+    return "?"
+
+
+def stop(signum, frame):
+    note(f"got {signum}")
+    time.sleep(0.3)  # a cleanup that takes a while
+    note(f"stopped {signum} claim={claim_state()}")
+    os._exit(128 + signum)
+
+
+if mode == "daemon":  # the classic double fork, out of the session and the process group
+    if os.fork():
+        os._exit(0)
+    os.setsid()
+    if os.fork():
+        os._exit(0)
+for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+    signal.signal(signum, stop)
+if mode == "stubborn":
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+if mode == "cancel":  # SIGINT only cancels what it is doing, as in many interactive tools
+    signal.signal(signal.SIGINT, lambda signum, frame: note(f"got {signum}"))
+note("started")
+while True:
+    time.sleep(0.1)
+    if mode == "stubborn":
+        note(f"alive claim={claim_state()}")
+'''
+
+WORKER_LINE = '"$WORKER_PYTHON" "$WORKER" "$WORKER_LOG"'
+SCRIPTS = {
+    # the worker as the script's foreground child, not exec'd
+    "foreground": f"{WORKER_LINE} plain\nexit $?\n",
+    # in the background, and the script waits for it
+    "background": f"{WORKER_LINE} plain &\nwait $!\nexit $?\n",
+    # a daemon: not a child of the script, not in its process group or session
+    "daemon": f"{WORKER_LINE} daemon\nsleep 30\nexit $?\n",
+    # in the background, ignoring SIGTERM
+    "stubborn": f"{WORKER_LINE} stubborn &\nwait $!\nexit $?\n",
+    # in the background, going on after SIGINT
+    "cancel": f"{WORKER_LINE} cancel &\nwait $!\nexit $?\n",
+}
+# the script ends at once (status 0) and leaves its worker running
+LEAVES = ("until grep -q started \"$WORKER_LOG\" 2>/dev/null; do sleep 0.05; done\nexit 0\n")
+
+
+def proc_stat(pid: int) -> list[str] | None:
+    try:
+        with open(f"/proc/{pid}/stat") as handle:
+            return handle.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+
+
+def alive(pid: int) -> bool:
+    """Running, sleeping or stopped: not gone and not a zombie."""
+    fields = proc_stat(pid)
+    return fields is not None and fields[0] not in ("Z", "X")
+
+
+def session_members(sid: int) -> list[int]:
+    members = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            fields = proc_stat(int(entry))
+            if fields is not None and int(fields[3]) == sid and fields[0] not in ("Z", "X"):
+                members.append(int(entry))
+    return members
+
+
+def poll(condition: Callable[[], bool], timeout: float, what: str) -> float:
+    """Seconds until `condition` held; fails after `timeout`."""
+    start = time.monotonic()
+    while not condition():
+        if time.monotonic() - start > timeout:
+            raise AssertionError(f"{what}: not within {timeout:.1f}s")
+        time.sleep(0.02)
+    return time.monotonic() - start
+
+
+@dataclass
+class Run:
+    """`git-claim run` started directly (no `git` wrapper), as the leader of its own session."""
+
+    process: subprocess.Popen[bytes]
+    log: Path
+    err: Path
+    world: object
+
+    def lines(self) -> list[list[str]]:
+        text = self.log.read_text() if self.log.exists() else ""
+        return [line.split() for line in text.splitlines()]  # pid, time, what, details
+
+    def logged(self, what: str) -> list[tuple[int, ...]]:
+        return [(int(line[0]), *line[3:]) for line in self.lines() if line[2] == what]
+
+    def times(self, what: str) -> list[float]:
+        return [float(line[1]) for line in self.lines() if line[2] == what]
+
+    def worker(self) -> int:
+        """The worker's pid, once it has logged that it started."""
+        def started() -> bool:
+            assert self.process.poll() is None, (self.process.returncode, self.err.read_text())
+            return bool(self.logged("started"))
+        poll(started, 30, "the worker never started")
+        return self.logged("started")[0][0]
+
+    def got(self) -> list[tuple[int, ...]]:
+        """(pid, signal) for each signal the worker got."""
+        return [(pid, int(signum)) for pid, signum in self.logged("got")]
+
+    def stopped(self) -> list[tuple[int, ...]]:
+        """(pid, signal, claim=state) for each stop the worker completed."""
+        return [(pid, int(signum), state) for pid, signum, state in self.logged("stopped")]
+
+    def finish(self, timeout: float = 60) -> int:
+        return self.process.wait(timeout=timeout)
+
+    def state(self) -> str:
+        refs = remote_refs(self.world.repo)
+        ref = f"refs/claims/{TICKET}"
+        if ref not in refs:
+            return "free"
+        for line in tag_message(self.world.repo, refs[ref]).splitlines():
+            if line.startswith("Claim-State: "):
+                return line.split(": ", 1)[1]
+        return "?"
+
+    def reason(self) -> str:
+        body = tag_message(self.world.repo, remote_refs(self.world.repo)[f"refs/claims/{TICKET}"])
+        return next((line for line in body.splitlines() if line.startswith("Claim-Reason: ")), "")
+
+
+@pytest.fixture
+def start_run(make_world, tmp_path):
+    """Start `git claim run 700 -- agent.sh`; whatever is left is killed at the end."""
+    started: list[Run] = []
+    worker = tmp_path / "worker.py"
+    worker.write_text(WORKER)
+
+    def start(body: str) -> Run:
+        world = make_world("git", "libgit2")
+        alice = world.agent("alice")
+        script = tmp_path / "agent.sh"
+        script.write_text("#!/bin/sh\n" + body)
+        script.chmod(0o755)
+        log, out, err = tmp_path / "worker.log", tmp_path / "run.out", tmp_path / "run.err"
+        env = with_env(alice, WORKER_PYTHON=sys.executable, WORKER=str(worker),
+                       WORKER_LOG=str(log), CLAIM_REPO=str(world.repo.path),
+                       CLAIM_REF=f"refs/claims/{TICKET}")
+        tool = Path(sys.executable).parent / "git-claim"
+        with open(out, "wb") as stdout, open(err, "wb") as stderr:
+            process = subprocess.Popen(
+                [str(tool), "run", TICKET, "--interval", "0.5s", "--grace", f"{GRACE:g}s",
+                 "--", str(script)], cwd=alice.workdir, env=env, stdout=stdout, stderr=stderr,
+                start_new_session=True)
+        run = Run(process, log, err, world)
+        started.append(run)
+        return run
+
+    yield start
+    for run in started:  # a failing test must not leave its processes behind
+        pids = session_members(run.process.pid) + [pid for pid, *_ in run.logged("started")]
+        for pid in pids:
+            try:
+                with open(f"/proc/{pid}/cmdline", "rb") as handle:
+                    ours = str(worker).encode() in handle.read() or pid in session_members(
+                        run.process.pid)
+                if ours:
+                    os.kill(pid, signal.SIGKILL)
+            except OSError:
+                pass
+        if run.process.poll() is None:
+            run.process.kill()
+            run.process.wait()
+
+
+@pytest.mark.parametrize("variant", ["foreground", "background", "daemon", "stubborn"])
+def test_sigkill_to_run_alone_ends_every_process_of_the_command_within_grace(start_run, variant):
+    run = start_run(SCRIPTS[variant])
+    worker = run.worker()
+    everything = session_members(run.process.pid)
+    assert len(everything) >= 3  # run, the script, what it started
+    os.kill(run.process.pid, signal.SIGKILL)
+    run.finish()
+    took = poll(lambda: not alive(worker) and session_members(run.process.pid) == [],
+                GRACE + MARGIN, f"processes of the command outlived run: {everything}")
+    if variant == "stubborn":  # ignored SIGTERM: SIGKILL after the grace period
+        assert took >= GRACE - 0.5 and run.stopped() == []
+    else:  # SIGTERM first: the worker stopped in an orderly way
+        assert run.stopped() == [(worker, signal.SIGTERM, "claim=held")], run.lines()
+
+
+@pytest.mark.parametrize("signum,variant", [
+    (signal.SIGTERM, "foreground"), (signal.SIGTERM, "background"), (signal.SIGTERM, "daemon"),
+    (signal.SIGINT, "foreground"), (signal.SIGINT, "daemon"), (signal.SIGHUP, "background"),
+], ids=["TERM-foreground", "TERM-background", "TERM-daemon", "INT-foreground", "INT-daemon",
+        "HUP-background"])
+def test_a_signal_to_run_alone_reaches_the_worker_before_the_ticket_is_released(
+        start_run, signum, variant):
+    run = start_run(SCRIPTS[variant])
+    worker = run.worker()
+    os.kill(run.process.pid, signum)
+    status = run.finish()
+    assert status == 128 + signum, run.err.read_text()
+    assert run.got() == [(worker, signum)], run.lines()  # once, not twice
+    # when the worker ended, the claim was still held: the release came after
+    assert run.stopped() == [(worker, signum, "claim=held")], run.lines()
+    assert not alive(worker)
+    assert run.state() == "blocked"
+    assert run.reason() == f"Claim-Reason: exit status {128 + signum}"
+
+
+def test_a_worker_that_goes_on_after_sigint_gets_sigterm_a_grace_period_later(start_run):
+    """Not SIGKILL without a SIGTERM first, and not SIGTERM in the middle of its SIGINT."""
+    run = start_run(SCRIPTS["cancel"])
+    worker = run.worker()
+    os.kill(run.process.pid, signal.SIGINT)
+    poll(lambda: run.got() == [(worker, signal.SIGINT)], 10, "SIGINT never reached the worker")
+    status = run.finish()
+    assert status == 130, run.err.read_text()  # the script, ended by SIGINT
+    assert run.got() == [(worker, signal.SIGINT), (worker, signal.SIGTERM)], run.lines()
+    assert run.stopped() == [(worker, signal.SIGTERM, "claim=held")], run.lines()
+    interrupted, termed = run.times("got")
+    assert termed - interrupted >= GRACE - 0.5, run.lines()
+    assert "leftover" not in run.err.read_text()
+    assert run.state() == "blocked"
+
+
+@pytest.mark.parametrize("variant", ["background", "daemon"])
+def test_sigint_to_the_whole_group_reaches_each_process_once(start_run, variant):
+    """As Ctrl-C at a terminal: the group gets it from the terminal, a daemon from run."""
+    run = start_run(SCRIPTS[variant])
+    worker = run.worker()
+    os.killpg(run.process.pid, signal.SIGINT)
+    status = run.finish()
+    assert status == 130, run.err.read_text()
+    assert run.got() == [(worker, signal.SIGINT)], run.lines()
+    assert run.stopped() == [(worker, signal.SIGINT, "claim=held")], run.lines()
+    assert run.state() == "blocked"
+
+
+def test_sigkill_to_the_whole_group_leaves_nothing_running(start_run):
+    run = start_run(SCRIPTS["background"])
+    worker = run.worker()
+    os.killpg(run.process.pid, signal.SIGKILL)
+    run.finish()
+    poll(lambda: not alive(worker) and session_members(run.process.pid) == [], MARGIN,
+         "processes of the group outlived a SIGKILL of the group")
+    assert run.state() == "held"  # nothing released: the reaper will free it
+
+
+@pytest.mark.parametrize("variant", ["background", "daemon", "stubborn"])
+def test_a_command_that_exits_leaving_a_worker_is_done_only_once_the_worker_is_gone(
+        start_run, variant):
+    mode = {"background": "plain &", "daemon": "daemon", "stubborn": "stubborn &"}[variant]
+    run = start_run(f"{WORKER_LINE} {mode}\n{LEAVES}")
+    worker = run.worker()
+    status = run.finish()
+    assert status == 0, run.err.read_text()
+    assert not alive(worker)
+    assert run.state() == "done"
+    assert (f"git claim run: stopped 1 leftover process of the command (pid {worker})"
+            in run.err.read_text().splitlines()), run.err.read_text()
+    if variant == "stubborn":  # killed after the grace period, the claim held till then
+        states = {state for _, state in run.logged("alive")}
+        assert states == {"claim=held"}, run.lines()
+    else:
+        assert run.got() == [(worker, signal.SIGTERM)], run.lines()
+        assert run.stopped() == [(worker, signal.SIGTERM, "claim=held")], run.lines()
