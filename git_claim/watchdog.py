@@ -198,6 +198,7 @@ class Watch:
         self.status: int | None = None
         self.asked: set[int] = set()  # got a signal that ends it, or is cleaning up after one
         self.termed: set[int] = set()  # got SIGTERM
+        self.credit: dict[int, int] = {}  # group-wide signals that run is yet to pass on
         self.term_at: float | None = None  # SIGTERM for the rest, after an interrupt
         self.kill_at: float | None = None
         self.told_stuck = False
@@ -234,7 +235,31 @@ class Watch:
         self.kill_at = limit if self.kill_at is None else min(self.kill_at, limit)
 
     def forward(self, signum: int) -> None:
-        group_wide = self._sent_to_group(signum)
+        """Run's order: pass `signum` on, unless it went to the whole group."""
+        self.take_group_signals()
+        if self.credit.get(signum, 0) > 0:
+            self.credit[signum] -= 1  # sent to the whole group: passed on already
+            return
+        self._deliver(signum, group_wide=False)
+
+    def take_group_signals(self) -> None:
+        """Act on signals sent to the whole process group, ours being pending here.
+
+        The processes of the group have them already; those that left it get
+        them now. Run, in the group too, got them as well and will pass each
+        on: that order finds a credit here and does nothing more.
+        """
+        try:
+            pending = signal.sigpending()
+        except (AttributeError, OSError):
+            return
+        for signum in WATCHED:
+            if signum in pending:
+                signal.sigwait([signum])  # take it: it is pending, this returns at once
+                self.credit[signum] = self.credit.get(signum, 0) + 1
+                self._deliver(signum, group_wide=True)
+
+    def _deliver(self, signum: int, *, group_wide: bool) -> None:
         tree = self.tree()
         if signum in WATCHED:  # asked to stop, unless it ignores that signal
             self.asked.update(pid for pid in tree if heeds(pid, signum))
@@ -244,16 +269,6 @@ class Watch:
             self.sweep(signum)
         if signum == signal.SIGTERM:
             self.termed.update(tree)
-
-    def _sent_to_group(self, signum: int) -> bool:
-        """Whether `signum` is pending here too: then it was sent to the whole group."""
-        try:
-            if signum not in signal.sigpending():
-                return False
-            signal.sigwait([signum])  # take it: it is pending, this returns at once
-            return True
-        except (AttributeError, OSError, ValueError):
-            return False
 
     def stop(self) -> None:
         """SIGTERM to every process that has not had one, SIGKILL after the grace period."""
@@ -299,6 +314,7 @@ class Watch:
         """
         self.status = status
         self.report(f"exit {status}")
+        self.take_group_signals()  # what ended it may be a signal run has not passed on yet
         left = self._term(lambda pid: pid not in self.asked)
         if left:
             self.report("leftover " + " ".join(str(pid) for pid in sorted(left)))
