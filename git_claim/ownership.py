@@ -141,6 +141,11 @@ class OwnershipStore:
         for tag, held in other.holds.items():
             self.holds[f"{git_dir}:{tag}"] = held
 
+    def hold_fds(self, record: Ownership) -> list[int]:
+        """The descriptors of this process's locks on `record` and its copies."""
+        return [held.handle for key, held in self.holds.items()
+                if held.handle >= 0 and (key == record.tag or key.endswith(f":{record.tag}"))]
+
     def held_here(self, record: Ownership) -> bool:
         return record.tag in self.holds
 

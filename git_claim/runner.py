@@ -83,7 +83,12 @@ def run_with_heartbeat(session: Session, ticket: str, command: Sequence[str], *,
     # Handlers first: a signal between the start and the handlers must not be lost.
     previous = {sig: signal.signal(sig, forward) for sig in FORWARDED}
     try:
+        # The locks on our claim's records go to the watchdog (and the command)
+        # too: they stay held, and the claim stays ours to no other process of
+        # this checkout, until the last process of the tree is gone, even when
+        # `run` itself was killed and the tree is still being stopped.
         watch = Watchdog.start(list(command), cwd=cwd, env=env, grace=grace,
+                               keep_fds=session.store.hold_fds(mine) if mine else (),
                                on_stuck=lambda pids: report("waiting for " + _processes(
                                    pids, "process", "that SIGKILL did not end")))
     except OSError as error:

@@ -421,11 +421,14 @@ class Watchdog:
 
     @classmethod
     def start(cls, command: Sequence[str], *, cwd: object, env: dict[str, str],
-              grace: float, on_stuck: Callable[[list[int]], None] | None = None) -> Watchdog:
+              grace: float, on_stuck: Callable[[list[int]], None] | None = None,
+              keep_fds: Sequence[int] = ()) -> Watchdog:
         """Start the watchdog and through it `command`; OSError if it cannot start.
 
         `on_stuck` hears, from another thread, of processes that outlive their
-        SIGKILL by a grace period (the tree is still waited for).
+        SIGKILL by a grace period (the tree is still waited for). `keep_fds`
+        are inherited by the watchdog and the command (run's locks on its
+        claim records, held until the whole tree is gone).
         """
         import subprocess
 
@@ -440,7 +443,7 @@ class Watchdog:
         old_mask = signal.pthread_sigmask(signal.SIG_BLOCK, WATCHED)
         try:
             process = subprocess.Popen(argv, cwd=cwd, env=env,  # type: ignore[call-overload]
-                                       pass_fds=(orders_read, reports_write))
+                                       pass_fds=(orders_read, reports_write, *keep_fds))
         except BaseException:
             os.close(orders_write)
             os.close(reports_read)

@@ -315,3 +315,23 @@ def test_a_command_that_exits_leaving_a_worker_is_done_only_once_the_worker_is_g
     else:
         assert run.got() == [(worker, signal.SIGTERM)], run.lines()
         assert run.stopped() == [(worker, signal.SIGTERM, "claim=held")], run.lines()
+
+
+def test_a_killed_runs_claim_is_not_reused_until_its_tree_is_gone(start_run):
+    """The locks on the claim's records live in the watchdog and the command too."""
+    run = start_run(SCRIPTS["stubborn"])
+    worker = run.worker()
+    os.kill(run.process.pid, signal.SIGKILL)
+    run.finish()
+    env = {**os.environ, "GIT_CLAIM_AGENT": "alice"}
+    clone = run.world.root / "alice"
+    early = subprocess.run(["git", "claim", "run", TICKET, "--", "true"], cwd=clone, env=env,
+                           capture_output=True, text=True, timeout=60)
+    still_working = alive(worker)
+    poll(lambda: not alive(worker), GRACE + MARGIN + 5, "the stubborn worker outlived grace")
+    assert still_working, "the worker ended before the second run was tried"
+    assert early.returncode == 1 and "another process" in early.stderr, early
+    resumed = subprocess.run(["git", "claim", "run", TICKET, "--", "true"], cwd=clone, env=env,
+                             capture_output=True, text=True, timeout=60)
+    assert resumed.returncode == 0, resumed
+    assert run.state() == "done"
