@@ -1,30 +1,43 @@
 """The checker: replay a soak's history against a model of one lock per ticket.
 
 Inputs, all recorded while the soak ran (see docs/reliability.md, "The soak"):
-- the tools' operation log (GIT_CLAIM_OPLOG, `git_claim/oplog.py`): every
-  claim push, heartbeat, release, reap and run, with start, end and outcome;
-  a start without an end is an operation whose process was killed;
-- the faults the soak injected (kills, pauses, cut connections), with times;
+- the tools' operation log (GIT_CLAIM_OPLOG, `git_claim/oplog.py`, one file
+  per loop): every claim push, heartbeat, release, reap and run, with start,
+  end and outcome; a start without an end is an operation whose process was
+  killed;
+- the workers' own log (`worker.py`, `worker.sh`): when each process that
+  really worked on a ticket started, that it was still working (a line every
+  0.2 s), the signals it got and when it stopped;
+- the faults the soak injected (kills, pauses, signals, cut connections,
+  claim refs deleted or replaced with plain git, stale pushes), with times;
 - the server's own log of every ref update it committed (a
   `reference-transaction` hook), and at the end the notes history of each
   ticket and the claim refs left.
 
-The server's log is the truth about what happened; the operation log is what
-each agent believed. The checker fails on:
+The server's log is the truth about what happened on the remote, the
+workers' log the truth about who worked; the operation log is what each
+agent believed. The checker fails on:
+- a double hold: two workers whose working times on one ticket overlap,
+  unless the earlier one's claim was lost without its doing (reaped,
+  deleted, overwritten) before the later one started and it stopped within
+  the bound `Checker.knew_by` states; a worker that logged after its run
+  ended, or longer than the grace period after a signal to its run;
 - a double claim: two agents that both believed they held a ticket past the
   last point the earlier one could have known it lost it; a reap decided
   before the claim's lease (its last landed beat + TTL) ran out; a claim ref
   replaced by another claim; a beat, release or reap accepted on a claim that
-  had already ended;
+  had already ended, or that had left the claim ref before the call started;
 - a lost claim: an acknowledged claim that never reached the remote, or left
-  it without a recorded release or reap; an acknowledged beat, release or reap
-  that the remote does not have; a state change nobody recorded;
+  it without a recorded release or reap (or an injected foreign change); an
+  acknowledged beat, release or reap that the remote does not have; a state
+  change nobody recorded;
 - a stuck ticket: a claim still held after the run, once every agent stopped
   and a final reap ran.
 """
 
 from __future__ import annotations
 
+import bisect
 import json
 import statistics
 from collections import defaultdict
@@ -36,6 +49,14 @@ INF = float("inf")
 ZERO = "0" * 40
 CLAIM_PREFIX = "refs/claims/"
 NOTES_PREFIX = "refs/notes/claims/"
+
+# Scheduling on a loaded two-core machine: a timer's wake-up, a signal's
+# delivery, a worker's reaction. Half the short soak's heartbeat interval, so a
+# holder that skipped a whole beat is still caught.
+SLACK = 0.5
+KILLS = ("kill", "kill-run", "stop")  # SIGKILL: the tool's process is gone at once
+SIGNALS = KILLS + ("term-run", "int-run", "term-group", "int-group")
+INJECTED = ("foreign-delete", "foreign-replace", "stale-push")  # plain-git changes of claim refs
 
 
 @dataclass
@@ -52,11 +73,17 @@ class Op:
     tries: list[dict[str, Any]] = field(default_factory=list)
     ended: dict[str, Any] = field(default_factory=dict)
     killed: bool = False
+    loop: str = ""  # the soak's loop that ran it (its oplog file); "" in hand-made histories
 
     @property
     def proc(self) -> str:
         """The process that wrote it (its pid and a token: pids are reused)."""
         return self.id.rsplit(".", 1)[0]
+
+    @property
+    def who(self) -> str:
+        """The loop (several loops of one clone may share an agent name), else the agent."""
+        return self.loop or self.agent
 
     @property
     def tag(self) -> str | None:
@@ -70,8 +97,8 @@ class Op:
 class Fault:
     kind: str
     t: float
-    agent: str | None = None
-    until: float | None = None  # pauses: when the agent was resumed
+    agent: str | None = None  # the loop it hit
+    until: float | None = None  # pauses: when the agent was resumed; pushes: when they returned
     detail: dict[str, Any] = field(default_factory=dict)
 
 
@@ -91,6 +118,40 @@ class Note:
 
 
 @dataclass
+class Worker:
+    """One process that worked on a ticket, as its own log lines tell."""
+
+    pid: int
+    run: str  # the soak's run that started it, "<loop>.<n>"
+    loop: str
+    ticket: str
+    agent: str
+    mode: str
+    script: int | None  # the pid of the agent script that started it (the run's command)
+    start: float
+    last: float  # its last line: its stop, or when killed its last "working" line
+    stop: str | None = None  # why it stopped, when it logged a stop
+    signals: list[int] = field(default_factory=list)
+
+    @property
+    def name(self) -> str:
+        return f"worker {self.pid} ({self.mode}, run {self.run})"
+
+
+@dataclass
+class RunRecord:
+    """One `git claim run` process of the soak: when it was started and when it exited."""
+
+    run: str
+    loop: str
+    spawn: float
+    exit: float | None = None
+    status: int | None = None
+    clone: str = ""
+    agent: str = ""
+
+
+@dataclass
 class History:
     ops: list[Op]
     faults: list[Fault]
@@ -99,11 +160,17 @@ class History:
     final: dict[str, tuple[str, str]]  # ticket -> (claim ref value, its Claim-State)
     ttl: float
     end: float  # when the soak stopped its agents
+    workers: list[Worker] = field(default_factory=list)
+    runs: dict[str, RunRecord] = field(default_factory=dict)
+    interval: float = 2.0  # the agents' heartbeat interval
+    grace: float = 1.0  # `run --grace`
+    claim_prefix: str = CLAIM_PREFIX
 
 
 @dataclass
 class Violation:
-    kind: str  # double-claim, lost-claim, stuck, unrecorded
+    kind: str  # double-hold, orphan, lost-signal, double-claim, stale-start, lost-claim, stuck,
+    # unrecorded
     ticket: str
     message: str
 
@@ -125,7 +192,7 @@ class Report:
 # loading
 
 
-def load_ops(lines: Iterable[str]) -> list[Op]:
+def load_ops(lines: Iterable[str], loop: str = "") -> list[Op]:
     ops: dict[str, Op] = {}
     for line in lines:
         line = line.strip()
@@ -138,7 +205,7 @@ def load_ops(lines: Iterable[str]) -> list[Op]:
         ident, phase = record.pop("id", None), record.pop("ph", None)
         if phase == "start":
             ops[ident] = Op(ident, record.pop("op"), record.pop("ticket"), record.pop("agent"),
-                            record.pop("pid"), record.pop("t"), fields=record)
+                            record.pop("pid"), record.pop("t"), fields=record, loop=loop)
         elif ident in ops and phase == "try":
             ops[ident].tries.append(record)
         elif ident in ops and phase == "end":
@@ -170,15 +237,61 @@ def load_changes(lines: Iterable[str]) -> list[RefChange]:
     return changes
 
 
-def load(folder: Path, *, ttl: float, end: float) -> History:
+def load_workers(lines: Iterable[str]) -> list[Worker]:
+    """The workers' lines, one Worker per (run, pid); lines that do not parse are skipped."""
+    workers: dict[tuple[str, int], Worker] = {}
+    for line in lines:
+        try:
+            record = json.loads(line)
+            t, event, pid = float(record["t"]), record["ev"], int(record["pid"])
+        except (ValueError, KeyError, TypeError):
+            continue
+        key = (str(record.get("run")), pid)
+        worker = workers.get(key)
+        if worker is None:
+            worker = workers[key] = Worker(pid, str(record.get("run")), str(record.get("loop")),
+                                           str(record.get("ticket")), str(record.get("agent")),
+                                           str(record.get("mode")), record.get("script"), t, t)
+        worker.start = min(worker.start, t)
+        worker.last = max(worker.last, t)
+        if event == "signal":
+            worker.signals.append(int(record.get("sig", 0)))
+        elif event == "stop":
+            worker.stop = str(record.get("why"))
+    return list(workers.values())
+
+
+def load_runs(lines: Iterable[str]) -> dict[str, RunRecord]:
+    runs = {}
+    for line in lines:
+        if line.strip():
+            r = json.loads(line)
+            runs[r["run"]] = RunRecord(r["run"], r["loop"], r["spawn"], r.get("exit"),
+                                       r.get("status"), r.get("clone", ""), r.get("agent", ""))
+    return runs
+
+
+def _lines(path: Path) -> list[str]:
+    return path.read_text().splitlines() if path.exists() else []
+
+
+def load(folder: Path, *, ttl: float, end: float, interval: float = 2.0, grace: float = 1.0,
+         claim_prefix: str = CLAIM_PREFIX) -> History:
     """A history as the soak leaves it in `folder` (see tests/soak/driver.py)."""
     state = json.loads((folder / "remote.json").read_text())
+    ops = []
+    for path in sorted(folder.glob("oplog*.jsonl")):
+        loop = path.stem[len("oplog-"):] if path.stem.startswith("oplog-") else ""
+        ops += load_ops(path.read_text().splitlines(), loop)
     return History(
-        ops=load_ops((folder / "oplog.jsonl").read_text().splitlines()),
-        faults=load_faults((folder / "faults.jsonl").read_text().splitlines()),
-        changes=load_changes((folder / "server.log").read_text().splitlines()),
+        ops=ops,
+        faults=load_faults(_lines(folder / "faults.jsonl")),
+        changes=load_changes(_lines(folder / "server.log")),
         notes={t: [Note(**n) for n in notes] for t, notes in state["notes"].items()},
-        final={t: (v[0], v[1]) for t, v in state["final"].items()}, ttl=ttl, end=end)
+        final={t: (v[0], v[1]) for t, v in state["final"].items()}, ttl=ttl, end=end,
+        workers=load_workers(_lines(folder / "work.jsonl")),
+        runs=load_runs(_lines(folder / "runs.jsonl")),
+        interval=interval, grace=grace, claim_prefix=claim_prefix)
 
 
 # --------------------------------------------------------------------------
@@ -196,17 +309,35 @@ class Belief:
     ack: float
     end: float
     lease_start: float  # when the claim was written (its `at`)
+    who: str = ""
+
+
+@dataclass
+class Loss:
+    """How a claim left its holder: when, how, and the operation that did it, if any."""
+
+    t: float
+    how: str  # reaped, released, deleted by a foreign push, ...
+    op: Op | None = None
+    injected: bool = False  # by a plain-git change the soak injected
 
 
 class Checker:
     def __init__(self, history: History) -> None:
         self.h = history
+        self.prefix = history.claim_prefix
         self.violations: list[Violation] = []
         self.kills: dict[str, list[float]] = defaultdict(list)
+        self.signalled: dict[str, list[float]] = defaultdict(list)
         self.stopped: dict[str, list[tuple[float, float]]] = defaultdict(list)
+        self.run_faults: dict[str, list[Fault]] = defaultdict(list)
         for fault in history.faults:
-            if fault.kind in ("kill", "stop") and fault.agent:
+            if fault.kind in KILLS and fault.agent:
                 self.kills[fault.agent].append(fault.t)
+            if fault.kind in SIGNALS and fault.agent:
+                self.signalled[fault.agent].append(fault.t)
+                if fault.detail.get("run"):
+                    self.run_faults[fault.detail["run"]].append(fault)
             if fault.kind == "pause" and fault.agent:
                 self.stopped[fault.agent].append((fault.t, fault.until or history.end))
         self._close_killed()
@@ -221,40 +352,79 @@ class Checker:
         for op in history.ops:
             self.last_line[op.proc] = max(self.last_line[op.proc], op.start,
                                          *(t["t"] for t in op.tries), op.end or 0.0)
-        self.landed_claims, self.removed = self._claim_ref_history()
+        self.injected = self._attribute()
+        self.landed_claims, self.removed, self.first_removed = self._claim_ref_history()
         self.landed_commits = {n.commit for notes in history.notes.values() for n in notes}
+        self.note_landed: dict[str, float] = {}
+        self.timeline: dict[str, tuple[list[float], list[str | None]]] = {}
+        for change in history.changes:
+            if change.ref.startswith(NOTES_PREFIX) and change.new is not None:
+                self.note_landed.setdefault(change.new, change.t)
+            times, values = self.timeline.setdefault(change.ref, ([], []))
+            times.append(change.t)
+            values.append(change.new)
 
     def flag(self, kind: str, ticket: str, message: str) -> None:
         self.violations.append(Violation(kind, ticket, message))
 
+    def ticket_of(self, ref: str) -> str:
+        return ref[len(self.prefix):]
+
     # ------------------------------------------------------------------
 
     def _close_killed(self) -> None:
-        """An operation with no end was cut short by the kill of its agent: it ends then."""
+        """An operation with no end was cut short by a signal to its agent: it ends then."""
         for op in self.h.ops:
             if op.end is None:
-                after = [t for t in self.kills.get(op.agent, []) if t >= op.start]
+                after = [t for t in self.signalled.get(op.who, []) if t >= op.start]
                 op.end = min(after) if after else self.h.end
                 op.killed = True
                 op.outcome = "unknown"
 
-    def _claim_ref_history(self) -> tuple[dict[str, float], dict[str, RefChange]]:
-        """Which claim tags the server ever set, when, and the change that removed each."""
+    def _attribute(self) -> dict[int, Fault]:
+        """Claim ref changes made by the soak's foreign processes (id of the change -> fault)."""
+        faults = [f for f in self.h.faults if f.kind in INJECTED]
+        found: dict[int, Fault] = {}
+        for change in self.h.changes:
+            if not change.ref.startswith(self.prefix):
+                continue
+            for fault in faults:
+                if not fault.t <= change.t <= (fault.until or fault.t):
+                    continue
+                detail = fault.detail
+                if fault.kind == "foreign-delete" and detail.get("ref") == change.ref \
+                        and change.new is None \
+                        or fault.kind == "foreign-replace" and detail.get("ref") == change.ref \
+                        and change.new == detail.get("value") \
+                        or fault.kind == "stale-push" and change.new is not None \
+                        and (detail.get("refs") or {}).get(change.ref) == change.new:
+                    found[id(change)] = fault
+                    break
+        return found
+
+    def _claim_ref_history(self) -> tuple[dict[str, float], dict[str, RefChange],
+                                          dict[str, RefChange]]:
+        """Which claim tags the server ever set, when, and the changes that removed each."""
         landed: dict[str, float] = {}
         removed: dict[str, RefChange] = {}
+        first_removed: dict[str, RefChange] = {}
+        self.ref_changes: dict[str, list[RefChange]] = defaultdict(list)  # by the tags in them
         for change in self.h.changes:
-            if not change.ref.startswith(CLAIM_PREFIX):
+            if not change.ref.startswith(self.prefix):
                 continue
-            ticket = change.ref[len(CLAIM_PREFIX):]
+            for value in {change.old, change.new} - {None}:
+                self.ref_changes[value].append(change)
+            ticket = self.ticket_of(change.ref)
             if change.new is not None:
                 landed.setdefault(change.new, change.t)
             if change.old is not None:
                 removed[change.old] = change
+                first_removed.setdefault(change.old, change)
             if change.old is not None and change.new is not None and self._is_claim(change.old) \
-                    and self._is_claim(change.new):
+                    and self._is_claim(change.new) and id(change) not in self.injected:
                 self.flag("double-claim", ticket, f"the claim ref went from claim {change.old[:12]}"
                           f" straight to claim {change.new[:12]}")
-        return landed, removed
+        return landed, removed, first_removed
 
     def _is_claim(self, oid: str) -> bool:
         return any(op.op == "claim" for op in self.by_tag.get(oid, ()))
@@ -264,12 +434,14 @@ class Checker:
     def check(self) -> Report:
         self.check_writes_recorded()
         self.check_notes_model()
+        self.check_guards()
         beliefs = self.beliefs()
         self.check_leases()
         self.check_starts()
         self.check_overlaps(beliefs)
         self.check_lost_claims()
         self.check_stuck()
+        self.check_workers()
         return Report(self.violations, self.figures(beliefs))
 
     def check_writes_recorded(self) -> None:
@@ -291,23 +463,64 @@ class Checker:
                     self.flag("unrecorded", ticket, f"a {note.event} note {note.commit[:12]}"
                               " that no operation recorded")
         for change in self.h.changes:
-            if not change.ref.startswith(CLAIM_PREFIX) or change.new is None:
+            if not change.ref.startswith(self.prefix) or change.new is None \
+                    or id(change) in self.injected:
                 continue
             outcome = change.old is not None and self._is_claim(change.old)  # done, blocked
             if not self._is_claim(change.new) and not outcome:
-                self.flag("unrecorded", change.ref[len(CLAIM_PREFIX):], f"the claim ref was set"
+                self.flag("unrecorded", self.ticket_of(change.ref), f"the claim ref was set"
                           f" to {change.new[:12]}, which no claim recorded")
 
+    def _put_back(self, tag: str, before: float) -> bool:
+        """`tag` was set on a claim ref by an injected (stale or foreign) push before `before`."""
+        return any(change.new == tag and change.t < before and id(change) in self.injected
+                   for change in self.h.changes)
+
     def check_notes_model(self) -> None:
-        """Per claim: beats, then at most one end (release or reap), then nothing."""
+        """Per claim: beats, then at most one end (release or reap), then nothing.
+
+        Except the operator's repair: a forced release of an old claim that a
+        stale push put back on the claim ref (the tool shows it as unknown,
+        and `git release --force` is how it is cleared).
+        """
         for ticket, notes in self.h.notes.items():
             ended: dict[str, str] = {}
             for note in notes:
                 if note.target in ended:
-                    self.flag("double-claim", ticket, f"a {note.event} of {note.target[:12]} was"
-                              f" accepted after it was {ended[note.target]}")
+                    op = self.by_commit.get(note.commit)
+                    repair = op is not None and op.op == "release" and op.fields.get("force") \
+                        and self._put_back(note.target, op.start)
+                    if not repair:
+                        self.flag("double-claim", ticket, f"a {note.event} of {note.target[:12]}"
+                                  f" was accepted after it was {ended[note.target]}")
                 if note.event in ("released", "reaped"):
                     ended.setdefault(note.target, note.event)
+
+    def ref_value(self, ticket: str, at: float) -> str | None:
+        """The claim ref's value on the server at `at`, by the server's log."""
+        times, values = self.timeline.get(self.prefix + ticket, ([], []))
+        index = bisect.bisect_right(times, at)
+        return values[index - 1] if index else None
+
+    def check_guards(self) -> None:
+        """A beat, release or reap lands only while its claim is on the claim ref.
+
+        The guard is read with the push; a claim replaced after the call began
+        may be missed by that call (docs/protocol.md: the next beat catches
+        it), so only a call that started after its claim had left is judged.
+        """
+        for op in self.h.ops:
+            if op.op not in ("heartbeat", "release", "reap") or not op.tag:
+                continue
+            for attempt in op.tries:
+                if attempt.get("commit") not in self.landed_commits:
+                    continue
+                tag = attempt.get("tag") or op.tag
+                value = self.ref_value(op.ticket, op.start)
+                if value != tag:
+                    self.flag("double-claim", op.ticket, f"{op.agent}'s {op.op} of {tag[:12]}"
+                              f" landed, but when it started at {op.start:.3f} the claim ref"
+                              f" held {str(value)[:12]}")
 
     def lease_start(self, tag: str, *, before: float = INF) -> float | None:
         """When the claim's last landed beat (else the claim itself) was written."""
@@ -355,7 +568,7 @@ class Checker:
             if op.op != "claim" or op.outcome != "ok" or not op.tag or op.end is None:
                 continue
             ack, tag = op.end, op.tag
-            ends = [t for t in self.kills.get(op.agent, []) if t >= ack]
+            ends = [t for t in self.kills.get(op.who, []) if t >= ack]
             for other in self.by_tag.get(tag, ()):
                 if other.proc != op.proc or other.start < ack:
                     continue
@@ -369,7 +582,7 @@ class Checker:
             if not ends:  # a process that claimed and ended without running anything
                 ends.append(self.last_line[op.proc])
             found.append(Belief(op.agent, op.proc, op.ticket, tag, ack, max(ack, min(ends)),
-                                op.fields.get("at", op.start)))
+                                op.fields.get("at", op.start), op.who))
         return found
 
     def _learnt(self, proc: str, tag: str, fence: float) -> float:
@@ -381,12 +594,89 @@ class Checker:
     def stopped_between(self, agent: str, start: float, end: float) -> float:
         return sum(max(0.0, min(b, end) - max(a, start)) for a, b in self.stopped.get(agent, ()))
 
+    def lost(self, tag: str, at: float = -INF) -> Loss | None:
+        """When and how the claim `tag`, as it stood on the remote at `at`, ended.
+
+        The earliest of: the landing of a note that ends it (released, reaped),
+        and its removal from the claim ref (a completion, or a plain-git change
+        the soak injected), after the last time the server set the tag before
+        `at`: a claim push retried with the same tag can set it again after a
+        foreign push took it away.
+        """
+        sets = [c.t for c in self.ref_changes.get(tag, ()) if c.new == tag and c.t <= at]
+        since = max(sets, default=-INF)
+        found: list[Loss] = []
+        removal = next((c for c in self.ref_changes.get(tag, ())
+                        if c.old == tag and c.t >= since), None)
+        if removal is not None:
+            fault = self.injected.get(id(removal))
+            how = {"foreign-delete": "deleted by a foreign push",
+                   "foreign-replace": "replaced by a foreign push",
+                   "stale-push": "overwritten by a stale push"}.get(fault.kind if fault else "",
+                                                                   "removed")
+            found.append(Loss(removal.t, how, injected=fault is not None))
+        for op in self.by_tag.get(tag, ()):
+            if op.op not in ("release", "reap"):
+                continue
+            for commit in op.commits():
+                if self.note_landed.get(commit, -INF) >= since:
+                    how = "reaped" if op.op == "reap" else \
+                        "released (forced)" if op.fields.get("force") else "released"
+                    found.append(Loss(self.note_landed[commit], how, op))
+        return min(found, key=lambda loss: loss.t) if found else None
+
+    def knew_by(self, proc: str, who: str, tag: str, loss: float,
+                until: float) -> tuple[float, str]:
+        """By when the holder `proc` of `tag` must have known that the claim was lost at `loss`.
+
+        `run` beats every interval; a beat that reaches the remote after the
+        loss is refused (the notes moved, or the guard on the claim ref
+        failed), and `run` stops the command's whole tree at once. So the
+        holder must know by the earliest of:
+        - the end of a heartbeat call, in flight at the loss or started after
+          it, that was refused;
+        - its run's giving up (the remote unreachable for most of the TTL);
+        - the moment a beat was due and none had started: one interval after
+          the loss or after the end of the previous call (whichever is later),
+          not counting time the loop was frozen, plus SLACK.
+        Calls that got no answer (a cut, a refused connection) tell nothing;
+        the next one is due one interval later at most.
+        """
+        interval = self.h.interval
+        best = (INF, "")
+        fences = [t["t"] for o in self.by_tag.get(tag, ()) if o.op == "run" and o.proc == proc
+                  for t in o.tries if "fence" in t and t["t"] >= loss]
+        if fences:
+            best = (min(fences), "its run gave the claim up")
+        calls = sorted((o for o in self.by_tag.get(tag, ()) if o.op == "heartbeat"
+                        and o.proc == proc and o.end is not None), key=lambda o: o.start)
+        t = loss
+        for call in calls:
+            assert call.end is not None
+            if call.end <= loss:
+                continue
+            if call.start < loss:  # in flight when the claim was lost
+                if call.outcome == "failed":
+                    return min(best, (call.end, "the heartbeat in flight was refused"))
+                t = max(t, call.end)
+                continue
+            due = t + interval + self.stopped_between(who, t, call.start) + SLACK
+            if call.start > due:
+                return min(best, (due, "a heartbeat was due"))
+            if call.outcome == "failed":
+                return min(best, (call.end, "its first heartbeat after the loss was refused"))
+            t = call.end
+        due = t + interval + self.stopped_between(who, t, max(t, until)) + SLACK
+        return min(best, (due, "a heartbeat was due"))
+
     def check_overlaps(self, beliefs: list[Belief]) -> None:
         """The earlier holder may overlap the next only until it could have known it lost.
 
         That point is the end of its first heartbeat call that ended after the
         next claim was acknowledged; with no such call, its lease end (last
-        landed beat + TTL) pushed back by the time it spent frozen.
+        landed beat + TTL) pushed back by the time it spent frozen. A claim
+        taken away by a plain-git change the soak injected (a holder cut off
+        from the remote cannot hear of it) is judged by `knew_by` instead.
         """
         self.overlaps: list[float] = []
         by_ticket: dict[str, list[Belief]] = defaultdict(list)
@@ -398,17 +688,21 @@ class Checker:
                 for b in held[i + 1:]:
                     if a.end <= b.ack:
                         continue
+                    loss = self.lost(a.tag, a.ack)
                     calls = sorted(o.end for o in self.by_tag.get(a.tag, ())
                                    if o.op == "heartbeat" and o.proc == a.proc and o.end is not None
                                    and o.end > b.ack)
-                    if calls:
+                    if loss is not None and loss.injected and loss.t <= b.ack:
+                        bound, why = self.knew_by(a.proc, a.who, a.tag, loss.t, a.end)
+                        why = f"{why} (its claim was {loss.how})"
+                    elif calls:
                         bound, why = calls[0], "its first heartbeat after that ended"
                     else:
                         start = self.lease_start(a.tag) or a.lease_start
-                        frozen = self.stopped_between(a.agent, start, a.end)
+                        frozen = self.stopped_between(a.who, start, a.end)
                         bound = start + self.h.ttl + frozen
                         why = f"its lease ran out (frozen {frozen:.1f}s)"
-                    awake = a.end - b.ack - self.stopped_between(a.agent, b.ack, a.end)
+                    awake = a.end - b.ack - self.stopped_between(a.who, b.ack, a.end)
                     self.overlaps.append(awake)
                     if a.end > bound + 1e-6:
                         self.flag("double-claim", ticket,
@@ -424,9 +718,11 @@ class Checker:
         for tag, change in self.removed.items():
             if not self._is_claim(tag):
                 continue
-            ticket = change.ref[len(CLAIM_PREFIX):]
+            ticket = self.ticket_of(change.ref)
             note = ends.get(tag)
             if note is None:
+                if id(change) in self.injected:
+                    continue  # deleted or overwritten by a foreign push: counted, not lost
                 self.flag("lost-claim", ticket, f"claim {tag[:12]} left the remote with no"
                           " release or reap recorded")
                 continue
@@ -442,6 +738,151 @@ class Checker:
                           " the final reap")
 
     # ------------------------------------------------------------------
+    # the workers
+
+    def worker_claim(self, worker: Worker) -> tuple[Op | None, str | None, str | None]:
+        """The run operation that started `worker`, its tool process and its claim tag.
+
+        The run op names the command's pid (the agent script), and the worker
+        the pid of the script that started it; the loop and the time keep
+        reused pids apart. Without a run op (its process died before writing
+        it), the claim the loop's tool process won during that run.
+        """
+        best: Op | None = None
+        for op in self.run_ops.get((worker.loop, worker.script), ()):
+            if op.start <= worker.start + 5.0 and (best is None or op.start > best.start):
+                best = op
+        if best is not None:
+            return best, best.proc, best.tag
+        run = self.h.runs.get(worker.run)
+        if run is not None:
+            for op in self.h.ops:
+                if op.who == worker.loop and op.op == "claim" and op.outcome == "ok" \
+                        and op.ticket == worker.ticket and run.spawn <= op.start \
+                        and op.start <= (run.exit or INF):
+                    return None, op.proc, op.tag
+        return None, None, None
+
+    def check_workers(self) -> None:
+        """No two workers on one ticket at once; no worker outlives its run or a signal to it."""
+        self.run_ops: dict[tuple[str, int | None], list[Op]] = defaultdict(list)
+        for op in self.h.ops:
+            if op.op == "run":
+                self.run_ops[(op.who, op.fields.get("child"))].append(op)
+        self.held_by = {id(w): self.worker_claim(w) for w in self.h.workers}
+        self.excused: list[tuple[float, float]] = []  # (overlap, from the loss to the stop)
+        self.stop_after_loss: list[tuple[str, float]] = []  # (how, seconds)
+        self.signal_stops: dict[str, list[float]] = defaultdict(list)
+        for worker in self.h.workers:
+            self.check_orphan(worker)
+        by_ticket: dict[str, list[Worker]] = defaultdict(list)
+        for worker in self.h.workers:
+            by_ticket[worker.ticket].append(worker)
+        self.holding: set[int] = set()  # workers found in a double hold
+        for ticket, workers in by_ticket.items():
+            workers.sort(key=lambda w: (w.start, w.pid))
+            for i, a in enumerate(workers):
+                for b in workers[i + 1:]:
+                    if b.start >= a.last or a.run == b.run:
+                        continue
+                    self.judge_overlap(ticket, a, b)
+        for worker in self.h.workers:
+            self.check_unheld(worker)
+
+    def check_unheld(self, worker: Worker) -> None:
+        """A worker whose claim was lost (not by its own release) stops by the bound of
+        `knew_by`, whether or not another worker has started on the ticket yet."""
+        _, proc, tag = self.held_by[id(worker)]
+        loss = self.lost(tag, worker.start) if tag else None
+        if loss is None or loss.t >= worker.last or proc is None \
+                or (loss.op is not None and loss.op.proc == proc):
+            return
+        frozen = self.stopped_between(worker.loop, loss.t, worker.last)
+        self.stop_after_loss.append((loss.how, worker.last - loss.t - frozen))
+        deadline, why = self.knew_by(proc, worker.loop, tag, loss.t, worker.last)
+        limit = deadline + self.h.grace + SLACK
+        if worker.last > limit + 1e-6 and id(worker) not in self.holding:
+            self.flag("unheld-work", worker.ticket, f"{worker.name} of {worker.loop} worked"
+                      f" till {worker.last:.3f}, but its claim {tag[:12]} was {loss.how} at"
+                      f" {loss.t:.3f}; {worker.loop} had to know by {deadline:.3f} ({why}) and"
+                      f" its worker to stop by {limit:.3f} (grace {self.h.grace:g}s +"
+                      f" {SLACK:g}s), {worker.last - limit:.2f}s earlier")
+
+    def check_orphan(self, worker: Worker) -> None:
+        """A worker ends with its run: before the run reports the command's tree gone, and
+        within the grace period (plus SLACK) of a signal to the run or of the run's exit."""
+        run_op, _, _ = self.held_by[id(worker)]
+        grace = self.h.grace
+        bounds: list[tuple[float, str, Fault | None]] = []
+        if run_op is not None and not run_op.killed and run_op.end is not None:
+            bounds.append((run_op.end, f"its run reported at {run_op.end:.3f} that every process"
+                                       " of the command had ended", None))
+        for fault in self.run_faults.get(worker.run, ()):
+            if fault.t > worker.last:
+                continue
+            since = max(fault.t, worker.start)
+            self.signal_stops[fault.kind].append(worker.last - since)
+            bounds.append((since + grace + SLACK, f"{fault.kind} at {fault.t:.3f}: gone by"
+                                                  f" grace {grace:g}s + {SLACK:g}s", fault))
+        record = self.h.runs.get(worker.run)
+        if record is not None and record.exit is not None:
+            bounds.append((record.exit + grace + SLACK, f"its run exited at {record.exit:.3f}:"
+                                                        f" gone by grace {grace:g}s + {SLACK:g}s",
+                           None))
+        late = [b for b in bounds if worker.last > b[0] + 1e-3]
+        if not late:
+            return
+        bound, why, fault = min(late, key=lambda b: b[0])
+        last = worker.stop or "working (no stop)"
+        if fault is not None and fault.t < worker.start:
+            self.flag("lost-signal", worker.ticket, f"the run {worker.run} of {worker.loop} got"
+                      f" {fault.kind} at {fault.t:.3f}, then started {worker.name} at"
+                      f" {worker.start:.3f}, which worked on till {worker.last:.3f}"
+                      f" ({worker.last - bound:.2f}s past grace {grace:g}s + {SLACK:g}s;"
+                      f" its last line: {last}, signals it got: {worker.signals or 'none'}):"
+                      " the run never acted on the signal")
+            return
+        self.flag("orphan", worker.ticket, f"{worker.name} of {worker.loop} logged at"
+                  f" {worker.last:.3f}, {worker.last - bound:.2f}s after it should have been"
+                  f" gone ({why}); its last line: {last}")
+
+    def judge_overlap(self, ticket: str, a: Worker, b: Worker) -> None:
+        """a started first and still worked when b started: allowed only if a could not know."""
+        _, proc_a, tag_a = self.held_by[id(a)]
+        _, _, tag_b = self.held_by[id(b)]
+        both = (f"{a.name} of {a.loop} and {b.name} of {b.loop} both worked on {ticket} from"
+                f" {b.start:.3f} to {a.last:.3f} ({a.last - b.start:.2f}s)")
+        if tag_a is None or tag_b is None or tag_a == tag_b or proc_a is None:
+            self.flag("double-hold", ticket, f"{both}, under claims {str(tag_a)[:12]} and"
+                      f" {str(tag_b)[:12]}")
+            return
+        loss = self.lost(tag_a, a.start)
+        if loss is None or loss.t > b.start:
+            self.flag("double-hold", ticket, f"{both}, while {a.loop}'s claim {tag_a[:12]} was"
+                      " still on the remote")
+            return
+        if loss.op is not None and loss.op.proc == proc_a:
+            self.flag("double-hold", ticket, f"{both}: {a.loop} released {tag_a[:12]} at"
+                      f" {loss.t:.3f} while its worker still worked")
+            return
+        landed_b = self.landed_claims.get(tag_b)
+        if landed_b is not None and landed_b < loss.t:
+            self.flag("double-hold", ticket, f"{both}: {b.loop}'s claim {tag_b[:12]} was set at"
+                      f" {landed_b:.3f}, before {a.loop}'s {tag_a[:12]} was lost at {loss.t:.3f}")
+            return
+        deadline, why = self.knew_by(proc_a, a.loop, tag_a, loss.t, a.last)
+        limit = deadline + self.h.grace + SLACK
+        if a.last > limit + 1e-6:
+            self.holding.add(id(a))
+            self.flag("double-hold", ticket, f"{both}: {a.loop}'s claim {tag_a[:12]} was"
+                      f" {loss.how} at {loss.t:.3f}; {a.loop} had to know by {deadline:.3f}"
+                      f" ({why}) and its worker to stop by {limit:.3f} (grace"
+                      f" {self.h.grace:g}s + {SLACK:g}s), {a.last - limit:.2f}s earlier")
+            return
+        frozen = self.stopped_between(a.loop, loss.t, a.last)
+        self.excused.append((a.last - b.start, a.last - loss.t - frozen))
+
+    # ------------------------------------------------------------------
 
     def figures(self, beliefs: list[Belief]) -> dict[str, Any]:
         ops = self.h.ops
@@ -454,7 +895,7 @@ class Checker:
             group.sort(key=lambda o: o.start)
             for i, op in enumerate(group):
                 near = group[max(0, i - 20):i + 20]
-                if any(o.agent != op.agent and o.start < (op.end or INF)
+                if any(o.who != op.who and o.start < (op.end or INF)
                        and op.start < (o.end or INF) for o in near if o is not op):
                     contended += 1
         ambiguous: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
@@ -471,7 +912,7 @@ class Checker:
             ambiguous[op.op][f"{how}, {'applied' if applied else 'not applied'}"] += 1
         faults: dict[str, int] = defaultdict(int)
         for fault in self.h.faults:
-            if fault.kind != "stop":
+            if fault.kind not in ("stop", "stale-fetch", "repair", "reaper-clock"):
                 faults[fault.kind] += 1
         runs = [op for op in ops if op.op == "run"]
         fenced: dict[str, int] = defaultdict(int)
@@ -498,9 +939,81 @@ class Checker:
             "ambiguous": {k: dict(v) for k, v in ambiguous.items()},
             "violations": dict(kinds),
             "double_claims": kinds.get("double-claim", 0),
+            "double_holds": kinds.get("double-hold", 0),
+            "orphans": kinds.get("orphan", 0),
+            "lost_signals": kinds.get("lost-signal", 0),
+            "unheld_work": kinds.get("unheld-work", 0),
             "claims_lost": kinds.get("lost-claim", 0),
             "stuck": kinds.get("stuck", 0),
             "crash_to_reap_s": latencies,
+            "setups": self.setups(),
+        }
+
+    def setups(self) -> dict[str, Any]:
+        """Counts per set-up: clones and loops, workers, signals, clocks, foreign changes."""
+        loops: dict[str, set[str]] = defaultdict(set)
+        names: dict[str, str] = {}
+        for run in self.h.runs.values():
+            loops[run.clone].add(run.loop)
+            names[run.loop] = run.agent
+        shared = [c for c, ls in loops.items() if len(ls) > 1]
+        workers: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
+        for w in self.h.workers:
+            counts = workers[w.mode]
+            counts["started"] += 1
+            counts["stopped by a signal"] += bool(w.stop and w.stop.startswith("SIG"))
+            counts["no stop line (killed)"] += w.stop is None
+            counts["signalled twice"] += len(w.signals) > 1
+        by_kind: dict[str, list[Fault]] = defaultdict(list)
+        for fault in self.h.faults:
+            by_kind[fault.kind].append(fault)
+        injected_changes = defaultdict(int)
+        overwritten = 0
+        for change in self.h.changes:
+            fault = self.injected.get(id(change))
+            if fault is None:
+                continue
+            injected_changes[fault.kind] += 1
+            if change.old is not None and self._is_claim(change.old) \
+                    and (self.lost(change.old, change.t - 1e-6) or Loss(INF, "")).t >= change.t:
+                overwritten += 1
+        stops: dict[str, list[float]] = defaultdict(list)
+        for how, seconds in self.stop_after_loss:
+            stops[how].append(seconds)
+        return {
+            "clones": {"clones": len(loops), "loops": len(names),
+                       "clones with several loops": len(shared),
+                       "loops sharing a clone under the default name":
+                           sum(1 for c in shared for lp in loops[c] if names[lp] == "default"),
+                       "loops sharing a clone under their own names":
+                           sum(1 for c in shared for lp in loops[c] if names[lp] != "default")},
+            "workers": {mode: dict(counts) for mode, counts in sorted(workers.items())},
+            "signals": {kind: {"count": len(by_kind[kind]),
+                               "worker last line after it, max s":
+                                   round(max(self.signal_stops[kind], default=0.0), 3)}
+                        for kind in SIGNALS if kind != "stop" and by_kind[kind]},
+            "reaper_clock": {
+                "back": sum(f.detail.get("offset", 0) < 0 for f in by_kind["reaper-clock"]),
+                "forward": sum(f.detail.get("offset", 0) > 0 for f in by_kind["reaper-clock"]),
+                "claims reaped while stepped": sum(f.detail.get("reaped", 0)
+                                                   for f in by_kind["reaper-clock"])},
+            "foreign": {"deletes": len(by_kind["foreign-delete"]),
+                        "replaces": len(by_kind["foreign-replace"]),
+                        "claim ref changes": injected_changes["foreign-delete"]
+                        + injected_changes["foreign-replace"]},
+            "stale": {"fetches": len(by_kind["stale-fetch"]),
+                      "pushes": sum(not f.detail.get("force") for f in by_kind["stale-push"]),
+                      "forced pushes": sum(bool(f.detail.get("force"))
+                                           for f in by_kind["stale-push"]),
+                      "claim ref changes": injected_changes["stale-push"]},
+            "live claims taken by a foreign or stale push": overwritten,
+            "repairs": len(by_kind["repair"]),
+            "holders whose claim was lost while their worker worked":
+                {how: {"count": len(s), "worker stopped after the loss, max s (not frozen)":
+                       round(max(s), 3)} for how, s in sorted(stops.items())},
+            "overlaps within bounds": {
+                "count": len(self.excused),
+                "longest s": round(max((o for o, _ in self.excused), default=0.0), 3)},
         }
 
     def _ended_before(self, tag: str, t: float) -> bool:
@@ -519,7 +1032,7 @@ class Checker:
                     reap_of[note.target] = reaper.end
         samples = []
         for fault in self.h.faults:
-            if fault.kind != "kill":
+            if fault.kind not in ("kill", "kill-run"):
                 continue
             held = {op.tag for op in ops_of(self.h.ops, fault.agent)
                     if op.op == "claim" and op.tag in self.landed_claims and op.start <= fault.t}
@@ -537,7 +1050,7 @@ class Checker:
 
 
 def ops_of(ops: list[Op], agent: str | None) -> list[Op]:
-    return [op for op in ops if op.agent == agent]
+    return [op for op in ops if op.who == agent]
 
 
 def check(history: History) -> Report:

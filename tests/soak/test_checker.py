@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import json
 
-from soak.checker import Fault, History, Note, Op, RefChange, check, load_ops
+from soak.checker import (Fault, History, Note, Op, RefChange, RunRecord, Worker, check, load_ops,
+                          load_workers)
 
 TTL = 10.0
 X, Y = "x" * 40, "y" * 40
@@ -177,3 +178,222 @@ def test_the_log_reader_keeps_whole_lines_and_drops_a_torn_last_one():
     (only,) = load_ops(lines)
     assert (only.op, only.tag, only.end, only.outcome, only.commits()) == \
         ("claim", X, 1.2, "ok", ["c1"])
+
+
+# --------------------------------------------------------------------------
+# The workers' own logs: who really worked on a ticket, and when.
+#
+# A's run (command pid 1001) started worker 1002 under claim X; B's run
+# (command 2001) worker 2002 under Y. Interval 2 s, grace 1 s: a worker may
+# outlive the moment its holder had to know by grace + SLACK (0.5 s).
+
+def worker(pid: int, run: str, loop: str, start: float, last: float, stop: str | None = "done",
+           *, script: int | None = None, signals: list | None = None) -> Worker:
+    return Worker(pid, run, loop, "t1", loop, "py-fg", script or pid - 1, start, last, stop,
+                  signals or [])
+
+
+def with_workers(history: History, a_last: float, *, a_stop: str | None = "done",
+                 b_start: float = 22.3) -> History:
+    """Give the runs of `a_reaped_then_b` their command pids and workers, and the notes times."""
+    for o in history.ops:
+        if o.op == "run":
+            o.fields["child"] = 1001 if o.agent == "A" else 2001
+    history.workers = [worker(1002, "A.1", "A", 1.3, a_last, a_stop),
+                       worker(2002, "B.1", "B", b_start, 39.8)]
+    history.runs = {"A.1": RunRecord("A.1", "A", 1.0, None), "B.1": RunRecord("B.1", "B", 21.8, 41.0)}
+    history.changes += [RefChange(10.1, None, "c1", NOTES), RefChange(21.2, "c1", "c2", NOTES),
+                        RefChange(40.3, "c2", "c3", NOTES)]
+    history.changes.sort(key=lambda c: c.t)
+    history.interval, history.grace = 2.0, 1.0
+    return history
+
+
+def test_workers_that_worked_in_turn_pass():
+    report = check(with_workers(a_reaped_then_b(a_end=15.0), a_last=14.9))
+    assert report.ok, report.violations
+    assert report.figures["setups"]["workers"]["py-fg"]["started"] == 2
+    assert report.figures["double_holds"] == 0
+
+
+def test_two_workers_on_one_ticket_at_once_are_a_double_hold():
+    # A's run ended its command at 15, but its worker went on working till 30,
+    # long after the reap (21.2) and while B's worker worked (from 22.3).
+    history = with_workers(a_reaped_then_b(a_end=15.0), a_last=30.0)
+    found = check(history).violations
+    assert {v.kind for v in found} == {"double-hold", "orphan"}
+    (hold,) = [v for v in found if v.kind == "double-hold"]
+    assert "worker 1002" in hold.message and "worker 2002" in hold.message
+    assert "was reaped at 21.200" in hold.message
+
+
+def frozen_a(*, a_last: float) -> History:
+    """A frozen 11-23 with its worker; reaped meanwhile; B works from 22.3; A resumes at 23,
+    its beat (23.0-23.4) is refused and its run stops the command (fence at 23.45)."""
+    late_beat = beat("a4", "A", X, 23.0, 23.4, "c9", outcome="failed")
+    history = with_workers(a_reaped_then_b(a_end=26.0, a_fence=23.45, extra=[late_beat]),
+                           a_last=a_last, a_stop="SIGTERM")
+    history.faults = [Fault("pause", 11.0, "A", until=23.0)]
+    return history
+
+
+def test_a_frozen_holder_s_worker_may_overlap_until_its_first_beat_after_resuming():
+    report = check(frozen_a(a_last=23.6))  # stopped 0.2 s after the refusal
+    assert report.ok, report.violations
+    within = report.figures["setups"]["overlaps within bounds"]
+    assert within == {"count": 1, "longest s": 1.3}  # 22.3-23.6, most of it frozen
+
+
+def test_a_frozen_holder_s_worker_that_outlives_grace_after_the_refusal_is_a_double_hold():
+    # the refusal ended at 23.4: the worker had to be gone by 23.4 + 1 + 0.5 = 24.9
+    found = check(frozen_a(a_last=25.0)).violations
+    assert [v.kind for v in found] == ["double-hold"], found
+    assert "had to know by 23.400 (its first heartbeat after the loss was refused)" \
+        in found[0].message
+
+
+def killed_run_alone(a_last: float) -> History:
+    """SIGKILL to A's `run` alone at 14.0, its worker's last line (no stop) at `a_last`."""
+    history = a_reaped_then_b(a_end=15.0)
+    history.ops[1] = op("a2", "run", "A", 1.1, None, tag=X, child=1001)  # killed: no end line
+    history = with_workers(history, a_last=a_last, a_stop=None)
+    history.faults = [Fault("kill-run", 14.0, "A", detail={"run": "A.1", "pid": 999})]
+    history.runs["A.1"].exit = 14.01
+    return history
+
+
+def test_a_sigkilled_worker_whose_last_working_line_is_within_grace_of_the_kill_passes():
+    report = check(killed_run_alone(a_last=14.8))  # 14.0 + grace 1 + 0.5 = 15.5
+    assert report.ok, report.violations
+    assert report.figures["setups"]["workers"]["py-fg"]["no stop line (killed)"] == 1
+    assert report.figures["setups"]["signals"]["kill-run"]["worker last line after it, max s"] \
+        == 0.8
+
+
+def test_a_worker_line_later_than_grace_after_its_run_was_killed_is_flagged():
+    found = check(killed_run_alone(a_last=15.6)).violations
+    assert [v.kind for v in found] == ["orphan"], found
+    assert "kill-run at 14.000" in found[0].message and "0.10s after" in found[0].message
+
+
+def test_a_worker_logging_after_its_run_reported_the_command_gone_is_flagged():
+    history = with_workers(a_reaped_then_b(a_end=15.0), a_last=15.2)  # run op ended at 15.0
+    found = check(history).violations
+    assert [v.kind for v in found] == ["orphan"], found
+    assert "every process of the command had ended" in found[0].message
+
+
+def foreign_delete(*, refused_beat: tuple[float, float], a_last: float) -> History:
+    """A beats at 10; a foreign push deletes X at 12.0; B claims Y at 12.2 and works from 12.3;
+    A's next beat is refused (the guard) and its run stops the command."""
+    start, end = refused_beat
+    ops = [
+        op("a1", "claim", "A", 0.9, 1.0, tag=X, at=0.9),
+        op("a2", "run", "A", 1.1, end + 0.3, "failed", tag=X, child=1001,
+           tries=[{"t": end + 0.05, "fence": "t1 is no longer yours"}]),
+        beat("a3", "A", X, 10.0, 10.2, "c1"),
+        beat("a4", "A", X, start, end, "c9", outcome="failed"),
+        op("b1", "claim", "B", 12.1, 12.2, tag=Y, at=12.1),
+        op("b2", "run", "B", 12.25, 30.0, tag=Y, child=2001),
+        op("b3", "release", "B", 30.1, 30.5, tag=Y, tries=[{"t": 30.2, "tag": Y, "commit": "c3"}]),
+    ]
+    changes = [RefChange(1.0, None, X, REF), RefChange(10.1, None, "c1", NOTES),
+               RefChange(12.0, X, None, REF), RefChange(12.2, None, Y, REF),
+               RefChange(30.3, "c1", "c3", NOTES), RefChange(30.4, Y, None, REF)]
+    notes = [Note("c1", X, "heartbeat"), Note("c3", Y, "released")]
+    faults = [Fault("foreign-delete", 11.95, None, until=12.05, detail={"ref": REF, "ticket": "t1"})]
+    history = History(ops, faults, changes, {"t1": notes}, {}, TTL, end=50.0,
+                      workers=[worker(1002, "A.1", "A", 1.3, a_last, "SIGTERM"),
+                               worker(2002, "B.1", "B", 12.3, 29.9)],
+                      runs={"A.1": RunRecord("A.1", "A", 1.0, end + 0.5),
+                            "B.1": RunRecord("B.1", "B", 12.0, 31.0)})
+    return history
+
+
+def test_a_holder_whose_claim_a_foreign_push_deleted_stops_at_its_next_beat():
+    report = check(foreign_delete(refused_beat=(12.2, 12.4), a_last=12.55))
+    assert report.ok, report.violations  # no lost claim either: the deletion was injected
+    assert report.figures["faults"] == {"foreign-delete": 1}
+    assert report.figures["setups"]["foreign"]["claim ref changes"] == 1
+    lost = report.figures["setups"]["holders whose claim was lost while their worker worked"]
+    assert lost == {"deleted by a foreign push": {
+        "count": 1, "worker stopped after the loss, max s (not frozen)": 0.55}}
+
+
+def test_a_holder_that_beats_an_interval_late_after_a_foreign_deletion_is_a_double_hold():
+    # the loss at 12.0: a beat was due by 12.0 + 2 + 0.5 = 14.5 and the worker gone by
+    # 14.5 + 1 + 0.5 = 16.0; the beat came at 16.0, the worker stopped at 16.35
+    found = check(foreign_delete(refused_beat=(16.0, 16.2), a_last=16.35)).violations
+    assert "double-hold" in [v.kind for v in found], found
+    hold = next(v for v in found if v.kind == "double-hold")
+    assert "had to know by 14.500 (a heartbeat was due)" in hold.message
+
+
+def test_a_beat_that_started_after_its_claim_left_the_ref_must_not_land():
+    history = foreign_delete(refused_beat=(12.2, 12.4), a_last=12.55)
+    history.ops[3] = beat("a4", "A", X, 12.2, 12.4, "c9")  # accepted: the guard failed to act
+    history.notes["t1"].insert(1, Note("c9", X, "heartbeat"))
+    history.changes.insert(3, RefChange(12.3, "c1", "c9", NOTES))
+    assert "double-claim" in kinds(history)
+
+
+def test_a_live_claim_overwritten_by_a_stale_push_and_the_repair_are_no_violations():
+    # tags mode: B holds Y; a stale clone's `git push --tags --force` puts A's old,
+    # reaped X back at 30.0; an operator's `git release --force` clears it at 35.
+    tags = "refs/tags/claim/t1"
+    history = a_reaped_then_b(a_end=15.0)
+    history.claim_prefix = "refs/tags/claim/"
+    for change in history.changes:
+        change.ref = tags
+    history.changes[-1:] = [RefChange(30.0, Y, X, tags), RefChange(35.2, X, None, tags)]
+    history.ops[-1] = op("j1", "release", "J", 35.0, 35.3, pid=500, force=True,
+                         tries=[{"t": 35.1, "tag": X, "commit": "c4"}], ended={"tag": X})
+    history.ops[-2].end = 31.0  # B's run: its beat was refused, it stopped
+    history.notes["t1"][-1] = Note("c4", X, "released")
+    history.faults = [Fault("stale-push", 29.9, None, until=30.1,
+                            detail={"force": True, "refs": {tags: X}})]
+    report = check(history)
+    assert report.ok, report.violations
+    assert report.figures["setups"]["stale"]["forced pushes"] == 1
+    assert report.figures["setups"]["live claims taken by a foreign or stale push"] == 1
+    history.faults = []  # the same history without the injection: violations
+    assert {"double-claim", "lost-claim"} <= set(kinds(history))
+
+
+def test_the_worker_log_reader_keeps_each_worker_s_first_and_last_line():
+    lines = [json.dumps({"t": t, "ev": ev, "pid": 7, "ticket": "t1", "agent": "A", "loop": "A",
+                         "run": "A.1", "mode": "sh-fg", "script": 6, **extra})
+             for t, ev, extra in [(1.0, "start", {}), (1.2, "working", {}),
+                                  (1.3, "signal", {"sig": 15}), (1.31, "signal", {"sig": 15}),
+                                  (1.4, "stop", {"why": "SIGTERM"})]] + ['{"t": 2.0, "ev"']
+    (only,) = load_workers(lines)
+    assert (only.start, only.last, only.stop, only.signals, only.script) == \
+        (1.0, 1.4, "SIGTERM", [15, 15], 6)
+
+
+def test_a_worker_started_after_its_run_got_a_signal_and_working_on_is_a_lost_signal():
+    # SIGINT to A's run at 1.05, during its claim push; the run went on, started its
+    # command, and the worker worked till 14.9 with no signal: the run never acted on it
+    history = with_workers(a_reaped_then_b(a_end=15.0), a_last=14.9)
+    history.faults = [Fault("int-run", 1.05, "A", detail={"run": "A.1", "pid": 999})]
+    found = check(history).violations
+    assert [v.kind for v in found] == ["lost-signal"], found
+    assert "got int-run at 1.050, then started worker 1002" in found[0].message
+    history.workers[0].last = 1.3 + 1.0 + 0.5  # passed on: gone within grace of its start
+    assert check(history).ok
+
+
+def test_a_worker_working_on_past_the_bound_after_its_claim_was_lost_fails_without_a_rival():
+    # the foreign deletion at 12.0, a refused beat at 12.2-12.4: gone by 13.9; B never came.
+    # The run waited for its command till 14.6 (a worker that ignored SIGTERM, never killed).
+    history = foreign_delete(refused_beat=(12.2, 12.4), a_last=14.5)
+    history.ops[1].end, history.runs["A.1"].exit = 14.6, 14.7
+    history.workers = history.workers[:1]
+    history.ops = [o for o in history.ops if o.agent == "A"]
+    history.changes = [c for c in history.changes if Y not in (c.old, c.new) and c.new != "c3"]
+    history.notes["t1"] = history.notes["t1"][:1]
+    found = check(history).violations
+    assert [v.kind for v in found] == ["unheld-work"], found
+    assert "had to know by 12.400" in found[0].message
+    history.workers[0].last = 13.8
+    assert check(history).ok
