@@ -1,13 +1,25 @@
-"""The soak: M agents run `git claim run --next` over one backlog while faults hit them.
+"""The soak: agents run `git claim run --next` over one backlog while faults hit them.
 
 Everything is real: a `git daemon` on 127.0.0.1 serves the repository, the
 agents' connections go through the fault harness's TCP proxy (so they can be
 cut, refused or slowed while the reaper, connected directly, goes on), and
-every agent is a clone running the installed commands in its own process
-group (so a kill or a pause takes the `git` wrapper, the tool and its command
-at once). The history is recorded three ways: the tools' operation log
-(GIT_CLAIM_OPLOG), the faults injected, and the server's own log of every ref
-update it committed (a `reference-transaction` hook). `checker.py` replays it.
+every agent loop runs the installed commands in its own process group.
+Agents are set up as teams really run them: some clones run two or three
+`run` loops side by side in one checkout (under the default agent name,
+shared by the loops of that clone, or under names of their own), and the
+command is a shell script that starts its worker without exec (in the
+foreground, in the background, or as a double-forked daemon). The worker
+logs when it really works. Beside the faults of the network and of the
+agents (kills, pauses, signals to `run` alone or to its whole group), a
+reaper whose clock steps back and forth, a foreign process that deletes or
+replaces claim refs with plain git, and, in tags mode
+(claim.refPrefix refs/tags/claim/), a stale clone that pushes its old tags
+back with `git push --tags [--force]`.
+
+The history is recorded four ways: the tools' operation log
+(GIT_CLAIM_OPLOG, one file per loop), the workers' own log, the faults
+injected, and the server's log of every ref update it committed (a
+`reference-transaction` hook). `checker.py` replays it.
 """
 
 from __future__ import annotations
@@ -39,7 +51,17 @@ from git_claim.runner import process_tree  # noqa: E402
 from . import checker  # noqa: E402
 
 FAULT_KINDS = ("kill", "pause", "cut", "partition", "cut-upload", "slow")
-CHILD = 'sleep "$0"; exit "$1"'  # the agents' command: work for a while, succeed or fail
+# signals to the tool's own process under the `git` wrapper, or to the loop's whole group
+SIGNAL_KINDS = ("kill-run", "term-run", "int-run", "term-group", "int-group")
+INJECTED = FAULT_KINDS + SIGNAL_KINDS  # what the injector picks from
+MODES = ("py-fg", "py-bg", "py-daemon", "sh-fg")  # how agent.sh starts its worker
+AGENT_SCRIPT = HERE / "agent.sh"
+TAGS_PREFIX = "refs/tags/claim/"
+# clones and their loops, repeated until every agent has a loop: how many `run`
+# loops share the checkout, and under which names (default: no GIT_CLAIM_AGENT,
+# so the loops of the clone share the default agent name; own: a name each;
+# mixed: two under the default name and one of its own)
+SHAPES = ((2, "default"), (1, "own"), (2, "own"), (1, "default"), (3, "mixed"), (1, "own"))
 
 SERVER_HOOK = """#!/bin/sh
 [ "$1" = committed ] || exit 0
@@ -50,21 +72,29 @@ while read old new ref; do printf '%s %s %s %s\\n' "$t" "$old" "$new" "$ref"; do
 
 @dataclass
 class Config:
-    agents: int = 16
+    agents: int = 16  # `run` loops, over clones shaped by SHAPES
     seconds: float = 300.0
     seed: int = 1
     tickets: int = 0  # 0: one and a half per agent
     ttl: float = 10.0
     interval: float = 2.0
     max_skew: float = 2.0
+    grace: float = 1.0
     reap_every: float = 3.0
     reopen_every: float = 5.0
-    work: tuple[float, float] = (2.0, 8.0)  # how long each command runs
+    work: tuple[float, float] = (2.0, 8.0)  # how long each worker works
     done_rate: float = 0.3  # the share of commands that succeed (the rest fail: released)
     fault_every: tuple[float, float] = (3.0, 8.0)
     partition_for: tuple[float, float] = (2.0, 12.0)
     slow_for: tuple[float, float] = (3.0, 8.0)
-    skewed: float = 0.35  # the share of agents whose clock is off (within max_skew)
+    skewed: float = 0.35  # the share of agents whose clock is off (see `agent_offset`)
+    tags_mode: bool = False  # claim.refPrefix refs/tags/claim/ in every clone, and a stale clone
+    reaper_steps: float = 0.2  # the share of reaper runs with a stepped clock (then back to 0)
+    clock_back: float = 900.0  # a step back of the reaper's clock, seconds
+    foreign_every: tuple[float, float] = (10.0, 25.0)  # a claim ref deleted or replaced
+    stale_every: tuple[float, float] = (8.0, 20.0)  # tags mode: from a stale push to the next fetch
+    stale_delay: tuple[float, float] = (3.0, 10.0)  # tags mode: from the stale fetch to its push
+    repair_after: tuple[float, float] = (2.0, 6.0)  # an operator clears what a foreign push left
 
     @property
     def pause_for(self) -> tuple[float, float]:
@@ -76,20 +106,69 @@ class Config:
     def backlog_size(self) -> int:
         return self.tickets or max(2, self.agents + self.agents // 2)
 
+    @property
+    def claim_prefix(self) -> str:
+        return TAGS_PREFIX if self.tags_mode else checker.CLAIM_PREFIX
+
+    @property
+    def mode_name(self) -> str:
+        return "tags" if self.tags_mode else "claims"
+
+
+def layout(agents: int) -> list[list[str | None]]:
+    """Clones, each a list of its loops' agent names (None: the default name)."""
+    clones: list[list[str | None]] = []
+    count = 0
+    while count < agents:
+        size, naming = SHAPES[len(clones) % len(SHAPES)]
+        loops: list[str | None] = []
+        for index in range(min(size, agents - count)):
+            count += 1
+            own = naming == "own" or (naming == "mixed" and index == 2)
+            loops.append(f"a{count:02d}" if own else None)
+        clones.append(loops)
+    return clones
+
+
+def agent_offset(rng: random.Random, c: Config) -> float:
+    """A skewed agent's clock: up to half the max skew behind, or up to the max skew ahead.
+
+    The reaper's clock steps forward by up to half the max skew (`reaper_offset`),
+    so an agent behind and a reaper ahead differ by at most max-skew, the bound
+    the reaper's timestamp rule assumes.
+    """
+    if rng.random() >= c.skewed:
+        return 0.0
+    return round(rng.uniform(-c.max_skew / 2, c.max_skew), 2)
+
+
+@dataclass
+class Clone:
+    name: str
+    workdir: Path
+    transport: str
+
 
 @dataclass
 class Slot:
+    """One `git claim run --next` loop, in a clone it may share with other loops."""
+
     name: str
-    workdir: Path
+    clone: Clone
+    agent: str | None  # GIT_CLAIM_AGENT; None: the default name of the clone
     env: dict[str, str]
     rng: random.Random
     process: subprocess.Popen[bytes] | None = None
+    run: str = ""  # the current run's id, "<loop>.<n>"
+    runs: int = 0
     paused: bool = False
+    frozen: list[int] = field(default_factory=list)  # pids stopped by a pause
     exits: dict[str, int] = field(default_factory=dict)
 
 
 class Soak:
-    def __init__(self, config: Config, folder: Path, *, say: Callable[[str], None] = print) -> None:
+    def __init__(self, config: Config, folder: Path, *, say: Callable[[str], None] = print,
+                 kinds: list[str] | None = None) -> None:
         self.config = config
         self.folder = folder.resolve()
         self.say = say
@@ -100,19 +179,27 @@ class Soak:
         self.errors: list[str] = []
         self.reaps = 0
         self.reopens = 0
+        if kinds is None:
+            kinds = list(INJECTED)
+            self.rng.shuffle(kinds)  # every kind once first, then at random
+        self.kinds = kinds  # shared with the next soak of a plan: what is still to inject first
+        self.repairs: list[tuple[float, str, str]] = []  # (due, ticket, value) to clear
+        self.injected_values: set[str] = set()
 
     # setup --------------------------------------------------------------------
 
     def setup(self) -> None:
         folder = self.folder
         folder.mkdir(parents=True, exist_ok=True)
-        for name in ("oplog.jsonl", "faults.jsonl", "server.log"):
+        for name in ("faults.jsonl", "server.log", "work.jsonl", "runs.jsonl"):
             (folder / name).write_text("")
+        (folder / "markers").mkdir(exist_ok=True)
         home = folder / "home"
         home.mkdir(exist_ok=True)
         self.env = base_env(home)
         self.env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
-        self.env["GIT_CLAIM_OPLOG"] = str(folder / "oplog.jsonl")
+        self.env.update({"SOAK_WORKLOG": str(folder / "work.jsonl"), "SOAK_DIR": str(HERE),
+                         "SOAK_PYTHON": sys.executable, "SOAK_MARKERS": str(folder / "markers")})
         self.server = start_server("git", folder / "srv")
         self.repo = self.server.create_repo("soak")
         hook = self.repo.path / "hooks" / "reference-transaction"
@@ -128,40 +215,62 @@ class Soak:
         c = self.config
         self.backlog = folder / "backlog.txt"
         self.backlog.write_text("".join(f"t{n:03d}\n" for n in range(1, c.backlog_size + 1)))
-        self.reaper = self._clone("reaper", direct=True, transport="libgit2", offset=0.0)
-        self.slots = []
-        for n in range(1, c.agents + 1):
-            rng = random.Random(f"{c.seed}-{n}")
-            offset = round(rng.uniform(-c.max_skew, c.max_skew), 2) \
-                if rng.random() < c.skewed else 0.0
-            slot = self._clone(f"a{n:02d}", direct=False, offset=offset,
-                               transport="git" if n % 3 == 0 else "libgit2", rng=rng)
-            if offset:
-                self.fault("skew", agent=slot.name, offset=offset)
-            self.slots.append(slot)
+        self.reaper = self._actor("reaper")
+        self.janitor = self._actor("janitor")  # an operator: clears what foreign pushes left
+        self.foreign = self._clone("foreign", direct=True, transport="git", tool=False)
+        self.stale = self._clone("stale", direct=True, transport="git", tool=False) \
+            if c.tags_mode else None
+        self.slots: list[Slot] = []
+        self.clones: list[dict[str, Any]] = []
+        count = 0
+        for number, names in enumerate(layout(c.agents), 1):
+            clone = self._clone(f"c{number:02d}", direct=False,
+                                transport="git" if number % 3 == 0 else "libgit2")
+            loops: dict[str, str] = {}
+            for agent in names:
+                count += 1
+                name = f"a{count:02d}"
+                rng = random.Random(f"{c.seed}-{count}")
+                offset = agent_offset(rng, c)
+                env = {**self.env, "GIT_CLAIM_OPLOG": str(folder / f"oplog-{name}.jsonl"),
+                       "SOAK_LOOP": name}
+                if agent is not None:
+                    env["GIT_CLAIM_AGENT"] = agent
+                if offset:
+                    env["GIT_CLAIM_CLOCK_OFFSET"] = str(offset)
+                    self.fault("skew", agent=name, offset=offset)
+                self.slots.append(Slot(name, clone, agent, env, rng))
+                loops[name] = agent or "default"
+            self.clones.append({"clone": clone.name, "loops": loops})
 
-    def _git(self, *args: str, cwd: Path | None = None) -> str:
+    def _git(self, *args: str, cwd: Path | None = None, check: bool = True) -> str:
         done = subprocess.run(["git", *args], cwd=cwd, env=self.env, capture_output=True,
                               text=True, timeout=120)
-        if done.returncode != 0:
+        if check and done.returncode != 0:
             raise RuntimeError(f"git {' '.join(args)}: {done.stderr.strip()}")
         return done.stdout
 
-    def _clone(self, name: str, *, direct: bool, transport: str, offset: float,
-               rng: random.Random | None = None) -> Slot:
+    def _clone(self, name: str, *, direct: bool, transport: str, tool: bool = True) -> Clone:
         c = self.config
         workdir = self.folder / name
         self._git("clone", "-q", self.repo.url, str(workdir))
         if not direct:
             self._git("remote", "set-url", "origin", self.proxy.url_for(self.repo.url), cwd=workdir)
-        for key, value in (("claim.transport", transport), ("claim.ttl", f"{c.ttl:g}s"),
-                           ("claim.maxSkew", f"{c.max_skew:g}s"),
-                           ("claim.heartbeat", f"{c.interval:g}s")):
-            self._git("config", key, value, cwd=workdir)
-        env = {**self.env, "GIT_CLAIM_AGENT": name}
-        if offset:
-            env["GIT_CLAIM_CLOCK_OFFSET"] = str(offset)
-        return Slot(name, workdir, env, rng or random.Random(name))
+        if tool:
+            settings = [("claim.transport", transport), ("claim.ttl", f"{c.ttl:g}s"),
+                        ("claim.maxSkew", f"{c.max_skew:g}s"),
+                        ("claim.heartbeat", f"{c.interval:g}s")]
+            if c.tags_mode:
+                settings.append(("claim.refPrefix", TAGS_PREFIX))
+            for key, value in settings:
+                self._git("config", key, value, cwd=workdir)
+        return Clone(name, workdir, transport)
+
+    def _actor(self, name: str) -> Slot:
+        clone = self._clone(name, direct=True, transport="libgit2")
+        env = {**self.env, "GIT_CLAIM_AGENT": name,
+               "GIT_CLAIM_OPLOG": str(self.folder / f"oplog-{name}.jsonl")}
+        return Slot(name, clone, name, env, random.Random(name))
 
     def fault(self, kind: str, **fields: Any) -> None:
         record = {"kind": kind, "t": fields.pop("t", time.time()), **fields}
@@ -169,38 +278,89 @@ class Soak:
             with open(self.faults_path, "a") as handle:
                 handle.write(json.dumps(record) + "\n")
 
-    # the actors -----------------------------------------------------------------
+    def claim_ref(self, ticket: str) -> str:
+        return self.config.claim_prefix + ticket
+
+    # the agents -------------------------------------------------------------------
 
     def agent_loop(self, slot: Slot) -> None:
         c = self.config
         while not self.stopping.is_set():
-            work = round(slot.rng.uniform(*c.work), 2)
+            work = int(slot.rng.uniform(*c.work) * 1000)
             code = "0" if slot.rng.random() < c.done_rate else "1"
+            mode = slot.rng.choice(MODES)
             argv = ["git", "claim", "run", "--next", "--from", str(self.backlog),
-                    "--interval", f"{c.interval:g}s", "--grace", "1s",
-                    "--on-failure", "release", "--", "sh", "-c", CHILD, str(work), code]
+                    "--interval", f"{c.interval:g}s", "--grace", f"{c.grace:g}s",
+                    "--on-failure", "release", "--", "sh", str(AGENT_SCRIPT), mode, str(work),
+                    code]
             with open(self.folder / f"{slot.name}.log", "ab") as log:
                 with self.lock:
                     if self.stopping.is_set():
                         return
-                    slot.process = subprocess.Popen(argv, cwd=slot.workdir, env=slot.env,
+                    slot.runs += 1
+                    slot.run = f"{slot.name}.{slot.runs}"
+                    spawned = time.time()
+                    slot.process = subprocess.Popen(argv, cwd=slot.clone.workdir,
+                                                    env={**slot.env, "SOAK_RUN": slot.run},
                                                     stdout=log, stderr=log,
                                                     start_new_session=True)
+                    run = slot.run
                 status = slot.process.wait()
+                ended = time.time()
             key = str(status)
             slot.exits[key] = slot.exits.get(key, 0) + 1
+            record = {"run": run, "loop": slot.name, "clone": slot.clone.name,
+                      "agent": slot.agent or "default", "mode": mode, "spawn": spawned,
+                      "exit": ended, "status": status}
+            with self.lock:
+                with open(self.folder / "runs.jsonl", "a") as handle:
+                    handle.write(json.dumps(record) + "\n")
             self.stopping.wait(slot.rng.uniform(0.3, 1.5))
 
-    def reaper_loop(self) -> None:
-        c = self.config
-        while not self.stopping.wait(c.reap_every):
-            self.reap()
+    # the reaper, with a clock that steps -------------------------------------------
 
-    def reap(self) -> dict[str, Any] | None:
+    def reaper_loop(self) -> None:
+        """`git reap` every reap_every; now and then its clock steps, and is corrected next run.
+
+        The second run steps back and the fourth forward, so that even a short
+        soak has both; later steps come at random (`reaper_steps`).
+        """
         c = self.config
+        rng = random.Random(f"{c.seed}-reaper")
+        offset, steps, runs = 0.0, 0, 0
+        while not self.stopping.wait(c.reap_every):
+            runs += 1
+            if offset != 0.0:
+                offset = 0.0  # corrected at the next run
+            elif runs in (2, 4) or rng.random() < c.reaper_steps:
+                steps += 1
+                offset = self.reaper_offset(steps, rng)
+            t = time.time()
+            result = self.reap(offset)
+            if offset:
+                self.fault("reaper-clock", t=t, until=time.time(), offset=offset,
+                           reaped=len(result["reaped"]) if result else None)
+
+    def reaper_offset(self, step: int, rng: random.Random) -> float:
+        """Back 15 minutes, or forward by up to half the max skew (first one, then the other).
+
+        A step forward beyond max-skew (minus the agents' own lag) is outside the
+        model: the timestamp rule trusts the reaper's clock that far.
+        """
+        c = self.config
+        back = step % 2 == 1 if step <= 2 else rng.random() < 0.5
+        if back:
+            return -c.clock_back
+        return round(rng.uniform(c.max_skew / 4, c.max_skew / 2), 2)
+
+    def reap(self, offset: float = 0.0) -> dict[str, Any] | None:
+        c = self.config
+        env = dict(self.reaper.env)
+        if offset:
+            env["GIT_CLAIM_CLOCK_OFFSET"] = str(offset)
         done = subprocess.run(["git", "reap", "--ttl", f"{c.ttl:g}s", "--max-skew",
-                               f"{c.max_skew:g}s", "--json"], cwd=self.reaper.workdir,
-                              env=self.reaper.env, capture_output=True, text=True, timeout=120)
+                               f"{c.max_skew:g}s", "--json"], cwd=self.reaper.clone.workdir,
+                              env=env, capture_output=True, text=True, timeout=120)
         self.reaps += 1
         if done.returncode != 0:
             self.errors.append(f"git reap exited {done.returncode}: {done.stdout[-300:]}"
@@ -212,16 +372,139 @@ class Soak:
         while not self.stopping.wait(self.config.reopen_every):
             for ticket, (_, state) in self.claim_refs().items():
                 if state in ("done", "blocked") and not self.stopping.is_set():
-                    subprocess.run(["git", "claim", "reopen", ticket], cwd=self.reaper.workdir,
-                                   env=self.reaper.env, capture_output=True, timeout=120)
+                    subprocess.run(["git", "claim", "reopen", ticket],
+                                   cwd=self.reaper.clone.workdir, env=self.reaper.env,
+                                   capture_output=True, timeout=120)
                     self.reopens += 1
+
+    # foreign processes: plain git on the claim refs ------------------------------
+
+    def foreign_loop(self) -> None:
+        """Now and then, a claim ref deleted or replaced by another tag with plain git."""
+        c = self.config
+        rng = random.Random(f"{c.seed}-foreign")
+        made = 0
+        while not self.stopping.wait(rng.uniform(*c.foreign_every)):
+            held = sorted(t for t, (_, state) in self.claim_refs().items() if state == "held")
+            if not held:
+                continue
+            ticket = rng.choice(held)
+            delete = made % 2 == 0 if made < 2 else rng.random() < 0.5
+            try:
+                self._foreign_change(ticket, delete=delete, number=made + 1)
+                made += 1
+            except Exception as error:  # reported, not fatal
+                self.errors.append(f"foreign change of {ticket}: {error!r}")
+
+    def _foreign_change(self, ticket: str, *, delete: bool, number: int) -> None:
+        ref = self.claim_ref(ticket)
+        workdir = self.foreign.workdir
+        if delete:
+            argv = ["push", "-q", "origin", f":{ref}"]
+            value = None
+        else:  # some other tag, forced onto the claim ref
+            name = f"foreign-{number}"
+            self._git("tag", "-a", "-m", f"release notes {number}", name, "HEAD", cwd=workdir)
+            value = self._git("rev-parse", f"refs/tags/{name}", cwd=workdir).strip()
+            argv = ["push", "-q", "--force", "origin", f"refs/tags/{name}:{ref}"]
+        t = time.time()
+        done = subprocess.run(["git", *argv], cwd=workdir, env=self.env, capture_output=True,
+                              text=True, timeout=120)
+        until = time.time()
+        self.fault("foreign-delete" if delete else "foreign-replace", t=t, until=until,
+                   ticket=ticket, ref=ref, value=value, code=done.returncode)
+        if value is not None:
+            due = until + self.rng.uniform(*self.config.repair_after)
+            with self.lock:
+                self.injected_values.add(value)
+                self.repairs.append((due, ticket, value))
+
+    def stale_loop(self) -> None:
+        """Tags mode: a clone fetches the tags, and pushes them back later, plain or forced."""
+        c = self.config
+        rng = random.Random(f"{c.seed}-stale")
+        assert self.stale is not None
+        workdir = self.stale.workdir
+        pushes = 0
+        while not self.stopping.wait(rng.uniform(*c.stale_every)):
+            t = time.time()
+            self._git("fetch", "-q", "origin", "+refs/tags/*:refs/tags/*", cwd=workdir,
+                      check=False)
+            self.fault("stale-fetch", t=t, until=time.time())
+            if self.stopping.wait(rng.uniform(*c.stale_delay)):
+                return
+            listing = self._git("for-each-ref", "--format=%(objectname) %(refname)",
+                                TAGS_PREFIX, cwd=workdir)
+            refs = dict(reversed(line.split(" ", 1)) for line in listing.splitlines() if line)
+            force = pushes % 2 == 1 if pushes < 2 else rng.random() < 0.5
+            argv = ["push", "-q", "--tags"] + (["--force"] if force else []) + ["origin"]
+            t = time.time()
+            done = subprocess.run(["git", *argv], cwd=workdir, env=self.env,
+                                  capture_output=True, text=True, timeout=120)
+            until = time.time()
+            pushes += 1
+            self.fault("stale-push", t=t, until=until, force=force, refs=refs,
+                       code=done.returncode)
+            due = until + rng.uniform(*c.repair_after)
+            with self.lock:
+                for ref, value in refs.items():
+                    self.injected_values.add(value)
+                    self.repairs.append((due, ref[len(TAGS_PREFIX):], value))
+
+    def repair_loop(self) -> None:
+        while not self.stopping.wait(1.0):
+            self.repair(everything=False)
+
+    def repair(self, *, everything: bool) -> None:
+        """An operator clears what a foreign or stale push left: `git release --force`.
+
+        Only a claim ref that still holds a value a foreign push put there and
+        that the tool itself reports as unknown (an old claim pushed back, a
+        tag that is no claim): anything else is the tool's business.
+        """
+        now = time.time()
+        with self.lock:
+            due = [r for r in self.repairs if everything or r[0] <= now]
+            self.repairs = [r for r in self.repairs if r not in due]
+        wanted = {(ticket, value) for _, ticket, value in due}
+        if everything:  # at the end: whatever foreign value is left on a claim ref
+            wanted |= {(t, oid) for t, (oid, _) in self.claim_refs().items()
+                       if oid in self.injected_values}
+        if not wanted:
+            return
+        refs = {t: oid for t, (oid, _) in self.claim_refs().items()}
+        wanted = {(t, v) for t, v in wanted if refs.get(t) == v}
+        if not wanted:
+            return
+        listed = subprocess.run(["git", "claim", "list", "--json"],
+                                cwd=self.janitor.clone.workdir, env=self.janitor.env,
+                                capture_output=True, text=True, timeout=120)
+        try:
+            rows = {row["ticket"]: row for row in json.loads(listed.stdout)}
+        except (ValueError, TypeError, KeyError):
+            self.errors.append(f"git claim list exited {listed.returncode}: {listed.stderr[-300:]}")
+            return
+        for ticket, value in sorted(wanted):
+            row = rows.get(ticket)
+            if row is None or row.get("tag") != value or row.get("state") != "unknown":
+                continue
+            t = time.time()
+            done = subprocess.run(["git", "release", "--force", ticket],
+                                  cwd=self.janitor.clone.workdir, env=self.janitor.env,
+                                  capture_output=True, text=True, timeout=120)
+            self.fault("repair", t=t, until=time.time(), ticket=ticket, value=value,
+                       code=done.returncode)
+            if done.returncode != 0:
+                self.errors.append(f"git release --force {ticket} exited {done.returncode}:"
+                                   f" {done.stderr[-300:]}")
+
+    # the injector --------------------------------------------------------------------
 
     def injector_loop(self) -> None:
         c = self.config
-        kinds = list(FAULT_KINDS)
-        self.rng.shuffle(kinds)  # every kind once first, then at random
+        kinds = self.kinds
         while not self.stopping.wait(self.rng.uniform(*c.fault_every)):
-            kind = kinds.pop(0) if kinds else self.rng.choice(FAULT_KINDS)
+            kind = kinds.pop(0) if kinds else self.rng.choice(INJECTED)
             try:
                 made = getattr(self, "inject_" + kind.replace("-", "_"))()
             except Exception as error:  # a fault that could not be made is reported, not fatal
@@ -234,33 +517,59 @@ class Soak:
         return [s for s in self.slots
                 if s.process is not None and s.process.poll() is None and not s.paused]
 
+    def _everything(self, slot: Slot) -> tuple[list[int], list[int]]:
+        """The loop's processes: its group's leader's tree, and those that left the group.
+
+        A daemon that left the group is still in the tree: the watchdog of `run`
+        is its subreaper.
+        """
+        assert slot.process is not None
+        tree = process_tree(slot.process.pid)
+        outside = [pid for pid in tree if _group(pid) not in (slot.process.pid, None)]
+        return tree, outside
+
     def inject_kill(self) -> bool:
+        """The agent crashes: SIGKILL to its process group, and to what left the group.
+
+        A SIGKILL of the group alone kills `run`'s watchdog too, so a daemon that
+        left the group would survive it: a documented limit of `git claim run`,
+        outside the model. A crash of the agent's machine or container takes
+        everything.
+        """
         with self.lock:
             running = self._running()
             if not running:
                 return False
             slot = self.rng.choice(running)
-            pids = process_tree(slot.process.pid)
+            assert slot.process is not None
+            pids, outside = self._everything(slot)
             t = time.time()
             try:
                 os.killpg(slot.process.pid, signal.SIGKILL)
             except ProcessLookupError:
                 return False
-        self.fault("kill", t=t, agent=slot.name, pids=pids)
+            _send(outside, signal.SIGKILL)
+            run = slot.run
+        self.fault("kill", t=t, agent=slot.name, run=run, pids=pids, outside=outside)
         return True
 
     def inject_pause(self) -> bool:
+        """The agent's machine freezes: SIGSTOP to its group and to what left it, then SIGCONT."""
         c = self.config
         with self.lock:
             running = self._running()
             if not running or sum(s.paused for s in self.slots) >= max(1, c.agents // 4):
                 return False
             slot = self.rng.choice(running)
+            process = slot.process
+            assert process is not None
+            _, outside = self._everything(slot)
             t = time.time()
-            os.killpg(slot.process.pid, signal.SIGSTOP)
-            slot.paused = True
+            os.killpg(process.pid, signal.SIGSTOP)
+            _send(outside, signal.SIGSTOP)
+            slot.paused, slot.frozen = True, outside
+            run = slot.run
         length = self.rng.uniform(*c.pause_for)
-        process = slot.process
 
         def resume() -> None:
             with self.lock:
@@ -271,11 +580,52 @@ class Soak:
                     os.killpg(process.pid, signal.SIGCONT)
                 except ProcessLookupError:
                     pass
-            self.fault("pause", t=t, agent=slot.name, until=time.time())
+                _send(slot.frozen, signal.SIGCONT)
+            self.fault("pause", t=t, agent=slot.name, run=run, until=time.time(),
+                       outside=slot.frozen)
 
         self._later(length, resume)
         self.resumers.append(resume)
         return True
+
+    def _signal_run(self, signum: int, kind: str, *, group: bool) -> bool:
+        """`signum` to the tool's own process (under the `git` wrapper), or to the whole group."""
+        with self.lock:
+            running = self._running()
+            if not running:
+                return False
+            slot = self.rng.choice(running)
+            assert slot.process is not None
+            leader = slot.process.pid
+            target = leader if group else tool_process(leader)
+            if target is None:
+                return False
+            t = time.time()
+            try:
+                if group:
+                    os.killpg(leader, signum)
+                else:
+                    os.kill(target, signum)
+            except ProcessLookupError:
+                return False
+            run = slot.run
+        self.fault(kind, t=t, agent=slot.name, run=run, pid=target)
+        return True
+
+    def inject_kill_run(self) -> bool:
+        return self._signal_run(signal.SIGKILL, "kill-run", group=False)
+
+    def inject_term_run(self) -> bool:
+        return self._signal_run(signal.SIGTERM, "term-run", group=False)
+
+    def inject_int_run(self) -> bool:
+        return self._signal_run(signal.SIGINT, "int-run", group=False)
+
+    def inject_term_group(self) -> bool:
+        return self._signal_run(signal.SIGTERM, "term-group", group=True)
+
+    def inject_int_group(self) -> bool:
+        return self._signal_run(signal.SIGINT, "int-group", group=True)
 
     def inject_cut(self) -> bool:
         t = time.time()
@@ -336,8 +686,9 @@ class Soak:
     def claim_refs(self) -> dict[str, tuple[str, str]]:
         """ticket -> (claim ref value, its Claim-State), read on the server."""
         git_dir = str(self.repo.path)
+        prefix = self.config.claim_prefix
         listing = subprocess.run(["git", "--git-dir", git_dir, "for-each-ref",
-                                  "--format=%(objectname) %(refname)", checker.CLAIM_PREFIX],
+                                  "--format=%(objectname) %(refname)", prefix],
                                  capture_output=True, text=True, check=True).stdout.split("\n")
         refs = dict(reversed(line.split(" ", 1)) for line in listing if line)
         states = {}
@@ -346,7 +697,7 @@ class Soak:
                                   capture_output=True, text=True).stdout
             state = next((line.split(":", 1)[1].strip() for line in body.splitlines()
                           if line.startswith("Claim-State:")), "unknown")
-            states[ref[len(checker.CLAIM_PREFIX):]] = (oid, state)
+            states[ref[len(prefix):]] = (oid, state)
         return states
 
     def notes_history(self) -> dict[str, list[dict[str, str]]]:
@@ -373,34 +724,51 @@ class Soak:
     # the run --------------------------------------------------------------------------
 
     def run(self) -> dict[str, Any]:
+        stopped = self.run_agents()
+        return self.finish(stopped)
+
+    def run_agents(self) -> float:
+        """Agents, reaper, reopener and faults for `seconds`; then stop them. When they stopped."""
         c = self.config
         self.timers: list[threading.Timer] = []
         self.resumers: list[Callable[[], None]] = []
         self.healers: list[Callable[[], None]] = []
-        started = time.time()
-        load_before = os.getloadavg()
-        self.say(f"soak: {c.agents} agents, {c.seconds:g}s, seed {c.seed}, TTL {c.ttl:g}s,"
-                 f" heartbeat {c.interval:g}s, max skew {c.max_skew:g}s, in {self.folder}")
+        self.started = time.time()
+        self.load_before = os.getloadavg()
+        self.say(f"soak: {c.agents} agents in {len(self.clones)} clones, {c.seconds:g}s, seed"
+                 f" {c.seed}, TTL {c.ttl:g}s, heartbeat {c.interval:g}s, max skew"
+                 f" {c.max_skew:g}s, {c.claim_prefix}, in {self.folder}")
         threads = [threading.Thread(target=self.agent_loop, args=(s,), daemon=True)
                    for s in self.slots]
-        threads += [threading.Thread(target=f, daemon=True)
-                    for f in (self.reaper_loop, self.reopen_loop, self.injector_loop)]
+        actors = [self.reaper_loop, self.reopen_loop, self.injector_loop, self.foreign_loop,
+                  self.repair_loop] + ([self.stale_loop] if c.tags_mode else [])
+        threads += [threading.Thread(target=f, daemon=True) for f in actors]
         for thread in threads:
             thread.start()
-        load_samples = []
-        deadline = started + c.seconds
+        self.load_samples: list[float] = []
+        deadline = self.started + c.seconds
         while time.time() < deadline:
             time.sleep(min(5.0, max(0.0, deadline - time.time())))
-            load_samples.append(os.getloadavg()[0])
-        stopped = self.stop(threads)
-        self.say("soak: agents stopped; waiting out the TTL for the final reap")
-        time.sleep(c.ttl + 2 * c.max_skew + 2)
+            self.load_samples.append(os.getloadavg()[0])
+        return self.stop(threads)
+
+    def finish(self, stopped: float) -> dict[str, Any]:
+        """Wait out the TTL, reap a last time, read the server, check the history."""
+        c = self.config
+        self.say(f"soak ({c.mode_name}): agents stopped; waiting out the TTL for the final reap")
+        deadline = stopped + c.ttl + 2 * c.max_skew + 2
+        while time.time() < deadline and any(state == "held" for _, state
+                                             in self.claim_refs().values()):
+            time.sleep(min(c.reap_every, max(0.0, deadline - time.time())))
+            if time.time() < deadline:
+                self.reap()  # claims of agents killed earlier need not wait for the last one
         final_reap = self.reap()
         self.proxy.stop()
         remote = {"final": self.claim_refs(), "notes": self.notes_history()}
         (self.folder / "remote.json").write_text(json.dumps(remote, indent=1))
         self.server.stop()
-        history = checker.load(self.folder, ttl=c.ttl, end=stopped)
+        history = checker.load(self.folder, ttl=c.ttl, end=stopped, interval=c.interval,
+                               grace=c.grace, claim_prefix=c.claim_prefix)
         report = checker.check(history)
         figures = report.figures
         figures["faults"]["skew"] = sum(1 for s in self.slots if "GIT_CLAIM_CLOCK_OFFSET" in s.env)
@@ -409,15 +777,19 @@ class Soak:
         for slot in self.slots:
             for key, count in slot.exits.items():
                 exits[key] = exits.get(key, 0) + count
+        samples = self.load_samples
         summary = {
             "config": {**asdict(c), "pause_for": list(c.pause_for)},
+            "mode": c.mode_name,
+            "claim_prefix": c.claim_prefix,
             "command": command_line(c),
-            "started": time.strftime("%Y-%m-%d %H:%M:%S %Z", time.localtime(started)),
-            "seconds": round(stopped - started, 1),
+            "started": time.strftime("%Y-%m-%d %H:%M:%S %Z", time.localtime(self.started)),
+            "seconds": round(stopped - self.started, 1),
             "cpus": os.cpu_count(),
-            "load": {"before": round(load_before[0], 2),
-                     "mean": round(sum(load_samples) / max(1, len(load_samples)), 2),
-                     "max": round(max(load_samples, default=0.0), 2)},
+            "load": {"before": round(self.load_before[0], 2),
+                     "mean": round(sum(samples) / max(1, len(samples)), 2),
+                     "max": round(max(samples, default=0.0), 2)},
+            "clones": self.clones,
             "exits": dict(sorted(exits.items())),
             "reaper_runs": self.reaps, "reopens": self.reopens,
             "final_reap": final_reap and {k: len(final_reap[k]) for k in ("reaped", "completed")},
@@ -452,15 +824,67 @@ class Soak:
                 continue
             if not wait_group(process, deadline):
                 t = time.time()
+                outside = self._everything(slot)[1] if process.poll() is None else []
                 try:
                     os.killpg(process.pid, signal.SIGKILL)
                 except ProcessLookupError:
                     pass
+                _send(outside, signal.SIGKILL)
                 wait_group(process, time.time() + 10)
-                self.fault("stop", t=t, agent=slot.name)
+                self.fault("stop", t=t, agent=slot.name, run=slot.run)
         for thread in threads:
-            thread.join(timeout=10)
-        return time.time()
+            thread.join(timeout=30)
+        stopped = time.time()
+        self.repair(everything=True)
+        self._end_leftover_workers()
+        return stopped
+
+    def _end_leftover_workers(self) -> None:
+        """Workers still running once every `run` ended (the checker flags their lines): killed."""
+        worker = str(HERE / "worker")
+        for line in (self.folder / "work.jsonl").read_text().splitlines():
+            try:
+                pid = json.loads(line)["pid"]
+                with open(f"/proc/{pid}/cmdline", "rb") as handle:
+                    ours = worker.encode() in handle.read()
+                with open(f"/proc/{pid}/environ", "rb") as handle:
+                    ours = ours and f"SOAK_WORKLOG={self.folder}".encode() in handle.read()
+            except (OSError, ValueError, KeyError):
+                continue
+            if ours:
+                self.errors.append(f"worker {pid} still running after every run ended: killed")
+                _send([pid], signal.SIGKILL)
+
+
+def tool_process(leader: int) -> int | None:
+    """The pid of `git-claim run` under the `git` wrapper that leads the group, if it runs."""
+    for pid in process_tree(leader):
+        if pid == leader:
+            continue
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as handle:
+                argv = handle.read().split(b"\0")
+        except OSError:
+            continue
+        if any(arg.endswith(b"/git-claim") or arg == b"git-claim" for arg in argv[:2]) \
+                and b"run" in argv:
+            return pid
+    return None
+
+
+def _group(pid: int) -> int | None:
+    try:
+        return os.getpgid(pid)
+    except OSError:
+        return None
+
+
+def _send(pids: list[int], signum: int) -> None:
+    for pid in pids:
+        try:
+            os.kill(pid, signum)
+        except (ProcessLookupError, PermissionError):
+            pass
 
 
 def wait_group(process: subprocess.Popen[bytes], deadline: float) -> bool:
@@ -477,5 +901,60 @@ def wait_group(process: subprocess.Popen[bytes], deadline: float) -> bool:
 
 
 def command_line(c: Config) -> str:
-    return (f"python -m tests.soak --agents {c.agents} --seconds {c.seconds:g} --seed {c.seed}"
+    line = (f"python -m tests.soak --agents {c.agents} --seconds {c.seconds:g} --seed {c.seed}"
             f" --ttl {c.ttl:g} --interval {c.interval:g} --max-skew {c.max_skew:g}")
+    return line + (" --tags-mode" if c.tags_mode else "")
+
+
+def plan(config: Config, mode: str = "both", *, tags_share: float = 1 / 3) -> list[Config]:
+    """The configurations one soak command runs: refs/claims/, refs/tags/claim/, or both.
+
+    Both: the agents' time is shared, `tags_share` of it in tags mode.
+    """
+    from dataclasses import replace
+
+    if mode == "claims":
+        return [replace(config, tags_mode=False)]
+    if mode == "tags":
+        return [replace(config, tags_mode=True)]
+    tags = round(config.seconds * tags_share, 1)
+    return [replace(config, tags_mode=False, seconds=config.seconds - tags),
+            replace(config, tags_mode=True, seconds=tags, seed=config.seed + 1000)]
+
+
+def run_plan(configs: list[Config], folder: Path, *,
+             say: Callable[[str], None] = print) -> list[dict[str, Any]]:
+    """Run the soaks one after the other, each checked on its own.
+
+    The injector's kinds carry over (a kind not injected yet in one comes first
+    in the next), and each soak's wait for its final reap runs while the next
+    one's agents work.
+    """
+    kinds = list(INJECTED)
+    random.Random(configs[0].seed).shuffle(kinds)
+    soaks = []
+    for config in configs:
+        name = "tags" if config.tags_mode else "claims"
+        soak = Soak(config, folder / name if len(configs) > 1 else folder, say=say, kinds=kinds)
+        soak.setup()
+        soaks.append(soak)
+    summaries: list[dict[str, Any] | None] = [None] * len(soaks)
+    finishing: list[threading.Thread] = []
+    failures: list[BaseException] = []
+    for index, soak in enumerate(soaks):
+        stopped = soak.run_agents()
+
+        def finish(index: int = index, soak: Soak = soak, stopped: float = stopped) -> None:
+            try:
+                summaries[index] = soak.finish(stopped)
+            except BaseException as error:  # re-raised in the caller's thread
+                failures.append(error)
+
+        thread = threading.Thread(target=finish, daemon=True)
+        thread.start()
+        finishing.append(thread)
+    for thread in finishing:
+        thread.join()
+    if failures:
+        raise failures[0]
+    return [s for s in summaries if s is not None]
