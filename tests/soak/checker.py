@@ -320,6 +320,56 @@ class Loss:
     how: str  # reaped, released, deleted by a foreign push, ...
     op: Op | None = None
     injected: bool = False  # by a plain-git change the soak injected
+    final: bool = False  # an end recorded in the notes: the claim cannot come back
+
+
+@dataclass
+class Gap:
+    """A time a worker's claim was not held: from its loss until it came back (or for good).
+
+    The worker may go on until `allowed` (its holder's deadline `knew` plus
+    grace and SLACK; at once for its own release) and never after it.
+    """
+
+    tag: str
+    loop: str
+    loss: Loss
+    back: float
+    knew: float
+    allowed: float
+    why: str
+    own: bool = False
+
+    def late(self, worker: Worker) -> tuple[float, float] | None:
+        """When the worker worked past its bound in this gap, if it did."""
+        lo, hi = max(self.allowed, worker.start), min(self.back, worker.last)
+        return (lo, hi) if hi > lo + 1e-6 else None
+
+    def story(self, worker: Worker) -> str:
+        if self.own:
+            return (f"{self.loop} released {self.tag[:12]} at {self.loss.t:.3f} while its worker"
+                    " still worked")
+        return (f"{self.loop}'s claim {self.tag[:12]} was {self.loss.how} at {self.loss.t:.3f};"
+                f" {self.loop} had to know by {self.knew:.3f} ({self.why}) and its worker to"
+                f" stop by {self.allowed:.3f} (grace + {SLACK:g}s), {worker.last - self.allowed:.2f}s"
+                " earlier")
+
+
+def _minus(span: tuple[float, float], gaps: list[Gap]) -> list[tuple[float, float]]:
+    """`span` without the gaps' [loss, back) times."""
+    parts = [span]
+    for gap in gaps:
+        cut = []
+        for lo, hi in parts:
+            if gap.back <= lo or gap.loss.t >= hi:
+                cut.append((lo, hi))
+                continue
+            if lo < gap.loss.t:
+                cut.append((lo, gap.loss.t))
+            if gap.back < hi:
+                cut.append((gap.back, hi))
+        parts = cut
+    return parts
 
 
 class Checker:
@@ -594,27 +644,33 @@ class Checker:
     def stopped_between(self, agent: str, start: float, end: float) -> float:
         return sum(max(0.0, min(b, end) - max(a, start)) for a, b in self.stopped.get(agent, ()))
 
-    def lost(self, tag: str, at: float = -INF) -> Loss | None:
-        """When and how the claim `tag`, as it stood on the remote at `at`, ended.
+    def gaps(self, tag: str, at: float = -INF) -> list[tuple[Loss, float]]:
+        """When the claim `tag`, as it stood on the remote at `at`, was not held: (loss, back).
 
-        The earliest of: the landing of a note that ends it (released, reaped),
-        and its removal from the claim ref (a completion, or a plain-git change
-        the soak injected), after the last time the server set the tag before
-        `at`: a claim push retried with the same tag can set it again after a
-        foreign push took it away.
+        Counted from the last time the server set the tag at or before `at`
+        (a claim push retried with the same tag can set it again). A claim is
+        lost when a note that ends it lands (a reap, a release: for good) or
+        when it leaves the claim ref (a completion, or a plain-git change the
+        soak injected). A claim that a foreign push removed can come back
+        with the same tag (a stale clone's `git push --tags`): `back` is when
+        the server set it again, INF when it never did or the loss was for
+        good.
         """
-        sets = [c.t for c in self.ref_changes.get(tag, ()) if c.new == tag and c.t <= at]
-        since = max(sets, default=-INF)
-        found: list[Loss] = []
-        removal = next((c for c in self.ref_changes.get(tag, ())
-                        if c.old == tag and c.t >= since), None)
-        if removal is not None:
-            fault = self.injected.get(id(removal))
-            how = {"foreign-delete": "deleted by a foreign push",
-                   "foreign-replace": "replaced by a foreign push",
-                   "stale-push": "overwritten by a stale push"}.get(fault.kind if fault else "",
-                                                                   "removed")
-            found.append(Loss(removal.t, how, injected=fault is not None))
+        changes = self.ref_changes.get(tag, [])
+        since = max((c.t for c in changes if c.new == tag and c.t <= at), default=-INF)
+        events: list[tuple[float, int, Loss | None]] = []  # (time, order, loss or None: set)
+        for change in changes:
+            if change.t < since:
+                continue
+            if change.old == tag:
+                fault = self.injected.get(id(change))
+                how = {"foreign-delete": "deleted by a foreign push",
+                       "foreign-replace": "replaced by a foreign push",
+                       "stale-push": "overwritten by a stale push"}.get(
+                           fault.kind if fault else "", "removed")
+                events.append((change.t, 1, Loss(change.t, how, injected=fault is not None)))
+            elif change.new == tag and change.t > since:
+                events.append((change.t, 0, None))
         for op in self.by_tag.get(tag, ()):
             if op.op not in ("release", "reap"):
                 continue
@@ -622,11 +678,30 @@ class Checker:
                 if self.note_landed.get(commit, -INF) >= since:
                     how = "reaped" if op.op == "reap" else \
                         "released (forced)" if op.fields.get("force") else "released"
-                    found.append(Loss(self.note_landed[commit], how, op))
-        return min(found, key=lambda loss: loss.t) if found else None
+                    events.append((self.note_landed[commit], 2,
+                                   Loss(self.note_landed[commit], how, op, final=True)))
+        found: list[tuple[Loss, float]] = []
+        open_loss: Loss | None = None
+        for t, _, loss in sorted(events, key=lambda e: (e[0], e[1])):
+            if loss is None:  # set again
+                if open_loss is not None and not open_loss.final:
+                    found.append((open_loss, t))
+                    open_loss = None
+            elif open_loss is None:
+                open_loss = loss
+            elif loss.final:
+                open_loss.final = True  # an end recorded meanwhile: it will not come back
+        if open_loss is not None:
+            found.append((open_loss, INF))
+        return found
 
-    def knew_by(self, proc: str, who: str, tag: str, loss: float,
-                until: float) -> tuple[float, str]:
+    def lost(self, tag: str, at: float = -INF) -> Loss | None:
+        """The first loss of `tag` after it was last set at or before `at` (see `gaps`)."""
+        found = self.gaps(tag, at)
+        return found[0][0] if found else None
+
+    def knew_by(self, proc: str, who: str, tag: str, loss: float, until: float,
+                back: float = INF) -> tuple[float, str] | None:
         """By when the holder `proc` of `tag` must have known that the claim was lost at `loss`.
 
         `run` beats every interval; a beat that reaches the remote after the
@@ -640,12 +715,13 @@ class Checker:
           the loss or after the end of the previous call (whichever is later),
           not counting time the loop was frozen, plus SLACK.
         Calls that got no answer (a cut, a refused connection) tell nothing;
-        the next one is due one interval later at most.
+        the next one is due one interval later at most. None when the claim
+        came back (at `back`) before the holder could know: it holds again.
         """
         interval = self.h.interval
         best = (INF, "")
         fences = [t["t"] for o in self.by_tag.get(tag, ()) if o.op == "run" and o.proc == proc
-                  for t in o.tries if "fence" in t and t["t"] >= loss]
+                  for t in o.tries if "fence" in t and loss <= t["t"] < back]
         if fences:
             best = (min(fences), "its run gave the claim up")
         calls = sorted((o for o in self.by_tag.get(tag, ()) if o.op == "heartbeat"
@@ -655,6 +731,8 @@ class Checker:
             assert call.end is not None
             if call.end <= loss:
                 continue
+            if call.start >= back:
+                break
             if call.start < loss:  # in flight when the claim was lost
                 if call.outcome == "failed":
                     return min(best, (call.end, "the heartbeat in flight was refused"))
@@ -666,7 +744,9 @@ class Checker:
             if call.outcome == "failed":
                 return min(best, (call.end, "its first heartbeat after the loss was refused"))
             t = call.end
-        due = t + interval + self.stopped_between(who, t, max(t, until)) + SLACK
+        due = t + interval + self.stopped_between(who, t, max(t, min(until, back))) + SLACK
+        if due >= back and best[0] >= back:
+            return None
         return min(best, (due, "a heartbeat was due"))
 
     def check_overlaps(self, beliefs: list[Belief]) -> None:
@@ -688,13 +768,17 @@ class Checker:
                 for b in held[i + 1:]:
                     if a.end <= b.ack:
                         continue
-                    loss = self.lost(a.tag, a.ack)
                     calls = sorted(o.end for o in self.by_tag.get(a.tag, ())
                                    if o.op == "heartbeat" and o.proc == a.proc and o.end is not None
                                    and o.end > b.ack)
-                    if loss is not None and loss.injected and loss.t <= b.ack:
-                        bound, why = self.knew_by(a.proc, a.who, a.tag, loss.t, a.end)
-                        why = f"{why} (its claim was {loss.how})"
+                    gap = next(((g, back) for g, back in self.gaps(a.tag, a.ack)
+                                if g.injected and g.t <= b.ack), None)
+                    if gap is not None:
+                        knew = self.knew_by(a.proc, a.who, a.tag, gap[0].t, a.end, gap[1])
+                        if knew is None:
+                            continue  # its claim came back before it could know: it holds
+                        bound, why = knew
+                        why = f"{why} (its claim was {gap[0].how})"
                     elif calls:
                         bound, why = calls[0], "its first heartbeat after that ended"
                     else:
@@ -770,7 +854,8 @@ class Checker:
             if op.op == "run":
                 self.run_ops[(op.who, op.fields.get("child"))].append(op)
         self.held_by = {id(w): self.worker_claim(w) for w in self.h.workers}
-        self.excused: list[tuple[float, float]] = []  # (overlap, from the loss to the stop)
+        self.unheld = {id(w): self.unheld_times(w) for w in self.h.workers}
+        self.excused: list[float] = []  # overlaps within the bound
         self.stop_after_loss: list[tuple[str, float]] = []  # (how, seconds)
         self.signal_stops: dict[str, list[float]] = defaultdict(list)
         for worker in self.h.workers:
@@ -787,26 +872,69 @@ class Checker:
                         continue
                     self.judge_overlap(ticket, a, b)
         for worker in self.h.workers:
-            self.check_unheld(worker)
+            for gap in self.unheld[id(worker)]:
+                if gap.back == INF and not gap.own:
+                    frozen = self.stopped_between(worker.loop, gap.loss.t, worker.last)
+                    self.stop_after_loss.append((gap.loss.how,
+                                                 worker.last - gap.loss.t - frozen))
+                if id(worker) not in self.holding and gap.late(worker) is not None:
+                    self.flag("unheld-work", worker.ticket, f"{worker.name} of {worker.loop}"
+                              f" worked till {worker.last:.3f}, but {gap.story(worker)}")
+                    break
 
-    def check_unheld(self, worker: Worker) -> None:
-        """A worker whose claim was lost (not by its own release) stops by the bound of
-        `knew_by`, whether or not another worker has started on the ticket yet."""
+    def unheld_times(self, worker: Worker) -> list[Gap]:
+        """The times the worker's claim was not held while it worked, each with its bound."""
         _, proc, tag = self.held_by[id(worker)]
-        loss = self.lost(tag, worker.start) if tag else None
-        if loss is None or loss.t >= worker.last or proc is None \
-                or (loss.op is not None and loss.op.proc == proc):
+        if tag is None or proc is None:
+            return []
+        found = []
+        for loss, back in self.gaps(tag, worker.start):
+            if loss.t >= worker.last:
+                break
+            if loss.op is not None and loss.op.proc == proc and not loss.op.fields.get("force"):
+                found.append(Gap(tag, worker.loop, loss, back, loss.t, loss.t,
+                                 "its own release", own=True))
+                continue
+            knew = self.knew_by(proc, worker.loop, tag, loss.t, worker.last, back)
+            if knew is None:  # the claim came back before its holder could know: never late
+                found.append(Gap(tag, worker.loop, loss, back, INF, INF, "it came back"))
+                continue
+            found.append(Gap(tag, worker.loop, loss, back, knew[0],
+                             knew[0] + self.h.grace + SLACK, knew[1]))
+        return found
+
+    def judge_overlap(self, ticket: str, a: Worker, b: Worker) -> None:
+        """a started first and still worked when b started: allowed only while one of them
+        was not holding its claim and within its bound to stop."""
+        _, _, tag_a = self.held_by[id(a)]
+        _, _, tag_b = self.held_by[id(b)]
+        start, end = b.start, min(a.last, b.last)
+        both = (f"{a.name} of {a.loop} and {b.name} of {b.loop} both worked on {ticket} from"
+                f" {start:.3f} to {end:.3f} ({end - start:.2f}s)")
+        if tag_a is None or tag_b is None or tag_a == tag_b:
+            self.holding.update((id(a), id(b)))
+            self.flag("double-hold", ticket, f"{both}, under claims {str(tag_a)[:12]} and"
+                      f" {str(tag_b)[:12]}")
             return
-        frozen = self.stopped_between(worker.loop, loss.t, worker.last)
-        self.stop_after_loss.append((loss.how, worker.last - loss.t - frozen))
-        deadline, why = self.knew_by(proc, worker.loop, tag, loss.t, worker.last)
-        limit = deadline + self.h.grace + SLACK
-        if worker.last > limit + 1e-6 and id(worker) not in self.holding:
-            self.flag("unheld-work", worker.ticket, f"{worker.name} of {worker.loop} worked"
-                      f" till {worker.last:.3f}, but its claim {tag[:12]} was {loss.how} at"
-                      f" {loss.t:.3f}; {worker.loop} had to know by {deadline:.3f} ({why}) and"
-                      f" its worker to stop by {limit:.3f} (grace {self.h.grace:g}s +"
-                      f" {SLACK:g}s), {worker.last - limit:.2f}s earlier")
+        for worker in (a, b):
+            for gap in self.unheld[id(worker)]:
+                late = gap.late(worker)
+                if late is not None and late[0] < end and late[1] > start:
+                    self.holding.add(id(worker))
+                    self.flag("double-hold", ticket, f"{both}: {gap.story(worker)}")
+                    return
+        held_a = _minus((a.start, a.last), self.unheld[id(a)])
+        held_b = _minus((b.start, b.last), self.unheld[id(b)])
+        for x0, x1 in held_a:
+            for y0, y1 in held_b:
+                lo, hi = max(x0, y0, start), min(x1, y1, end)
+                if lo < hi:
+                    self.holding.update((id(a), id(b)))
+                    self.flag("double-hold", ticket, f"{both}: from {lo:.3f} to {hi:.3f} the"
+                              f" server held neither's claim as lost ({tag_a[:12]},"
+                              f" {tag_b[:12]})")
+                    return
+        self.excused.append(end - start)
 
     def check_orphan(self, worker: Worker) -> None:
         """A worker ends with its run: before the run reports the command's tree gone, and
@@ -845,42 +973,6 @@ class Checker:
         self.flag("orphan", worker.ticket, f"{worker.name} of {worker.loop} logged at"
                   f" {worker.last:.3f}, {worker.last - bound:.2f}s after it should have been"
                   f" gone ({why}); its last line: {last}")
-
-    def judge_overlap(self, ticket: str, a: Worker, b: Worker) -> None:
-        """a started first and still worked when b started: allowed only if a could not know."""
-        _, proc_a, tag_a = self.held_by[id(a)]
-        _, _, tag_b = self.held_by[id(b)]
-        both = (f"{a.name} of {a.loop} and {b.name} of {b.loop} both worked on {ticket} from"
-                f" {b.start:.3f} to {a.last:.3f} ({a.last - b.start:.2f}s)")
-        if tag_a is None or tag_b is None or tag_a == tag_b or proc_a is None:
-            self.flag("double-hold", ticket, f"{both}, under claims {str(tag_a)[:12]} and"
-                      f" {str(tag_b)[:12]}")
-            return
-        loss = self.lost(tag_a, a.start)
-        if loss is None or loss.t > b.start:
-            self.flag("double-hold", ticket, f"{both}, while {a.loop}'s claim {tag_a[:12]} was"
-                      " still on the remote")
-            return
-        if loss.op is not None and loss.op.proc == proc_a:
-            self.flag("double-hold", ticket, f"{both}: {a.loop} released {tag_a[:12]} at"
-                      f" {loss.t:.3f} while its worker still worked")
-            return
-        landed_b = self.landed_claims.get(tag_b)
-        if landed_b is not None and landed_b < loss.t:
-            self.flag("double-hold", ticket, f"{both}: {b.loop}'s claim {tag_b[:12]} was set at"
-                      f" {landed_b:.3f}, before {a.loop}'s {tag_a[:12]} was lost at {loss.t:.3f}")
-            return
-        deadline, why = self.knew_by(proc_a, a.loop, tag_a, loss.t, a.last)
-        limit = deadline + self.h.grace + SLACK
-        if a.last > limit + 1e-6:
-            self.holding.add(id(a))
-            self.flag("double-hold", ticket, f"{both}: {a.loop}'s claim {tag_a[:12]} was"
-                      f" {loss.how} at {loss.t:.3f}; {a.loop} had to know by {deadline:.3f}"
-                      f" ({why}) and its worker to stop by {limit:.3f} (grace"
-                      f" {self.h.grace:g}s + {SLACK:g}s), {a.last - limit:.2f}s earlier")
-            return
-        frozen = self.stopped_between(a.loop, loss.t, a.last)
-        self.excused.append((a.last - b.start, a.last - loss.t - frozen))
 
     # ------------------------------------------------------------------
 
@@ -1013,7 +1105,7 @@ class Checker:
                        round(max(s), 3)} for how, s in sorted(stops.items())},
             "overlaps within bounds": {
                 "count": len(self.excused),
-                "longest s": round(max((o for o, _ in self.excused), default=0.0), 3)},
+                "longest s": round(max(self.excused, default=0.0), 3)},
         }
 
     def _ended_before(self, tag: str, t: float) -> bool:

@@ -397,3 +397,39 @@ def test_a_worker_working_on_past_the_bound_after_its_claim_was_lost_fails_witho
     assert "had to know by 12.400" in found[0].message
     history.workers[0].last = 13.8
     assert check(history).ok
+
+
+def test_a_claim_a_stale_push_put_back_before_its_holder_could_know_is_held_again():
+    # A holds X and beats at 10; a foreign push deletes X at 12.0; B claims Y (12.2) and
+    # works from 12.3; a stale `git push --tags --force` puts X back over Y at 12.5. A's
+    # next beat (12.6) lands: A holds X again. B's next beat (13.3) is refused: it stops.
+    ops = [
+        op("a1", "claim", "A", 0.9, 1.0, tag=X, at=0.9),
+        op("a2", "run", "A", 1.1, 20.0, tag=X, child=1001),
+        beat("a3", "A", X, 10.0, 10.2, "c1"),
+        beat("a4", "A", X, 12.6, 12.8, "c2"),
+        op("a5", "release", "A", 20.1, 20.4, tag=X, tries=[{"t": 20.2, "tag": X, "commit": "c3"}]),
+        op("b1", "claim", "B", 12.1, 12.2, tag=Y, at=12.1),
+        op("b2", "run", "B", 12.25, 13.6, "failed", tag=Y, child=2001,
+           tries=[{"t": 13.45, "fence": "t1 is no longer yours"}]),
+        beat("b3", "B", Y, 13.3, 13.4, "c9", outcome="failed"),
+    ]
+    changes = [RefChange(1.0, None, X, REF), RefChange(10.1, None, "c1", NOTES),
+               RefChange(12.0, X, None, REF), RefChange(12.2, None, Y, REF),
+               RefChange(12.5, Y, X, REF), RefChange(12.7, "c1", "c2", NOTES),
+               RefChange(20.3, "c2", "c3", NOTES), RefChange(20.35, X, None, REF)]
+    notes = [Note("c1", X, "heartbeat"), Note("c2", X, "heartbeat"), Note("c3", X, "released")]
+    faults = [Fault("foreign-delete", 11.95, None, until=12.05, detail={"ref": REF}),
+              Fault("stale-push", 12.45, None, until=12.55, detail={"force": True,
+                                                                    "refs": {REF: X}})]
+    history = History(ops, faults, changes, {"t1": notes}, {}, TTL, end=50.0,
+                      workers=[worker(1002, "A.1", "A", 1.3, 19.9),
+                               worker(2002, "B.1", "B", 12.3, 13.5, "SIGTERM")])
+    report = check(history)
+    assert report.ok, report.violations
+    assert report.figures["setups"]["overlaps within bounds"] == {"count": 1, "longest s": 1.2}
+    history.workers[1].last = 16.0  # B worked on past 13.4 + 1 + 0.5, beside A
+    history.ops[6].end = 16.1  # (and its run waited for it)
+    found = check(history).violations
+    assert [v.kind for v in found] == ["double-hold"], found
+    assert "B's claim yyyyyyyyyyyy was overwritten by a stale push at 12.500" in found[0].message
