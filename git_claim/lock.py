@@ -118,15 +118,16 @@ def swap(session: Session, update: RefUpdate) -> str | None:
 def my_records(session: Session, ticket: str) -> list[Ownership]:
     """Records that may prove a claim on `ticket` is ours, the likeliest first.
 
-    The claims this process itself made or adopted come first, then this
-    agent's, then any other non-pending record in this git dir (the copy a
-    worktree made for a claim carries the claimer's name, while commands run
-    inside that worktree have a name of their own).
+    This agent's settled records, the ones this process itself made or
+    adopted first; and the copy a claim worktree carries (it was made for
+    whoever works in that worktree, whose default name differs from the
+    claimer's). Another agent's record in the same git dir proves nothing.
     """
     settings = session.settings
     store = session.store
     records = [r for r in store.records(ticket, ref=settings.claim_ref(ticket),
-                                        remote_url=session.remote_url) if not r.pending]
+                                        remote_url=session.remote_url)
+               if not r.pending and (r.agent == settings.agent or r.worktree_copy)]
     return sorted(records, key=lambda r: (not store.held_here(r), r.agent != settings.agent))
 
 
@@ -224,9 +225,10 @@ def _reusable(session: Session, ticket: str, held: list[Ownership], *,
             if store.hold(record):
                 return record
             pid = store.holder_pid(record)
-            raise RefusedError(f"{clean(ticket)} is held by you ({clean(record.agent, 80)}), and"
-                               f" another process{f' (pid {pid})' if pid else ''} is"
-                               " working on it", holder=holder_fields(view))
+            who = f" (git claim run, pid {pid}, or its command)" if pid else ""
+            raise RefusedError(f"{clean(ticket)} is held by you ({clean(record.agent, 80)}),"
+                               f" and another process{who} is working on it",
+                               holder=holder_fields(view))
         if view.oid == record.tag and view.ended_by is not None:
             complete_ended(session, view)
         if store.hold(record):
@@ -383,6 +385,9 @@ def _release(session: Session, ticket: str, mine: Ownership | None, op: oplog.Op
                 raise RefusedError(lost_message(session, view, mine))  # type: ignore[arg-type]
             complete_ended(session, view)
             continue
+        if is_mine and not force:
+            assert mine is not None
+            _refuse_if_supervised(session, mine)
         holder = view.record.agent if view.record else ""
         forced_by = settings.agent if not is_mine else ""
         seq = view.note.seq + 1 if view.note else 1
@@ -402,6 +407,17 @@ def _release(session: Session, ticket: str, mine: Ownership | None, op: oplog.Op
                 store.drop(mine)
             return ReleaseResult(ticket, outcome, bool(forced_by), holder)
     raise GitError(f"could not settle the release of {ticket} after {MAX_ROUNDS} attempts")
+
+
+def _refuse_if_supervised(session: Session, mine: Ownership) -> None:
+    """Only the process working on a claim ends it: another live one holds its lock."""
+    store = session.store
+    if store.hold(mine):
+        return
+    pid = store.holder_pid(mine)
+    raise RefusedError(f"{clean(mine.ticket)} is being worked on by another process of yours"
+                       f"{f' (git claim run, pid {pid}, or its command)' if pid else ''}:"
+                       " it releases the claim when its command ends (--force overrides)")
 
 
 def _released_by_us(session: Session, view: ClaimView, mine: Ownership) -> bool:

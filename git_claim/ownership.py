@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 from .atomicfile import write_atomic
@@ -47,6 +47,7 @@ class Ownership:
     pending: bool = True
     notes_tip: str | None = None  # the notes tip our last write left
     seq: int = 0
+    worktree_copy: bool = False  # the copy a claim worktree carries for whoever works there
 
 
 class Hold:
@@ -135,9 +136,10 @@ class OwnershipStore:
         The copy is locked by this process as the original is, so a process
         in that worktree cannot take the claim over while we supervise it.
         """
+        copy = replace(record, worktree_copy=True)
         other = OwnershipStore(git_dir)
-        other.hold(record)
-        other.put(record)
+        other.hold(copy)
+        other.put(copy)
         for tag, held in other.holds.items():
             self.holds[f"{git_dir}:{tag}"] = held
 

@@ -333,3 +333,22 @@ def test_a_claim_supervised_from_its_worktree_is_not_taken_over_there(make_world
     go.write_text("")
     assert supervisor.wait(timeout=60) == 0, supervisor.communicate()
     assert inside.returncode == 1 and "another process" in inside.stderr, inside
+
+
+def test_another_process_of_the_checkout_cannot_end_a_supervised_claim(make_world, tmp_path):
+    """Another agent's record proves nothing, and a supervised claim is ended by its run."""
+    world = make_world("git", "libgit2")
+    x = world.agent("x")
+    command, log, go = worker(tmp_path)
+    supervisor = x.popen("claim", "run", "7", "--interval", "1s", "--", *command)
+    wait_until(lambda: started(log, 1), what="x's command started")
+    y_env = dict(x.env, GIT_CLAIM_AGENT="y")
+    assert x.cmd("claim", "verify", "7", env=y_env).code == 1
+    assert x.cmd("release", "7", "--done", env=y_env).code == 1
+    same_name = x.release("7", "--done")  # another process under x's own name
+    assert same_name.code == 1 and "another process" in same_name.stderr, same_name
+    assert x.claim("verify", "7").code == 0
+    go.write_text("")
+    assert supervisor.wait(timeout=60) == 0, supervisor.communicate()
+    body = tag_message(world.repo, remote_refs(world.repo)["refs/claims/7"])
+    assert "Claim-State: done" in body and "Claim-Agent: x" in body
