@@ -352,3 +352,20 @@ def test_another_process_of_the_checkout_cannot_end_a_supervised_claim(make_worl
     assert supervisor.wait(timeout=60) == 0, supervisor.communicate()
     body = tag_message(world.repo, remote_refs(world.repo)["refs/claims/7"])
     assert "Claim-State: done" in body and "Claim-Agent: x" in body
+
+
+def test_run_never_reports_success_for_a_release_that_did_not_happen(make_world, tmp_path):
+    """The claim is deleted with plain git while the command works, and the command ends
+    before its next beat: run cannot release it, and says so with exit 4."""
+    world = make_world("git", "libgit2")
+    alice, bob = world.agent("alice"), world.agent("bob")
+    command, log, go = worker(tmp_path)
+    run = alice.popen("claim", "run", "715", "--interval", "5m", "--json", "--", *command)
+    wait_until(lambda: started(log, 1), what="the command started")
+    bob.git("push", "-q", "origin", ":refs/claims/715")
+    go.write_text("")
+    out, err = run.communicate(timeout=60)
+    assert run.returncode == 4, (out, err)
+    document = json.loads(out.splitlines()[-1])
+    assert document["ok"] is False and document["released"] is None, document
+    assert "could not release 715" in err

@@ -48,8 +48,9 @@ def run_command(arguments: tuple[str, ...], pick_next: bool, source: str | None,
     to COMMAND and its status (130, 143) counts the same way. `run` exits with
     COMMAND's status; before COMMAND runs: 1 nothing eligible or claimed by
     another, 2 usage, 3 git, tracker or start-up error. 4 means the claim was
-    lost while COMMAND ran (reaped, forced away, or the remote unreachable for
-    longer than the TTL minus a margin).
+    lost while COMMAND ran (reaped, forced away, replaced, or the remote
+    unreachable for longer than the TTL minus a margin) or before it could be
+    released; 3 after COMMAND, that the remote refused or failed the release.
     """
     status = 0
     with reporting(as_json=as_json, command="git claim run"):
@@ -66,7 +67,7 @@ def _run(arguments: tuple[str, ...], pick_next: bool, source: str | None,
     import os
 
     from ..clock import parse_duration
-    from ..errors import ExitCode, UsageError
+    from ..errors import ExitCode, RefusedError, UsageError
     from ..runner import run_with_heartbeat
     from .claim_cmd import _claim_ids, _claim_next, worktree_or_release
 
@@ -126,7 +127,16 @@ def _run(arguments: tuple[str, ...], pick_next: bool, source: str | None,
         return int(ExitCode.LOST)
     release_as = "done" if outcome.status == 0 else on_failure
     if release_as != "keep":
-        result["released"] = _release(session, ticket, release_as, outcome.status, report)
+        released, failure = _release(session, ticket, release_as, outcome.status, report)
+        result["released"] = released
+        if failure is not None:
+            # Never a success when the release did not happen: a claim lost
+            # meanwhile is 4, a remote that refused or failed is its own code.
+            result["ok"] = False
+            result["release_error"] = failure.message
+            if as_json:
+                emit_json(result)
+            return int(ExitCode.LOST if isinstance(failure, RefusedError) else failure.exit_code)
     if as_json:
         emit_json(result)
     return outcome.status
@@ -152,7 +162,9 @@ def _renew_before_start(session: Any, ticket: str, document: dict[str, Any],
         heartbeat(session, ticket, mine)
 
 
-def _release(session: Any, ticket: str, how: str, status: int, report: Any) -> str | None:
+def _release(session: Any, ticket: str, how: str, status: int,
+             report: Any) -> tuple[str | None, Any]:
+    """Release as the command's status says: (the outcome, None) or (None, the ClaimError)."""
     from ..errors import ClaimError
     from ..lock import OUTCOME_FREE, release
     from ..mirror import on_released, open_label_tracker
@@ -163,13 +175,13 @@ def _release(session: Any, ticket: str, how: str, status: int, report: Any) -> s
         release(session, ticket, outcome=outcome, reason=reason)
     except ClaimError as error:
         report(f"could not release {ticket}: {error.message}")
-        return None
+        return None, error
     for warning in on_released(session, open_label_tracker(session), ticket, outcome, reason):
         report(f"warning: {warning}")
     if outcome == "done":
         for line in _cleanup_worktree(session, ticket):
             report(line)
-    return outcome
+    return outcome, None
 
 
 def _cleanup_worktree(session: Any, ticket: str) -> list[str]:
