@@ -29,7 +29,7 @@ def test_a_short_soak_with_every_fault_passes_the_checker(tmp_path: Path):
         assert summary["ok"], context
         assert not summary["harness_errors"], context
         assert summary["figures"]["stuck"] == 0 and summary["figures"]["claims_lost"] == 0, context
-    faults = {kind: claims["figures"]["faults"].get(kind, 0) + tags["figures"]["faults"].get(kind, 0)
+    faults = {kind: sum(s["figures"]["faults"].get(kind, 0) for s in (claims, tags))
               for kind in (*FAULT_KINDS, *SIGNAL_KINDS, "skew", "foreign-delete")}
     for kind, count in faults.items():
         assert count >= 1, (kind, context)
@@ -38,6 +38,7 @@ def test_a_short_soak_with_every_fault_passes_the_checker(tmp_path: Path):
     setups = [s["figures"]["setups"] for s in (claims, tags)]
     assert setups[0]["clones"]["loops sharing a clone under the default name"] >= 2, context
     for mode in MODES:
-        assert sum(s["workers"].get(mode, {}).get("started", 0) for s in setups) >= 1, (mode, context)
+        started = sum(s["workers"].get(mode, {}).get("started", 0) for s in setups)
+        assert started >= 1, (mode, context)
     for step in ("back", "forward"):
         assert sum(s["reaper_clock"][step] for s in setups) >= 1, (step, context)

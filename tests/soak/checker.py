@@ -351,8 +351,8 @@ class Gap:
                     " still worked")
         return (f"{self.loop}'s claim {self.tag[:12]} was {self.loss.how} at {self.loss.t:.3f};"
                 f" {self.loop} had to know by {self.knew:.3f} ({self.why}) and its worker to"
-                f" stop by {self.allowed:.3f} (grace + {SLACK:g}s), {worker.last - self.allowed:.2f}s"
-                " earlier")
+                f" stop by {self.allowed:.3f} (grace + {SLACK:g}s),"
+                f" {worker.last - self.allowed:.2f}s earlier")
 
 
 def _minus(span: tuple[float, float], gaps: list[Gap]) -> list[tuple[float, float]]:
@@ -403,7 +403,7 @@ class Checker:
             self.last_line[op.proc] = max(self.last_line[op.proc], op.start,
                                          *(t["t"] for t in op.tries), op.end or 0.0)
         self.injected = self._attribute()
-        self.landed_claims, self.removed, self.first_removed = self._claim_ref_history()
+        self.landed_claims, self.removed = self._claim_ref_history()
         self.landed_commits = {n.commit for notes in history.notes.values() for n in notes}
         self.note_landed: dict[str, float] = {}
         self.timeline: dict[str, tuple[list[float], list[str | None]]] = {}
@@ -452,12 +452,10 @@ class Checker:
                     break
         return found
 
-    def _claim_ref_history(self) -> tuple[dict[str, float], dict[str, RefChange],
-                                          dict[str, RefChange]]:
+    def _claim_ref_history(self) -> tuple[dict[str, float], dict[str, RefChange]]:
         """Which claim tags the server ever set, when, and the changes that removed each."""
         landed: dict[str, float] = {}
         removed: dict[str, RefChange] = {}
-        first_removed: dict[str, RefChange] = {}
         self.ref_changes: dict[str, list[RefChange]] = defaultdict(list)  # by the tags in them
         for change in self.h.changes:
             if not change.ref.startswith(self.prefix):
@@ -469,12 +467,11 @@ class Checker:
                 landed.setdefault(change.new, change.t)
             if change.old is not None:
                 removed[change.old] = change
-                first_removed.setdefault(change.old, change)
             if change.old is not None and change.new is not None and self._is_claim(change.old) \
                     and self._is_claim(change.new) and id(change) not in self.injected:
                 self.flag("double-claim", ticket, f"the claim ref went from claim {change.old[:12]}"
                           f" straight to claim {change.new[:12]}")
-        return landed, removed, first_removed
+        return landed, removed
 
     def _is_claim(self, oid: str) -> bool:
         return any(op.op == "claim" for op in self.by_tag.get(oid, ()))

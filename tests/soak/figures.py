@@ -75,7 +75,8 @@ def _rows(hostile_cases: int | None) -> list[Row]:
          lambda s: f"{f(s)['holders_overlapping']}, {f(s)['longest_overlap_s']:g}s"),
         ("claims lost", lambda s: str(f(s)["claims_lost"])),
         ("stuck tickets after the final reap", lambda s: str(f(s)["stuck"])),
-        ("crash to reap (a killed agent's claim freed)", lambda s: _latency(f(s)["crash_to_reap_s"])),
+        ("crash to reap (a killed agent's claim freed)",
+         lambda s: _latency(f(s)["crash_to_reap_s"])),
     ]
     if hostile_cases is not None:
         rows.append(("hostile inputs tried (by `tests/faults/test_hostile_remote.py`, not the"
@@ -168,7 +169,8 @@ def _taken(s: dict[str, Any]) -> str:
 def _stops(s: dict[str, Any]) -> str:
     lost = s["figures"].get("setups", {}).get(
         "holders whose claim was lost while their worker worked", {})
-    return "; ".join(f"{how} {v['count']}: {v['worker stopped after the loss, max s (not frozen)']:g}s"
+    key = "worker stopped after the loss, max s (not frozen)"
+    return "; ".join(f"{how} {v['count']}: {v[key]:g}s"
                      for how, v in sorted(lost.items())) or "none"
 
 

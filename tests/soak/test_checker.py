@@ -201,7 +201,8 @@ def with_workers(history: History, a_last: float, *, a_stop: str | None = "done"
             o.fields["child"] = 1001 if o.agent == "A" else 2001
     history.workers = [worker(1002, "A.1", "A", 1.3, a_last, a_stop),
                        worker(2002, "B.1", "B", b_start, 39.8)]
-    history.runs = {"A.1": RunRecord("A.1", "A", 1.0, None), "B.1": RunRecord("B.1", "B", 21.8, 41.0)}
+    history.runs = {"A.1": RunRecord("A.1", "A", 1.0, None),
+                    "B.1": RunRecord("B.1", "B", 21.8, 41.0)}
     history.changes += [RefChange(10.1, None, "c1", NOTES), RefChange(21.2, "c1", "c2", NOTES),
                         RefChange(40.3, "c2", "c3", NOTES)]
     history.changes.sort(key=lambda c: c.t)
@@ -301,7 +302,8 @@ def foreign_delete(*, refused_beat: tuple[float, float], a_last: float) -> Histo
                RefChange(12.0, X, None, REF), RefChange(12.2, None, Y, REF),
                RefChange(30.3, "c1", "c3", NOTES), RefChange(30.4, Y, None, REF)]
     notes = [Note("c1", X, "heartbeat"), Note("c3", Y, "released")]
-    faults = [Fault("foreign-delete", 11.95, None, until=12.05, detail={"ref": REF, "ticket": "t1"})]
+    faults = [Fault("foreign-delete", 11.95, None, until=12.05,
+                    detail={"ref": REF, "ticket": "t1"})]
     history = History(ops, faults, changes, {"t1": notes}, {}, TTL, end=50.0,
                       workers=[worker(1002, "A.1", "A", 1.3, a_last, "SIGTERM"),
                                worker(2002, "B.1", "B", 12.3, 29.9)],
