@@ -169,7 +169,11 @@ def claim(session: Session, ticket: str, *, no_gate: bool = False,
                            already_ours=True, mine=reused)
     mine = _adopt_pending(session, [r for r in ours if r.pending])
     # A pending tag left by an earlier attempt may have landed back then and been
-    # reaped since: winning with it again is no win.
+    # reaped or released since: pushing it again would bring an ended claim back,
+    # and winning with it is no win. Its notes say so, whatever happened after.
+    if mine is not None and _ended_earlier(session, ticket, mine):
+        store.drop(mine)
+        mine = None
     earlier = mine is not None
     for _ in range(MAX_ROUNDS):
         if mine is None:
@@ -180,10 +184,8 @@ def claim(session: Session, ticket: str, *, no_gate: bool = False,
             current = swap(session, RefUpdate(ref, mine.tag, None))
             if current == mine.tag and earlier:
                 earlier = False
-                view = read_claim(session, ticket)
-                if view.oid == mine.tag and view.ended_by is not None:
-                    op.end(oplog.FAILED, holder=current, ended=view.ended_by.event)
-                    complete_ended(session, view)
+                if _ended_earlier(session, ticket, mine):  # ended between the check and the push
+                    op.end(oplog.FAILED, holder=current, ended="ended earlier")
                     store.drop(mine)  # that claim is over: the next round mints a new one
                     mine = None
                     continue
@@ -204,6 +206,25 @@ def claim(session: Session, ticket: str, *, no_gate: bool = False,
         store.drop(mine)
         raise RefusedError(describe_holder(view, me=settings.agent), holder=holder_fields(view))
     raise GitError(f"could not settle the claim on {ticket} after {MAX_ROUNDS} attempts")
+
+
+def _ended_earlier(session: Session, ticket: str, mine: Ownership) -> bool:
+    """Whether a note ends the claim `mine` (a pending tag that landed once and ended).
+
+    The ended claim is taken off the claim ref if it shows there: finished
+    when its end is the ticket's latest event, deleted (expecting our own
+    tag) when our retry has just pushed it back.
+    """
+    view = read_claim(session, ticket)
+    raw = session.local.note_on(view.notes_tip, mine.tag)
+    if raw is None or not parse_liveness(raw).ends_claim:
+        return False
+    if view.oid == mine.tag:
+        if view.unfinished is not None:
+            complete_ended(session, view)
+        else:
+            swap(session, RefUpdate(view.ref, None, mine.tag))
+    return True
 
 
 def _reusable(session: Session, ticket: str, held: list[Ownership], *,

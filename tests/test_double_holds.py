@@ -369,3 +369,29 @@ def test_run_never_reports_success_for_a_release_that_did_not_happen(make_world,
     document = json.loads(out.splitlines()[-1])
     assert document["ok"] is False and document["released"] is None, document
     assert "could not release 715" in err
+
+
+def test_a_retried_claim_never_brings_back_an_ended_one(make_world):
+    """A claim whose process died between its push and the answer is retried with the same
+    tag; if that tag landed and was reaped since, and the ticket moved on, the retry must
+    make a new claim, not push the reaped one back (found by the soak)."""
+    world = make_world("git", "libgit2")
+    alice, bob, carol = world.agent("alice"), world.agent("bob"), world.agent("carol")
+    pause = PausePoint(world.root / "pauses", "claim:after-push")
+    process = alice.popen("claim", "640", env=pause.env(alice.env))
+    pause.wait_reached(process)
+    pause.kill(process)
+    landed = remote_refs(world.repo)["refs/claims/640"]
+    reaped = carol.cmd("reap", "--ttl", "1s", "--force", "--max-skew", "0", "--json",
+                       env=dict(carol.env, GIT_CLAIM_CLOCK_OFFSET="120"))
+    assert [e["ticket"] for e in reaped.json()["reaped"]] == ["640"], reaped
+    assert bob.claim("640").code == 0 and bob.release("640").code == 0  # the ticket moves on
+    retry = alice.claim("640", "--json")
+    assert retry.code == 0, retry
+    assert retry.json()["tag"] != landed
+    assert remote_refs(world.repo)["refs/claims/640"] == retry.json()["tag"]
+    assert alice.claim("heartbeat", "640").code == 0
+    shown = subprocess.run(["git", "--git-dir", str(world.repo.path), "notes", "--ref",
+                            "refs/notes/claims/640", "show", landed],
+                           capture_output=True, text=True)
+    assert "Claim-Event: reaped" in shown.stdout, shown  # its history is intact
