@@ -395,3 +395,26 @@ def test_a_retried_claim_never_brings_back_an_ended_one(make_world):
                             "refs/notes/claims/640", "show", landed],
                            capture_output=True, text=True)
     assert "Claim-Event: reaped" in shown.stdout, shown  # its history is intact
+
+
+def test_an_interrupt_while_claiming_never_starts_the_command(make_world, tmp_path):
+    """SIGINT arriving while libgit2 pushes the claim (inside its callbacks, where a
+    KeyboardInterrupt would be swallowed): the command never runs, the claim goes back."""
+    world = make_world("git", "libgit2")
+    alice = world.agent("alice")
+    entered = tmp_path / "hook-entered"
+    hook = world.repo.path / "hooks" / "pre-receive"
+    hook.write_text(f"#!/bin/sh\ncat >/dev/null\ntouch '{entered}'\nsleep 2\n")
+    hook.chmod(0o755)
+    ran = tmp_path / "ran"
+    tool = Path(sys.executable).parent / "git-claim"
+    run = subprocess.Popen([str(tool), "run", "716", "--", "touch", str(ran)], cwd=alice.workdir,
+                           env=alice.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    wait_until(entered.exists, what="the claim push reached the server")
+    os.kill(run.pid, 2)
+    out, err = run.communicate(timeout=60)
+    hook.unlink()
+    assert run.returncode == 130, (out, err)
+    assert not ran.exists()
+    assert "refs/claims/716" not in remote_refs(world.repo), err
+    assert "interrupted before the command started" in err

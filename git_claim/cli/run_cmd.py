@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 from typing import Any
 
 import click
@@ -11,6 +12,7 @@ from .common import CONTEXT_SETTINGS, json_option, parse_tickets, remote_options
 from .output import emit_json, reporting
 
 RUN_SETTINGS = {**CONTEXT_SETTINGS, "ignore_unknown_options": False}
+EARLY_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
 
 @claim_group.command("run", context_settings=RUN_SETTINGS)
@@ -67,7 +69,7 @@ def _run(arguments: tuple[str, ...], pick_next: bool, source: str | None,
     import os
 
     from ..clock import parse_duration
-    from ..errors import ExitCode, RefusedError, UsageError
+    from ..errors import ClaimError, ExitCode, RefusedError, UsageError
     from ..runner import run_with_heartbeat
     from .claim_cmd import _claim_ids, _claim_next, worktree_or_release
 
@@ -85,13 +87,30 @@ def _run(arguments: tuple[str, ...], pick_next: bool, source: str | None,
     settings = session.settings
     beat_every = parse_duration(interval, what="interval") if interval else settings.heartbeat
     stop_grace = parse_duration(grace, what="grace")
-    if pick_next:
-        document, lines = _claim_next(session, labels, excluded, gate=not no_gate)
-    else:
-        document, lines = _claim_ids(session, parse_tickets(tuple(ticket_args)), gate=not no_gate)
+    # Until the command starts, SIGINT, SIGTERM and SIGHUP are only noted: a
+    # KeyboardInterrupt raised inside libgit2's callbacks would be swallowed
+    # there, and the command would start after the user asked to stop.
+    early: list[int] = []
+    previous = {sig: signal.signal(sig, lambda signum, _frame: early.append(signum))
+                for sig in EARLY_SIGNALS}
+    try:
+        if pick_next:
+            document, lines = _claim_next(session, labels, excluded, gate=not no_gate)
+        else:
+            document, lines = _claim_ids(session, parse_tickets(tuple(ticket_args)),
+                                         gate=not no_gate)
+    except ClaimError:
+        if early:
+            raise SystemExit(128 + early[0])
+        raise
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
     ticket = document["ticket"]
     for line in lines:
         click.echo(f"git claim run: {line}", err=True)
+    if early:
+        return _give_back_unstarted(session, ticket, early[0], as_json)
     from ..safetext import clean
 
     _renew_before_start(session, ticket, document, beat_every)
@@ -140,6 +159,23 @@ def _run(arguments: tuple[str, ...], pick_next: bool, source: str | None,
     if as_json:
         emit_json(result)
     return outcome.status
+
+
+def _give_back_unstarted(session: Any, ticket: str, signum: int, as_json: bool) -> int:
+    """Interrupted while claiming: the command never starts, and the claim goes back."""
+    from ..errors import ClaimError
+    from ..lock import release
+
+    try:
+        release(session, ticket)
+        note = f"interrupted before the command started; released {ticket}"
+    except ClaimError as error:
+        note = f"interrupted before the command started; could not release {ticket}: {error.message}"
+    click.echo(f"git claim run: {note}", err=True)
+    if as_json:
+        emit_json({"ok": False, "ticket": ticket, "status": None, "interrupted": signum,
+                   "released": None if "could not" in note else "free"})
+    return 128 + signum
 
 
 def _renew_before_start(session: Any, ticket: str, document: dict[str, Any],
