@@ -133,6 +133,28 @@ def _send(pids: Sequence[int], signum: int) -> None:
             pass
 
 
+def _sweep(tree: Callable[[], list[int]], signum: int,
+           wanted: Callable[[int], bool] = lambda pid: True) -> set[int]:
+    """Send `signum` to every process of `tree()` that is `wanted`; the pids signalled."""
+    sent: set[int] = set()
+    for _ in range(SWEEPS):
+        pids = [pid for pid in tree() if pid not in sent and wanted(pid)]
+        if not pids:
+            break
+        _send(pids, signum)
+        sent.update(pids)
+    return sent
+
+
+def descendants(root: int, table: dict[int, tuple[int, str]] | None = None) -> list[int]:
+    """The live processes below `root`, from /proc (none without it)."""
+    table = process_table() if table is None else table
+    if table is None:
+        return []
+    return [pid for pid in process_tree(root, table)
+            if pid != root and table.get(pid, (0, "Z"))[1] not in "ZX"]
+
+
 def _status(wait_status: int) -> int:
     code = os.waitstatus_to_exitcode(wait_status)
     return 128 - code if code < 0 else code
@@ -215,19 +237,11 @@ class Watch:
         table = process_table()
         if table is None:
             return [self.main] if self.status is None else []
-        return [pid for pid in process_tree(self.me, table)
-                if pid != self.me and table.get(pid, (0, "Z"))[1] not in "ZX"]
+        return descendants(self.me, table)
 
     def sweep(self, signum: int, wanted: Callable[[int], bool] = lambda pid: True) -> set[int]:
         """Send `signum` to every process of the tree that is `wanted`; the pids signalled."""
-        sent: set[int] = set()
-        for _ in range(SWEEPS):
-            pids = [pid for pid in self.tree() if pid not in sent and wanted(pid)]
-            if not pids:
-                break
-            _send(pids, signum)
-            sent.update(pids)
-        return sent
+        return _sweep(self.tree, signum, wanted)
 
     def deadline(self) -> None:
         """SIGKILL for whatever is left once the grace period is over."""
