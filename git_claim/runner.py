@@ -49,8 +49,9 @@ def run_with_heartbeat(session: Session, ticket: str, command: Sequence[str], *,
     The command stays in our process group: at a terminal it can read it and
     Ctrl-C reaches it directly. SIGINT, SIGTERM and SIGHUP sent to us go to
     every process of its tree; if we die, even by SIGKILL, the watchdog stops
-    the tree; when the command exits, what it left running is stopped before
-    we return, so the ticket is never released while work on it still runs.
+    the tree (its guardian does, if a SIGKILL of our process group killed it
+    too); when the command exits, what it left running is stopped before we
+    return, so the ticket is never released while work on it still runs.
     """
     started: list[Watchdog] = []
     pending: list[int] = []

@@ -1,5 +1,7 @@
 """The watchdog between `git claim run` and its command: run -> watchdog -> command.
 
+On Linux a guardian sits above it: run -> guardian -> watchdog -> command (see below).
+
 `run` must own everything its command starts. Agent scripts start workers
 without `exec`, in the background with `&`, or as daemons that fork twice and
 call setsid; such a worker outlives the script, and if `run` dies (even by
@@ -26,8 +28,8 @@ command's own status, 128 + N when signal N ended it) and `leftover PID...`
 (processes of the command still running, and not yet asked to stop, when it
 exited: SIGTERM goes to them now) and `stuck PID...` (processes still there a
 grace period after their SIGKILL: another user's, or stuck in the kernel;
-the watchdog goes on waiting for them). End of file means the tree is gone;
-the watchdog's exit status is the command's.
+the watchdog goes on waiting for them). End of file means the tree is gone
+(or the watchdog died); the watchdog's exit status is the command's.
 
 The watchdog and the command stay in run's process group: a terminal's
 Ctrl-C and job control reach the command directly, and a SIGSTOP to the group
@@ -38,9 +40,26 @@ processes of the group have it already, and only those that left the group
 get it from here) or to `run` alone (then every process of the tree gets it
 from here): no process gets it twice.
 
-Not covered: a SIGKILL to the whole process group kills the watchdog too.
-Processes still in the group die with it; one that left the group (setsid)
-is re-parented to init.
+A SIGKILL to the whole process group (`kill -KILL -PGID`, as some
+supervisors stop a job) kills the watchdog with the rest: the processes still
+in the group die with it, but one that left the group (a daemon that called
+setsid) would be re-parented to init and go on working on a ticket that is
+then reaped. So on Linux the process `run` starts is a guardian: it leaves
+run's process group for one of its own (in the same session), becomes a
+child subreaper too, and forks the watchdog, which goes back into run's
+group. The guardian only waits for the watchdog, with SIGINT, SIGTERM and
+SIGHUP still blocked. A watchdog that exits leaves nothing behind; one that
+was killed leaves what is left of the tree to the guardian, the nearest
+subreaper above it, which sends all of it SIGTERM and, after the grace
+period, SIGKILL, and exits once it is gone, with the watchdog's status (137
+for a SIGKILL). Signals to the group do not reach the guardian, and the
+watchdog's place is the same as without it: the signal rules above are
+unchanged, a SIGSTOP to the group freezes everything but the guardian. (The
+watchdog itself cannot leave the group: a kill(2) of the group and one of
+`run` alone look the same to `run`, and it is the watchdog's blocked, pending
+signal that tells them apart.) A process that the watchdog had asked to stop
+already may get SIGTERM a second time from the guardian, and a grace period
+of its own.
 
 Elsewhere than Linux there is no subreaper and no /proc: the tree is the
 command's own process, the only one signalled or stopped, and what it started
@@ -395,6 +414,58 @@ def _group_of(pid: int) -> int | None:
         return None
 
 
+# --------------------------------------------------------------------------
+# the guardian, outside run's process group
+
+
+def split_off_watchdog() -> int:
+    """Fork the watchdog, in run's process group, from the guardian, out of it.
+
+    Like fork(): the watchdog's pid in the guardian, 0 in the watchdog. The
+    guardian leaves the group before the fork: there is no moment at which
+    the command has started and a group SIGKILL would still end both.
+    """
+    group = os.getpgrp()
+    try:
+        os.setpgid(0, 0)
+    except OSError:
+        pass  # still in run's group: a group SIGKILL ends us as it ends the watchdog
+    pid = os.fork()
+    if pid == 0:
+        try:
+            os.setpgid(0, group)
+        except OSError:
+            pass  # run's group is gone, so is run: its order pipe is at end of file
+    return pid
+
+
+def guard(watchdog: int, grace: float) -> int:
+    """The guardian: wait for the watchdog, stop what it left behind, exit with its status.
+
+    A watchdog that exits by itself leaves nothing: it exits only once the
+    tree is gone. One that was killed leaves the rest of the tree to us (we
+    are the nearest subreaper above it): SIGTERM to all of it, SIGKILL after
+    the grace period, until the last process is gone.
+    """
+    signal.pthread_sigmask(signal.SIG_BLOCK, [signal.SIGCHLD])  # taken by sigtimedwait
+    _, wait_status = os.waitpid(watchdog, 0)
+    me = os.getpid()
+    _sweep(lambda: descendants(me), signal.SIGTERM)
+    kill_at = time.monotonic() + grace
+    while True:
+        try:
+            while os.waitpid(-1, os.WNOHANG)[0]:
+                pass
+        except ChildProcessError:
+            break
+        timeout = kill_at - time.monotonic()
+        if timeout <= 0:
+            _sweep(lambda: descendants(me), signal.SIGKILL)
+            timeout = RESWEEP
+        signal.sigtimedwait([signal.SIGCHLD], timeout)
+    return _status(wait_status)
+
+
 def main(argv: Sequence[str]) -> int:
     """argv: ORDERS-FD REPORTS-FD GRACE-SECONDS -- COMMAND..."""
     signal.pthread_sigmask(signal.SIG_BLOCK, WATCHED)  # run starts us with them blocked already
@@ -404,7 +475,13 @@ def main(argv: Sequence[str]) -> int:
         os.set_inheritable(fd, False)  # the command gets neither pipe
     if not command:
         return 2
-    become_subreaper()
+    if become_subreaper():  # the guardian's: the watchdog's orphans come here if it dies
+        watchdog = split_off_watchdog()
+        if watchdog:
+            os.close(orders)  # the watchdog's: end of file on either must not wait for us
+            os.close(reports)
+            return guard(watchdog, grace)
+        become_subreaper()  # not inherited
     return Watch(orders, reports, grace).run(command)
 
 
@@ -416,7 +493,8 @@ class Watchdog:
     """`run`'s handle on the watchdog: start it with the command, give orders, read reports.
 
     `finished` is set once the command and every process it started are gone
-    (or the watchdog itself died); then `status` is the command's status.
+    (when the watchdog itself died, once its guardian stopped what was left);
+    then `status` is the command's status.
     """
 
     def __init__(self, process: subprocess.Popen[bytes], orders: int, reports: int,

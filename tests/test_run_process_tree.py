@@ -55,7 +55,7 @@ def stop(signum, frame):
     os._exit(128 + signum)
 
 
-if mode == "daemon":  # the classic double fork, out of the session and the process group
+if mode.endswith("daemon"):  # the classic double fork, out of the session and the process group
     if os.fork():
         os._exit(0)
     os.setsid()
@@ -63,14 +63,14 @@ if mode == "daemon":  # the classic double fork, out of the session and the proc
         os._exit(0)
 for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
     signal.signal(signum, stop)
-if mode == "stubborn":
+if mode.startswith("stubborn"):
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
 if mode == "cancel":  # SIGINT only cancels what it is doing, as in many interactive tools
     signal.signal(signal.SIGINT, lambda signum, frame: note(f"got {signum}"))
 note("started")
 while True:
     time.sleep(0.1)
-    if mode == "stubborn":
+    if mode.startswith("stubborn"):
         note(f"alive claim={claim_state()}")
 '''
 
@@ -82,6 +82,8 @@ SCRIPTS = {
     "background": f"{WORKER_LINE} plain &\nwait $!\nexit $?\n",
     # a daemon: not a child of the script, not in its process group or session
     "daemon": f"{WORKER_LINE} daemon\nsleep 30\nexit $?\n",
+    # a daemon ignoring SIGTERM
+    "stubborn-daemon": f"{WORKER_LINE} stubborn-daemon\nsleep 30\nexit $?\n",
     # in the background, ignoring SIGTERM
     "stubborn": f"{WORKER_LINE} stubborn &\nwait $!\nexit $?\n",
     # in the background, going on after SIGINT
@@ -295,6 +297,31 @@ def test_sigkill_to_the_whole_group_leaves_nothing_running(start_run):
     poll(lambda: not alive(worker) and session_members(run.process.pid) == [], MARGIN,
          "processes of the group outlived a SIGKILL of the group")
     assert run.state() == "held"  # nothing released: the reaper will free it
+
+
+@pytest.mark.parametrize("variant", ["daemon", "stubborn-daemon"])
+def test_sigkill_to_the_whole_group_ends_a_daemon_that_left_it_within_grace(start_run, variant):
+    """`kill -KILL -PGID`, as some supervisors stop a job: run and its group die at once.
+
+    The daemon called setsid: the group's SIGKILL does not reach it, and run
+    is not there any more to stop it. It is stopped all the same (SIGTERM,
+    SIGKILL after the grace period) while the claim is still held: nobody
+    released it, and no reaper could have freed it yet.
+    """
+    run = start_run(SCRIPTS[variant])
+    worker = run.worker()
+    assert os.getpgid(worker) != run.process.pid  # it left the group
+    os.killpg(run.process.pid, signal.SIGKILL)
+    run.finish()
+    took = poll(lambda: not alive(worker) and session_members(run.process.pid) == [],
+                GRACE + MARGIN, "the daemon outlived a SIGKILL of run's process group")
+    assert run.state() == "held"  # nothing released: the reaper will free it
+    if variant == "stubborn-daemon":  # ignored SIGTERM: SIGKILL after the grace period
+        assert took >= GRACE - 0.5 and run.stopped() == [], run.lines()
+        assert {state for _, state in run.logged("alive")} == {"claim=held"}, run.lines()
+    else:  # SIGTERM first: the daemon stopped in an orderly way, the claim held till then
+        assert run.got() == [(worker, signal.SIGTERM)], run.lines()
+        assert run.stopped() == [(worker, signal.SIGTERM, "claim=held")], run.lines()
 
 
 @pytest.mark.parametrize("variant", ["background", "daemon", "stubborn"])

@@ -1,8 +1,8 @@
 """The zombie owner: an agent paused past the TTL comes back to a claim it lost.
 
 `git claim run 640 -- sleep` is frozen with SIGSTOP (the tool, the `git`
-wrapper and the command: the whole process group), reaped, and the ticket
-taken by another agent. On SIGCONT its heartbeat, release and pre-push fence
+wrapper, its watchdog and the command: the whole process group), reaped, and
+the ticket taken by another agent. On SIGCONT its heartbeat, release and pre-push fence
 are all refused, and none of its commits reach the claim's branch.
 """
 
@@ -44,16 +44,26 @@ def test_a_paused_owner_is_reaped_and_fenced_when_it_resumes(make_world):
             run.communicate()
 
 
+def stat(pid: int) -> list[str]:
+    """A process's /proc/PID/stat after its name: state, parent, process group...; [] if gone."""
+    try:
+        with open(f"/proc/{pid}/stat") as handle:
+            return handle.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return []
+
+
 def states(pids: list[int]) -> list[str]:
     """Each live process's state letter (R, S, T for stopped, Z...)."""
-    found = []
-    for pid in pids:
-        try:
-            with open(f"/proc/{pid}/stat") as handle:
-                found.append(handle.read().rsplit(")", 1)[1].split()[0])
-        except OSError:
-            pass
-    return found
+    return [fields[0] for fields in map(stat, pids) if fields]
+
+
+def command_name(pid: int) -> str:
+    try:
+        with open(f"/proc/{pid}/comm") as handle:
+            return handle.read().strip()
+    except OSError:
+        return ""
 
 
 def zombie_scenario(world, alice, bob, carol, run) -> None:
@@ -62,8 +72,12 @@ def zombie_scenario(world, alice, bob, carol, run) -> None:
         assert run.poll() is None, finish(run)
         assert time.monotonic() < deadline, "no heartbeat from git claim run"
         time.sleep(0.05)
-    frozen = process_tree(run.pid)
-    assert len(frozen) >= 3  # git, the tool, sleep
+    everything = process_tree(run.pid)
+    # All but the watchdog's guardian, which stays out of the group (a SIGKILL
+    # of the group must leave it alive) and does nothing while the watchdog lives.
+    frozen = [pid for pid in everything if stat(pid)[2:3] == [str(run.pid)]]
+    assert len(frozen) >= 4  # git, the tool, the watchdog, sleep
+    assert "sleep" in map(command_name, frozen), [command_name(pid) for pid in everything]
     os.killpg(run.pid, signal.SIGSTOP)
     try:
         while not set(states(frozen)) <= {"T", "Z"}:  # stopped (or exited, e.g. a git push)
@@ -85,7 +99,7 @@ def zombie_scenario(world, alice, bob, carol, run) -> None:
     resumed = finish(run)
     assert resumed.code == 4, resumed
     assert "640 is no longer yours (reaped by carol" in resumed.stderr, resumed
-    assert set(states(frozen)) <= {"Z"}, states(frozen)  # the command was stopped too
+    assert set(states(everything)) <= {"Z"}, states(everything)  # the command was stopped too
 
     for command in (("claim", "heartbeat", "640"), ("claim", "verify", "640"),
                     ("release", "640"), ("release", "640", "--done")):
