@@ -54,7 +54,7 @@ NOTES_PREFIX = "refs/notes/claims/"
 # delivery, a worker's reaction. Half the short soak's heartbeat interval, so a
 # holder that skipped a whole beat is still caught.
 SLACK = 0.5
-KILLS = ("kill", "kill-run", "stop")  # SIGKILL: the tool's process is gone at once
+KILLS = ("kill", "kill-run", "kill-group", "stop")  # SIGKILL: the tool's process is gone at once
 SIGNALS = KILLS + ("term-run", "int-run", "term-group", "int-group")
 INJECTED = ("foreign-delete", "foreign-replace", "stale-push")  # plain-git changes of claim refs
 
@@ -1121,7 +1121,7 @@ class Checker:
                     reap_of[note.target] = reaper.end
         samples = []
         for fault in self.h.faults:
-            if fault.kind not in ("kill", "kill-run"):
+            if fault.kind not in ("kill", "kill-run", "kill-group"):
                 continue
             held = {op.tag for op in ops_of(self.h.ops, fault.agent)
                     if op.op == "claim" and op.tag in self.landed_claims and op.start <= fault.t}

@@ -52,7 +52,7 @@ from . import checker  # noqa: E402
 
 FAULT_KINDS = ("kill", "pause", "cut", "partition", "cut-upload", "slow")
 # signals to the tool's own process under the `git` wrapper, or to the loop's whole group
-SIGNAL_KINDS = ("kill-run", "term-run", "int-run", "term-group", "int-group")
+SIGNAL_KINDS = ("kill-run", "term-run", "int-run", "kill-group", "term-group", "int-group")
 INJECTED = FAULT_KINDS + SIGNAL_KINDS  # what the injector picks from
 MODES = ("py-fg", "py-bg", "py-daemon", "sh-fg")  # how agent.sh starts its worker
 AGENT_SCRIPT = HERE / "agent.sh"
@@ -529,12 +529,10 @@ class Soak:
         return tree, outside
 
     def inject_kill(self) -> bool:
-        """The agent crashes: SIGKILL to its process group, and to what left the group.
-
-        A SIGKILL of the group alone kills `run`'s watchdog too, so a daemon that
-        left the group would survive it: a documented limit of `git claim run`,
-        outside the model. A crash of the agent's machine or container takes
-        everything.
+        """The agent's machine or container crashes: SIGKILL to its process group,
+        and to everything that left the group. (A SIGKILL of the group alone,
+        which `run`'s guardian outlives to stop what left the group, is the
+        fault "kill-group".)
         """
         with self.lock:
             running = self._running()
@@ -620,6 +618,9 @@ class Soak:
 
     def inject_int_run(self) -> bool:
         return self._signal_run(signal.SIGINT, "int-run", group=False)
+
+    def inject_kill_group(self) -> bool:
+        return self._signal_run(signal.SIGKILL, "kill-group", group=True)
 
     def inject_term_group(self) -> bool:
         return self._signal_run(signal.SIGTERM, "term-group", group=True)
