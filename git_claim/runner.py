@@ -7,8 +7,17 @@ beat that fails for lack of the remote is retried with backoff; a beat
 refused because the claim was lost stops the tree. If the remote stays
 unreachable for longer than the TTL minus a margin, the claim is assumed
 lost: the owner stops itself before any reaper could free the ticket. The
-lease is counted on `clock.elapsed()`, which goes on through a suspend: a
-laptop that slept past its lease notices it at its next failed beat.
+lease is counted on `clock.elapsed()`, which goes on through a suspend.
+
+That check runs here only between beats, so the lease is also enforced by a
+process that never waits on the network: after each beat that went through
+(and at the start) this process sends the watchdog `lease T`, T on the boot
+clock, and when T passes without a newer lease the watchdog stops the tree
+and reports `expired` (so does its guardian if the watchdog is stopped).
+A `run` frozen by SIGSTOP, or stuck for minutes in one heartbeat on a remote
+that stopped answering, does not keep its command working on a ticket a
+reaper may have freed. With `stop_on_lost` false (--on-lost warn) there is
+no lease: the command goes on.
 """
 
 from __future__ import annotations
@@ -43,7 +52,8 @@ class RunOutcome:
 def run_with_heartbeat(session: Session, ticket: str, command: Sequence[str], *,
                        cwd: Path | None, env: dict[str, str], interval: float,
                        give_up_after: float, grace: float, stop_on_lost: bool,
-                       report: Callable[[str], None]) -> RunOutcome:
+                       report: Callable[[str], None],
+                       lease_for: float | None = None) -> RunOutcome:
     """Run `command`, beating `ticket` every `interval` seconds until its whole tree ends.
 
     The command stays in our process group: at a terminal it can read it and
@@ -52,7 +62,13 @@ def run_with_heartbeat(session: Session, ticket: str, command: Sequence[str], *,
     the tree (its guardian does, if a SIGKILL of our process group killed it
     too); when the command exits, what it left running is stopped before we
     return, so the ticket is never released while work on it still runs.
+
+    With `stop_on_lost`, the watchdog stops the tree `lease_for` seconds
+    (default `give_up_after`) after the start of the last beat that went
+    through, whatever this process is doing then; the claim then counts as
+    lost.
     """
+    lease_span = give_up_after if lease_for is None else lease_for
     started: list[Watchdog] = []
     pending: list[int] = []
     interrupted = False
@@ -97,6 +113,8 @@ def run_with_heartbeat(session: Session, ticket: str, command: Sequence[str], *,
             signal.signal(sig, handler)
         raise ClaimError(f"cannot run {command[0]!r}: {error.strerror or error}")
     started.append(watch)
+    if stop_on_lost:
+        watch.lease(leased_at + lease_span)
     op = oplog.begin("run", ticket, agent=session.settings.agent, tag=mine.tag if mine else None,
                      child=watch.pid)
     for signum in pending:
@@ -116,6 +134,8 @@ def run_with_heartbeat(session: Session, ticket: str, command: Sequence[str], *,
                 beats += 1
                 last_success = attempt
                 wait = interval
+                if stop_on_lost:
+                    watch.lease(attempt + lease_span)
             except RefusedError as refusal:
                 lost = refusal.message
             except ClaimError as error:
@@ -128,6 +148,8 @@ def run_with_heartbeat(session: Session, ticket: str, command: Sequence[str], *,
                     retry = MIN_RETRY if wait >= interval else min(wait * 2, interval)
                     wait = max(0.1, min(retry, give_up_after - silent))
                     report(f"heartbeat failed ({error.message}); retrying in {wait:.0f}s")
+            if lost is None and watch.expired:
+                lost = _expired(session, ticket, elapsed() - last_success, failed > 0)
             if lost is not None:
                 op.step(fence=lost[:200])
                 report(lost)
@@ -137,6 +159,10 @@ def run_with_heartbeat(session: Session, ticket: str, command: Sequence[str], *,
                 watch.stop()
                 break
         finished.wait()  # signals go on to the tree till its last process is gone
+        if lost is None and watch.expired:  # the lease ran out while we waited
+            lost = _expired(session, ticket, elapsed() - last_success, failed > 0)
+            op.step(fence=lost[:200])
+            report(lost)
     except BaseException:
         watch.stop()  # we are failing: the command must not outlive what we know of it
         finished.wait()
@@ -149,6 +175,26 @@ def run_with_heartbeat(session: Session, ticket: str, command: Sequence[str], *,
     status = watch.status
     op.end(oplog.OK if status == 0 else oplog.FAILED, status=status, lost=lost is not None)
     return RunOutcome(status, lost, beats, failed, interrupted)
+
+
+def _expired(session: Session, ticket: str, silent: float, failing: bool) -> str:
+    """Why the claim counts as lost once the watchdog let the lease run out.
+
+    One heartbeat names the cause when it can: a refusal says who reaped or
+    took the claim. Whatever it says, the claim is not ours to release: the
+    command was stopped, and the lease had lapsed.
+    """
+    try:
+        heartbeat(session, ticket)
+    except RefusedError as refusal:
+        return refusal.message
+    except ClaimError:
+        if failing:
+            return (f"{ticket}: the remote has been unreachable for {int(silent)}s, longer than"
+                    f" the TTL allows: assuming the claim is lost; the command was stopped"
+                    f" before any reaper could free the ticket")
+    return (f"{ticket}: no heartbeat renewed the lease for {int(silent)}s: the command was"
+            f" stopped before any reaper could free the ticket")
 
 
 def _report_tree(watch: Watchdog, report: Callable[[str], None]) -> None:

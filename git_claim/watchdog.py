@@ -15,7 +15,14 @@ itself: it starts this small process, which starts the command and
   through /proc, and is reaped here;
 - takes orders from `run` over a pipe: `signal N` passes signal N on to every
   process of the tree, `stop` sends SIGTERM to all of them and SIGKILL to
-  those left after the grace period;
+  those left after the grace period, `lease T` says that the claim is safe
+  until T on the machine's boot clock (see `boot_clock`);
+- enforces that lease: when T passes without a newer `lease`, it stops the
+  tree the same way (SIGTERM, SIGKILL after the grace period) and reports
+  `expired`. `run` renews it after each heartbeat that went through, and the
+  watchdog never waits on the network: a `run` that is frozen (SIGSTOP) or
+  stuck in a heartbeat on a remote that stopped answering does not keep the
+  command working past the point where a reaper could free the ticket;
 - stops the tree the same way when that pipe reaches end of file: `run` has
   ended, however it ended;
 - when the command itself exits, stops what it left behind the same way, and
@@ -24,7 +31,8 @@ itself: it starts this small process, which starts the command and
 
 It reports to `run` over a second pipe, one line each: `started PID`,
 `error ERRNO` (the command could not be started), `exit STATUS` (the
-command's own status, 128 + N when signal N ended it) and `leftover PID...`
+command's own status, 128 + N when signal N ended it), `expired` (the lease
+ran out: the tree is being stopped) and `leftover PID...`
 (processes of the command still running, and not yet asked to stop, when it
 exited: SIGTERM goes to them now) and `stuck PID...` (processes still there a
 grace period after their SIGKILL: another user's, or stuck in the kernel;
@@ -52,7 +60,14 @@ SIGHUP still blocked. A watchdog that exits leaves nothing behind; one that
 was killed leaves what is left of the tree to the guardian, the nearest
 subreaper above it, which sends all of it SIGTERM and, after the grace
 period, SIGKILL, and exits once it is gone, with the watchdog's status (137
-for a SIGKILL). Signals to the group do not reach the guardian, and the
+for a SIGKILL). The guardian enforces the lease too: the watchdog passes each
+`lease` on to it over a pipe (before taking it itself), and if the deadline
+passes while the watchdog is stopped (a SIGSTOP to run's whole group, a
+machine that froze the job) the guardian stops the watchdog's tree without
+waiting for a SIGCONT: SIGTERM, and SIGKILL after the grace period, which
+ends a stopped process too. (While the watchdog runs, the guardian leaves
+the lease to it.) Once resumed, the watchdog finds its lease run out as well
+and reports `expired`. Signals to the group do not reach the guardian, and the
 watchdog's place is the same as without it: the signal rules above are
 unchanged, a SIGSTOP to the group freezes everything but the guardian. (The
 watchdog itself cannot leave the group: a kill(2) of the group and one of
@@ -90,6 +105,27 @@ WATCHED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 PR_SET_CHILD_SUBREAPER = 36
 SWEEPS = 3  # passes over the tree per signal: a process may fork while we signal
 RESWEEP = 0.1  # seconds between SIGKILL passes once the grace period is over
+
+
+# --------------------------------------------------------------------------
+# the lease's clock
+
+
+def boot_clock() -> float:
+    """Seconds on the machine-wide boot clock: the clock of `run`'s `lease T` orders.
+
+    The same clock as `git_claim.clock.elapsed()`, read the same way:
+    CLOCK_BOOTTIME (Linux; never steps, counts through suspend), else
+    time.monotonic(). This module imports nothing of git_claim's, so the two
+    are kept in sync by hand: change one, change the other.
+    """
+    clock = getattr(time, "CLOCK_BOOTTIME", None)
+    if clock is not None:
+        try:
+            return time.clock_gettime(clock)
+        except OSError:
+            pass
+    return time.monotonic()
 
 
 # --------------------------------------------------------------------------
@@ -229,10 +265,14 @@ def spawn(command: Sequence[str]) -> int:
 class Watch:
     """The watchdog's state: the command, what was asked of its tree, the deadline."""
 
-    def __init__(self, orders: int, reports: int, grace: float) -> None:
+    def __init__(self, orders: int, reports: int, grace: float,
+                 guardian: int | None = None) -> None:
         self.orders: int | None = orders
         self.reports = reports
         self.grace = grace
+        self.guardian = guardian  # where each lease is passed on, when there is a guardian
+        self.lease_at: float | None = None  # on boot_clock(): the tree is stopped then
+        self.expired = False
         self.me = os.getpid()
         self.group = os.getpgrp()
         self.main = 0
@@ -322,6 +362,40 @@ class Watch:
                 self.forward(signum)
         elif words == ["stop"]:
             self.stop()
+        elif words[:1] == ["lease"] and len(words) == 2:
+            try:
+                deadline = float(words[1])
+            except ValueError:
+                return
+            self.lease(deadline)
+
+    def lease(self, deadline: float) -> None:
+        """Run's order: the claim is safe until `deadline`; a lease that ran out stays out.
+
+        The guardian hears of it first: if we are stopped between the two, it
+        still has our deadline or an earlier one, never a later one.
+        """
+        self.check_lease()
+        if self.expired:
+            return  # a beat that came too late revives nothing
+        if self.guardian is not None:
+            try:
+                os.write(self.guardian, f"lease {deadline!r}\n".encode())
+            except OSError:
+                pass  # the guardian is gone (killed): we enforce the lease alone
+        self.lease_at = deadline
+
+    def check_lease(self) -> float | None:
+        """Stop the tree once the lease has run out; the seconds it has left, else None."""
+        if self.lease_at is None or self.expired:
+            return None
+        left = self.lease_at - boot_clock()
+        if left > 0:
+            return left
+        self.expired = True
+        self.report("expired")
+        self.stop()
+        return None
 
     def read_orders(self) -> None:
         assert self.orders is not None
@@ -346,6 +420,7 @@ class Watch:
         their SIGTERM; no process gets SIGTERM twice.
         """
         self.status = status
+        self.check_lease()  # a lease that ran out is reported, even if the tree is gone now
         self.report(f"exit {status}")
         self.take_group_signals()  # what ended it may be a signal run has not passed on yet
         left = self._term(lambda pid: pid not in self.asked)
@@ -381,6 +456,7 @@ class Watch:
             return 127
         self.report(f"started {self.main}")
         while self.reap():
+            lease_left = self.check_lease()
             if self.term_at is not None and time.monotonic() >= self.term_at:
                 self.stop()
             timeout = None
@@ -394,6 +470,8 @@ class Watch:
                         self.told_stuck = True
                         self.report("stuck " + " ".join(str(pid) for pid in self.tree()))
                     timeout = RESWEEP
+            if lease_left is not None:  # a wait until the lease runs out, not a poll
+                timeout = lease_left if timeout is None else min(timeout, lease_left)
             watched = [wake_read] + ([self.orders] if self.orders is not None else [])
             ready, _, _ = select.select(watched, [], [], timeout)
             if wake_read in ready:
@@ -439,15 +517,77 @@ def split_off_watchdog() -> int:
     return pid
 
 
-def guard(watchdog: int, grace: float) -> int:
+def _stopped(pid: int) -> bool:
+    """Whether `pid` is stopped (SIGSTOP, job control) or traced."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as handle:
+            return handle.read().rsplit(b")", 1)[1].split()[0] in (b"T", b"t")
+    except (OSError, IndexError):
+        return False
+
+
+def enforce_leases(watchdog: int, grace: float, leases: int) -> None:
+    """Until the watchdog ends: stop its tree if a lease runs out while it is stopped.
+
+    `leases` is the pipe on which the watchdog passes on each `lease T`; end
+    of file means the watchdog has ended. A wait with a timeout until the
+    deadline, not a poll. At the deadline a watchdog that runs enforces the
+    lease itself (or has taken a newer one): we look again a moment later.
+    One that is stopped cannot: its tree gets SIGTERM from here, and SIGKILL
+    after the grace period (a stopped process ends only by SIGKILL).
+    """
+    deadline: float | None = None
+    kill_at: float | None = None
+    expired = False
+    buffer = b""
+    tree = lambda: descendants(watchdog)  # noqa: E731
+    while True:
+        timeout: float | None = None
+        if kill_at is not None:
+            timeout = kill_at - time.monotonic()
+            if timeout <= 0:
+                timeout = RESWEEP if _sweep(tree, signal.SIGKILL) else None
+                if timeout is None:
+                    kill_at = None  # all gone: wait for the watchdog
+        elif deadline is not None and not expired:
+            timeout = deadline - boot_clock()
+            if timeout <= 0:
+                if _stopped(watchdog):
+                    expired = True
+                    _sweep(tree, signal.SIGTERM)
+                    kill_at = time.monotonic() + grace
+                    timeout = grace
+                else:
+                    timeout = RESWEEP
+        ready, _, _ = select.select([leases], [], [], timeout)
+        if not ready:
+            continue
+        data = os.read(leases, 512)
+        if not data:
+            break
+        *lines, buffer = (buffer + data).split(b"\n")
+        for line in lines:
+            words = line.split()
+            if words[:1] == [b"lease"] and len(words) == 2 and not expired:
+                try:
+                    deadline = float(words[1])
+                except ValueError:
+                    pass
+    os.close(leases)
+
+
+def guard(watchdog: int, grace: float, leases: int | None = None) -> int:
     """The guardian: wait for the watchdog, stop what it left behind, exit with its status.
 
+    Meanwhile it enforces the leases the watchdog passes on (`enforce_leases`).
     A watchdog that exits by itself leaves nothing: it exits only once the
     tree is gone. One that was killed leaves the rest of the tree to us (we
     are the nearest subreaper above it): SIGTERM to all of it, SIGKILL after
     the grace period, until the last process is gone.
     """
     signal.pthread_sigmask(signal.SIG_BLOCK, [signal.SIGCHLD])  # taken by sigtimedwait
+    if leases is not None:
+        enforce_leases(watchdog, grace, leases)
     _, wait_status = os.waitpid(watchdog, 0)
     me = os.getpid()
     _sweep(lambda: descendants(me), signal.SIGTERM)
@@ -476,12 +616,16 @@ def main(argv: Sequence[str]) -> int:
     if not command:
         return 2
     if become_subreaper():  # the guardian's: the watchdog's orphans come here if it dies
+        leases_read, leases_write = os.pipe()  # close-on-exec: the command gets neither end
         watchdog = split_off_watchdog()
         if watchdog:
             os.close(orders)  # the watchdog's: end of file on either must not wait for us
             os.close(reports)
-            return guard(watchdog, grace)
+            os.close(leases_write)  # end of file once the watchdog has ended
+            return guard(watchdog, grace, leases_read)
+        os.close(leases_read)
         become_subreaper()  # not inherited
+        return Watch(orders, reports, grace, guardian=leases_write).run(command)
     return Watch(orders, reports, grace).run(command)
 
 
@@ -505,6 +649,7 @@ class Watchdog:
         self.pid = pid  # the command's
         self.orders: int | None = orders
         self.exit_status: int | None = None
+        self.expired = False  # the lease ran out: the watchdog stopped the tree
         self.leftovers: list[int] = []
         self.on_stuck = on_stuck
         self.finished: threading.Event = threading.Event()
@@ -571,6 +716,8 @@ class Watchdog:
             words = line.split()
             if words[:1] == [b"exit"] and len(words) == 2:
                 self.exit_status = int(words[1])
+            elif words == [b"expired"]:
+                self.expired = True
             elif words[:1] == [b"leftover"]:
                 self.leftovers.extend(int(word) for word in words[1:])
             elif words[:1] == [b"stuck"] and self.on_stuck is not None:
@@ -602,6 +749,10 @@ class Watchdog:
     def stop(self) -> None:
         """SIGTERM to the command and every process it started, SIGKILL after the grace period."""
         self._order("stop")
+
+    def lease(self, deadline: float) -> None:
+        """The claim is safe until `deadline` (on `boot_clock()`): the tree is stopped then."""
+        self._order(f"lease {float(deadline)!r}")
 
     def close(self) -> None:
         if self.orders is not None:

@@ -187,9 +187,12 @@ def start_run(make_world, tmp_path):
     worker = tmp_path / "worker.py"
     worker.write_text(WORKER)
 
-    def start(body: str) -> Run:
-        world = make_world("git", "libgit2")
+    def start(body: str, *, world: object = None, interval: str = "0.5s",
+              grace: float = GRACE, config: dict[str, str] | None = None) -> Run:
+        world = world or make_world("git", "libgit2")
         alice = world.agent("alice")
+        for key, value in (config or {}).items():
+            alice.git("config", key, value)
         script = tmp_path / "agent.sh"
         script.write_text("#!/bin/sh\n" + body)
         script.chmod(0o755)
@@ -200,7 +203,7 @@ def start_run(make_world, tmp_path):
         tool = Path(sys.executable).parent / "git-claim"
         with open(out, "wb") as stdout, open(err, "wb") as stderr:
             process = subprocess.Popen(
-                [str(tool), "run", TICKET, "--interval", "0.5s", "--grace", f"{GRACE:g}s",
+                [str(tool), "run", TICKET, "--interval", interval, "--grace", f"{grace:g}s",
                  "--", str(script)], cwd=alice.workdir, env=env, stdout=stdout, stderr=stderr,
                 start_new_session=True)
         run = Run(process, log, err, world)
@@ -362,3 +365,85 @@ def test_a_killed_runs_claim_is_not_reused_until_its_tree_is_gone(start_run):
                              capture_output=True, text=True, timeout=60)
     assert resumed.returncode == 0, resumed
     assert run.state() == "done"
+
+
+# --------------------------------------------------------------------------
+# the lease, enforced by the watchdog (and its guardian), not by run's beats
+
+# run gives up on a lease TTL - max(max-skew, interval) = 3 s after the start
+# of its last beat that went through; with a grace of 1 s the tree is gone
+# 4 s after it, before a reaper could free the claim (TTL 4 s after it).
+LEASE = 3.0
+LEASE_GRACE = 1.0
+LEASE_CONFIG = {"claim.ttl": "4s", "claim.maxSkew": "1s"}
+
+
+def start_leased(start_run, **options) -> Run:
+    return start_run(SCRIPTS["background"], interval="1s", grace=LEASE_GRACE,
+                     config=LEASE_CONFIG, **options)
+
+
+def test_a_stopped_run_does_not_keep_its_command_working_past_the_lease(start_run):
+    """`kill -STOP` of run alone: nothing beats, and the watchdog stops the tree itself."""
+    run = start_leased(start_run)
+    worker = run.worker()
+    os.kill(run.process.pid, signal.SIGSTOP)  # its last beat started before this
+    try:
+        poll(lambda: not alive(worker), LEASE + LEASE_GRACE + MARGIN,
+             "the worker went on working while run was stopped")
+        assert run.process.poll() is None  # still stopped: nobody asked it anything
+        assert run.got() == [(worker, signal.SIGTERM)], run.lines()
+        assert run.stopped() == [(worker, signal.SIGTERM, "claim=held")], run.lines()
+    finally:
+        os.kill(run.process.pid, signal.SIGCONT)
+    assert run.finish() == 4, run.err.read_text()
+    assert ("no heartbeat renewed the lease" in run.err.read_text()
+            and "stopped before any reaper could free the ticket" in run.err.read_text()), \
+        run.err.read_text()
+    assert run.state() == "held"  # never released: the reaper frees it
+
+
+def test_a_stopped_group_does_not_keep_its_command_working_past_the_lease(start_run):
+    """`kill -STOP -PGID`: the guardian, outside the group, stops the tree without a SIGCONT."""
+    run = start_leased(start_run)
+    worker = run.worker()
+    os.killpg(run.process.pid, signal.SIGSTOP)
+    try:
+        # SIGTERM waits for a SIGCONT in a stopped process: SIGKILL after the grace period
+        poll(lambda: not alive(worker), LEASE + LEASE_GRACE + MARGIN,
+             "the stopped worker outlived the lease")
+    finally:
+        os.killpg(run.process.pid, signal.SIGCONT)
+    assert run.finish() == 4, run.err.read_text()
+    assert run.stopped() == [], run.lines()  # no work done after the SIGCONT
+    assert "no heartbeat renewed the lease" in run.err.read_text(), run.err.read_text()
+    assert run.state() == "held"
+
+
+@pytest.mark.parametrize("transport", ["libgit2", "git"])
+def test_a_remote_that_stops_answering_does_not_keep_the_command_working(
+        start_run, make_world, tmp_path, transport):
+    """The git daemon freezes: run's heartbeat hangs, and the watchdog ends the tree on time."""
+    from servers import start_server
+
+    World = make_world.__globals__["World"]  # tests/conftest.py's, whatever else is named conftest
+    server = start_server("git", tmp_path / "own-daemon")
+    frozen = None
+    try:
+        world = World("git", transport, server, tmp_path / "world")
+        run = start_leased(start_run, world=world)
+        worker = run.worker()
+        frozen = os.getpgid(server._proc.pid)
+        os.killpg(frozen, signal.SIGSTOP)  # accepts connections, never answers
+        poll(lambda: not alive(worker), LEASE + LEASE_GRACE + MARGIN,
+             "the worker went on working while run's heartbeat hung")
+        assert run.process.poll() is None  # run itself is still stuck in its heartbeat
+        assert run.stopped() == [(worker, signal.SIGTERM, "claim=held")], run.lines()
+        os.killpg(frozen, signal.SIGCONT)
+        frozen = None
+        assert run.finish() == 4, run.err.read_text()
+        assert run.state() == "held", run.err.read_text()
+    finally:
+        if frozen is not None:
+            os.killpg(frozen, signal.SIGCONT)
+        server.stop()

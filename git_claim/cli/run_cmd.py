@@ -33,7 +33,8 @@ EARLY_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
               default="blocked", show_default=True,
               help="What a non-zero exit does to the claim.")
 @click.option("--on-lost", type=click.Choice(["stop", "warn"]), default="stop",
-              show_default=True, help="When the claim is lost: stop the command, or only warn.")
+              show_default=True,
+              help="When the claim is lost: stop the command, or only warn (no lease enforced).")
 @click.option("--grace", metavar="DURATION", default="10s", show_default=True,
               help="Time between SIGTERM and SIGKILL when stopping the command.")
 @remote_options
@@ -128,6 +129,10 @@ def _run(arguments: tuple[str, ...], pick_next: bool, source: str | None,
                                        "labels": document.get("labels") or []}))
     margin = max(settings.max_skew, beat_every)
     give_up = max(beat_every, settings.ttl - margin)
+    # The watchdog's deadline: the tree is gone (deadline + grace) before a
+    # reaper could free the claim (TTL after the last beat), and a beat can
+    # renew it (at least two intervals).
+    lease_for = max(min(give_up, settings.ttl - stop_grace), 2 * beat_every)
 
     def report(message: str) -> None:
         click.echo(f"git claim run: {message}", err=True)
@@ -135,7 +140,8 @@ def _run(arguments: tuple[str, ...], pick_next: bool, source: str | None,
     outcome = run_with_heartbeat(session, ticket, command, cwd=cwd,
                                  env={**os.environ, **extra}, interval=beat_every,
                                  give_up_after=give_up, grace=stop_grace,
-                                 stop_on_lost=on_lost == "stop", report=report)
+                                 stop_on_lost=on_lost == "stop", report=report,
+                                 lease_for=lease_for)
     result: dict[str, Any] = {"ok": outcome.status == 0 and outcome.lost is None,
                               "ticket": ticket, "status": outcome.status, "beats": outcome.beats,
                               "failed_beats": outcome.failed_beats, "lost": outcome.lost,
