@@ -111,6 +111,8 @@ def elapsed() -> float:
     measured across processes with it is real time that passed. Elsewhere,
     CLOCK_MONOTONIC (which may stop during suspend). Pair it with `boot_id()`
     before comparing values kept on disk: both restart at a reboot.
+    `watchdog.boot_clock()` reads the same clock the same way (the watchdog
+    imports nothing of ours): keep the two in step.
     """
     clock = getattr(time, "CLOCK_BOOTTIME", None)
     if clock is not None:
