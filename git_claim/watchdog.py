@@ -46,7 +46,9 @@ orders come from `run` only. A blocked signal stays pending, and that tells
 whether a signal `run` passes on was sent to the whole group (then the
 processes of the group have it already, and only those that left the group
 get it from here) or to `run` alone (then every process of the tree gets it
-from here): no process gets it twice.
+from here): no process gets it twice. Under `git claim run`, git itself passes
+a group's signal on to `run` a second time, at once; that echo, the same
+signal within ECHO_WINDOW of a group-wide one, is not passed on again.
 
 A SIGKILL to the whole process group (`kill -KILL -PGID`, as some
 supervisors stop a job) kills the watchdog with the rest: the processes still
@@ -105,6 +107,9 @@ WATCHED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 PR_SET_CHILD_SUBREAPER = 36
 SWEEPS = 3  # passes over the tree per signal: a process may fork while we signal
 RESWEEP = 0.1  # seconds between SIGKILL passes once the grace period is over
+# A parent that passes signals on (the `git` wrapper of `git claim run` does, to its
+# child) sends run a group-wide signal a second time, at once: that copy is an echo.
+ECHO_WINDOW = 0.5
 
 
 # --------------------------------------------------------------------------
@@ -280,6 +285,7 @@ class Watch:
         self.asked: set[int] = set()  # got a signal that ends it, or is cleaning up after one
         self.termed: set[int] = set()  # got SIGTERM
         self.credit: dict[int, int] = {}  # group-wide signals that run is yet to pass on
+        self.group_seen: dict[int, float] = {}  # when each signal last came group-wide
         self.term_at: float | None = None  # SIGTERM for the rest, after an interrupt
         self.kill_at: float | None = None
         self.told_stuck = False
@@ -313,6 +319,8 @@ class Watch:
         if self.credit.get(signum, 0) > 0:
             self.credit[signum] -= 1  # sent to the whole group: passed on already
             return
+        if time.monotonic() - self.group_seen.get(signum, float("-inf")) < ECHO_WINDOW:
+            return  # a parent passing the group's signal on to run: passed on already
         self._deliver(signum, group_wide=False)
 
     def take_group_signals(self) -> None:
@@ -330,6 +338,7 @@ class Watch:
             if signum in pending:
                 signal.sigwait([signum])  # take it: it is pending, this returns at once
                 self.credit[signum] = self.credit.get(signum, 0) + 1
+                self.group_seen[signum] = time.monotonic()
                 self._deliver(signum, group_wide=True)
 
     def _deliver(self, signum: int, *, group_wide: bool) -> None:

@@ -188,7 +188,8 @@ def start_run(make_world, tmp_path):
     worker.write_text(WORKER)
 
     def start(body: str, *, world: object = None, interval: str = "0.5s",
-              grace: float = GRACE, config: dict[str, str] | None = None) -> Run:
+              grace: float = GRACE, config: dict[str, str] | None = None,
+              wrapper: bool = False) -> Run:
         world = world or make_world("git", "libgit2")
         alice = world.agent("alice")
         for key, value in (config or {}).items():
@@ -200,10 +201,10 @@ def start_run(make_world, tmp_path):
         env = with_env(alice, WORKER_PYTHON=sys.executable, WORKER=str(worker),
                        WORKER_LOG=str(log), CLAIM_REPO=str(world.repo.path),
                        CLAIM_REF=f"refs/claims/{TICKET}")
-        tool = Path(sys.executable).parent / "git-claim"
+        tool = ["git", "claim"] if wrapper else [str(Path(sys.executable).parent / "git-claim")]
         with open(out, "wb") as stdout, open(err, "wb") as stderr:
             process = subprocess.Popen(
-                [str(tool), "run", TICKET, "--interval", interval, "--grace", f"{grace:g}s",
+                [*tool, "run", TICKET, "--interval", interval, "--grace", f"{grace:g}s",
                  "--", str(script)], cwd=alice.workdir, env=env, stdout=stdout, stderr=stderr,
                 start_new_session=True)
         run = Run(process, log, err, world)
@@ -290,6 +291,17 @@ def test_sigint_to_the_whole_group_reaches_each_process_once(start_run, variant)
     assert run.got() == [(worker, signal.SIGINT)], run.lines()
     assert run.stopped() == [(worker, signal.SIGINT, "claim=held")], run.lines()
     assert run.state() == "blocked"
+
+
+@pytest.mark.parametrize("trial", range(2))
+def test_sigint_to_the_whole_group_through_the_git_wrapper_reaches_each_process_once(
+        start_run, trial):
+    """`git claim run` under git: git passes the group's SIGINT on to the tool a second time."""
+    run = start_run(SCRIPTS["background"], wrapper=True)
+    worker = run.worker()
+    os.killpg(run.process.pid, signal.SIGINT)
+    run.finish()
+    assert run.got() == [(worker, signal.SIGINT)], run.lines()
 
 
 def test_sigkill_to_the_whole_group_leaves_nothing_running(start_run):
