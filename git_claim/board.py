@@ -22,7 +22,7 @@ def claim_state(view: ClaimView, *, ttl: float, max_skew: float, at: float) -> s
     if view.record is None:
         return "free"
     if view.record.state in OUTCOME_STATES:
-        return view.record.state
+        return "ending" if view.reopening is not None else view.record.state
     if view.record.state != STATE_HELD:
         return "unknown"
     if view.ended_by is not None:

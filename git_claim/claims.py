@@ -54,9 +54,14 @@ class ClaimView:
 
     @property
     def reopening(self) -> LivenessRecord | None:
-        """A recorded reopening of a done or blocked ticket not completed yet (roll forward)."""
+        """A recorded end of a done or blocked outcome not completed yet (roll forward).
+
+        A reopening, or a forced release of an outcome that a stale push had
+        put back: either way the outcome ref is to be deleted.
+        """
         if self.record is not None and self.record.state in OUTCOME_STATES \
-                and self.note is not None and self.note.event == EVENT_REOPENED:
+                and self.note is not None and (self.note.event == EVENT_REOPENED
+                                               or self.note.ends_claim):
             return self.note
         return None
 
@@ -108,7 +113,7 @@ def _final(record: ClaimRecord, note: LivenessRecord) -> bool:
     """The note ends this claim (or reopens this outcome): the ref should not show it."""
     if record.state == STATE_HELD:
         return note.ends_claim
-    return record.state in OUTCOME_STATES and note.event == EVENT_REOPENED
+    return record.state in OUTCOME_STATES and (note.event == EVENT_REOPENED or note.ends_claim)
 
 
 def _put_back(record: ClaimRecord, note: LivenessRecord) -> ClaimRecord:
