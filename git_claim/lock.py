@@ -356,24 +356,32 @@ class ReleaseResult:
 
 
 def release(session: Session, ticket: str, *, outcome: str = OUTCOME_FREE, reason: str = "",
-            force: bool = False) -> ReleaseResult:
-    """End a claim as free, done or blocked. Only the holder may, unless `force`."""
+            force: bool = False, tag: str | None = None) -> ReleaseResult:
+    """End a claim as free, done or blocked. Only the holder may, unless `force`.
+
+    `tag`: end exactly that claim of ours (`run` ends the one it supervised,
+    never a later claim of the same agent name on the same ticket).
+    """
     settings = session.settings
-    mine = find_mine(session, ticket)
+    mine = find_mine(session, ticket, tag)
+    if tag is not None and (mine is None or mine.tag != tag):
+        raise RefusedError(f"{clean(ticket)} is no longer yours (the record of its claim is gone)")
     with oplog.begin("release", ticket, agent=settings.agent, tag=mine.tag if mine else None,
                      outcome=outcome, force=force) as op:
-        result = _release(session, ticket, mine, op, outcome=outcome, reason=reason, force=force)
+        result = _release(session, ticket, mine, op, outcome=outcome, reason=reason, force=force,
+                          pinned=tag is not None)
         op.end(oplog.OK, noop=result.noop)
         return result
 
 
 def _release(session: Session, ticket: str, mine: Ownership | None, op: oplog.Op, *,
-             outcome: str, reason: str, force: bool) -> ReleaseResult:
+             outcome: str, reason: str, force: bool, pinned: bool = False) -> ReleaseResult:
     settings = session.settings
     store = session.store
     for _ in range(MAX_ROUNDS):
         view = read_claim(session, ticket)
-        mine = find_mine(session, ticket, view.oid) or mine
+        if not pinned:
+            mine = find_mine(session, ticket, view.oid) or mine
         is_mine = mine is not None and view.oid == mine.tag
         if view.oid is None or (view.record and view.record.state in OUTCOME_STATES):
             if mine is not None and view.record and view.record.claim_of == mine.tag:

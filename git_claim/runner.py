@@ -40,6 +40,14 @@ FORWARDED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 MIN_RETRY = 1.0
 
 
+class NotStarted(Exception):
+    """A signal came before the command started: it was not started."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
 @dataclass
 class RunOutcome:
     status: int  # the child's exit status (128 + signal when killed)
@@ -53,7 +61,8 @@ def run_with_heartbeat(session: Session, ticket: str, command: Sequence[str], *,
                        cwd: Path | None, env: dict[str, str], interval: float,
                        give_up_after: float, grace: float, stop_on_lost: bool,
                        report: Callable[[str], None],
-                       lease_for: float | None = None) -> RunOutcome:
+                       lease_for: float | None = None,
+                       early: list[int] | None = None) -> RunOutcome:
     """Run `command`, beating `ticket` every `interval` seconds until its whole tree ends.
 
     The command stays in our process group: at a terminal it can read it and
@@ -70,7 +79,9 @@ def run_with_heartbeat(session: Session, ticket: str, command: Sequence[str], *,
     """
     lease_span = give_up_after if lease_for is None else lease_for
     started: list[Watchdog] = []
-    pending: list[int] = []
+    # Signals that came before the command started (`early`: those the caller
+    # noted while it claimed): the command is then never started.
+    pending: list[int] = early if early is not None else []
     interrupted = False
 
     def forward(signum: int, _frame: object) -> None:
@@ -98,7 +109,12 @@ def run_with_heartbeat(session: Session, ticket: str, command: Sequence[str], *,
         beats = 1
 
     # Handlers first: a signal between the start and the handlers must not be lost.
-    previous = {sig: signal.signal(sig, forward) for sig in FORWARDED}
+    previous = {sig: signal.signal(sig, forward) for sig in FORWARDED
+                if signal.getsignal(sig) is not signal.SIG_IGN}  # ignored stays ignored
+    if pending:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        raise NotStarted(pending[0])
     try:
         # The locks on our claim's records go to the watchdog (and the command)
         # too: they stay held, and the claim stays ours to no other process of
@@ -106,6 +122,7 @@ def run_with_heartbeat(session: Session, ticket: str, command: Sequence[str], *,
         # `run` itself was killed and the tree is still being stopped.
         watch = Watchdog.start(list(command), cwd=cwd, env=env, grace=grace,
                                keep_fds=session.store.hold_fds(mine) if mine else (),
+                               lease_at=leased_at + lease_span if stop_on_lost else None,
                                on_stuck=lambda pids: report("waiting for " + _processes(
                                    pids, "process", "that SIGKILL did not end")))
     except OSError as error:
@@ -113,8 +130,6 @@ def run_with_heartbeat(session: Session, ticket: str, command: Sequence[str], *,
             signal.signal(sig, handler)
         raise ClaimError(f"cannot run {command[0]!r}: {error.strerror or error}")
     started.append(watch)
-    if stop_on_lost:
-        watch.lease(leased_at + lease_span)
     op = oplog.begin("run", ticket, agent=session.settings.agent, tag=mine.tag if mine else None,
                      child=watch.pid)
     for signum in pending:

@@ -633,6 +633,9 @@ def main(argv: Sequence[str]) -> int:
             os.close(leases_write)  # end of file once the watchdog has ended
             return guard(watchdog, grace, leases_read)
         os.close(leases_read)
+        # Never block on a guardian that does not read (stopped): a lease it
+        # misses leaves it an earlier deadline, which only makes it stricter.
+        os.set_blocking(leases_write, False)
         become_subreaper()  # not inherited
         return Watch(orders, reports, grace, guardian=leases_write).run(command)
     return Watch(orders, reports, grace).run(command)
@@ -668,18 +671,23 @@ class Watchdog:
     @classmethod
     def start(cls, command: Sequence[str], *, cwd: object, env: dict[str, str],
               grace: float, on_stuck: Callable[[list[int]], None] | None = None,
-              keep_fds: Sequence[int] = ()) -> Watchdog:
+              keep_fds: Sequence[int] = (), lease_at: float | None = None) -> Watchdog:
         """Start the watchdog and through it `command`; OSError if it cannot start.
 
         `on_stuck` hears, from another thread, of processes that outlive their
         SIGKILL by a grace period (the tree is still waited for). `keep_fds`
         are inherited by the watchdog and the command (run's locks on its
-        claim records, held until the whole tree is gone).
+        claim records, held until the whole tree is gone). `lease_at`, the
+        first lease, is in the order pipe before the watchdog starts: there is
+        no moment when the command runs without a deadline, even if `run` is
+        frozen right after this call.
         """
         import subprocess
 
         orders_read, orders_write = os.pipe()
         reports_read, reports_write = os.pipe()
+        if lease_at is not None:
+            os.write(orders_write, f"lease {float(lease_at)!r}\n".encode())
         script = os.path.abspath(__file__)
         launcher = ([sys.executable, "-I", "-S", script] if os.path.isfile(script)
                     else [sys.executable, "-I", "-m", "git_claim.watchdog"])

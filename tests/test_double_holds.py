@@ -418,3 +418,44 @@ def test_an_interrupt_while_claiming_never_starts_the_command(make_world, tmp_pa
     assert not ran.exists()
     assert "refs/claims/716" not in remote_refs(world.repo), err
     assert "interrupted before the command started" in err
+
+
+def test_run_releases_only_the_claim_it_supervised(make_world, tmp_path):
+    """run's claim is reaped while it releases, and the same name claims the ticket anew
+    in the same clone: run must not release that new claim as done (found by review)."""
+    world = make_world("path", "libgit2")
+    alice, carol = world.agent("alice"), world.agent("carol")
+    pause = PausePoint(world.root / "pauses", "release:before-decide")
+    run = alice.popen("claim", "run", "717", "--", "true", env=pause.env(alice.env))
+    pause.wait_reached(run)
+    reaped = carol.cmd("reap", "--ttl", "1s", "--force", "--max-skew", "0", "--json",
+                       env=dict(carol.env, GIT_CLAIM_CLOCK_OFFSET="120"))
+    assert [e["ticket"] for e in reaped.json()["reaped"]] == ["717"], reaped
+    again = alice.claim("717", "--json")
+    assert again.code == 0, again
+    pause.go()
+    out, err = run.communicate(timeout=60)
+    assert run.returncode == 4, (out, err)
+    assert remote_refs(world.repo)["refs/claims/717"] == again.json()["tag"]
+    assert "Claim-State: held" in tag_message(world.repo, again.json()["tag"])
+
+
+def test_an_outcome_cleared_by_force_does_not_come_back_as_done(make_world):
+    """Tags mode: a stale clone puts back a done outcome after the ticket moved on; a human
+    clears it with release --force; the stale clone pushes it back again (found by the soak)."""
+    world = make_world("git", "libgit2")
+    alice, bob, stale = world.agent("alice"), world.agent("bob"), world.agent("stale")
+    tags_mode(alice, bob, stale)
+    assert alice.claim("734").code == 0
+    assert alice.release("734", "--done").code == 0
+    stale.git("fetch", "-q", "origin", "refs/tags/*:refs/tags/*")  # has the done outcome
+    assert alice.claim("reopen", "734").code == 0
+    assert bob.claim("734").code == 0 and bob.release("734").code == 0  # the ticket moves on
+    stale.git("push", "-q", "origin", "--tags")
+    rows = {row["ticket"]: row for row in bob.claim("list", "--json").json()}
+    assert rows["734"]["state"] == "unknown", rows
+    assert bob.release("734", "--force").code == 0  # a human clears it
+    stale.git("push", "-q", "origin", "--tags")  # and it comes back again
+    rows = {row["ticket"]: row for row in bob.claim("list", "--json").json()}
+    assert rows.get("734", {}).get("state") != "done", rows
+    assert bob.claim("734").code == 0

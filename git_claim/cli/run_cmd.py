@@ -67,12 +67,10 @@ def _run(arguments: tuple[str, ...], pick_next: bool, source: str | None,
          worktree: str | None, base: str | None, interval: str | None, on_failure: str,
          on_lost: str, grace: str, remote: str | None, agent: str | None,
          as_json: bool) -> int:
-    import os
-
     from ..clock import parse_duration
-    from ..errors import ClaimError, ExitCode, RefusedError, UsageError
-    from ..runner import run_with_heartbeat
-    from .claim_cmd import _claim_ids, _claim_next, worktree_or_release
+    from ..errors import ClaimError, UsageError
+    from ..runner import NotStarted
+    from .claim_cmd import _claim_ids, _claim_next
 
     command = list(arguments)
     ticket_args: list[str] = []
@@ -88,12 +86,28 @@ def _run(arguments: tuple[str, ...], pick_next: bool, source: str | None,
     settings = session.settings
     beat_every = parse_duration(interval, what="interval") if interval else settings.heartbeat
     stop_grace = parse_duration(grace, what="grace")
+    margin = max(settings.max_skew, beat_every)
+    give_up = max(beat_every, settings.ttl - margin)
+    # The watchdog's deadline: the tree is gone (deadline + grace) before a
+    # reaper could free the claim (TTL after the last beat). A beat must be
+    # able to renew it, so it is checked before anything is claimed.
+    lease_for = min(give_up, settings.ttl - stop_grace)
+    if on_lost == "stop" and lease_for <= beat_every:
+        from ..clock import format_duration
+
+        raise UsageError(
+            f"--interval {format_duration(beat_every)} and --grace {format_duration(stop_grace)}"
+            f" leave no lease within claim.ttl {format_duration(settings.ttl)}: the command"
+            " would be stopped before a heartbeat could renew it (the lease is the TTL less"
+            " the larger of claim.maxSkew and the interval, and less --grace; shorten the"
+            " interval or the grace, or raise claim.ttl)")
     # Until the command starts, SIGINT, SIGTERM and SIGHUP are only noted: a
     # KeyboardInterrupt raised inside libgit2's callbacks would be swallowed
     # there, and the command would start after the user asked to stop.
     early: list[int] = []
     previous = {sig: signal.signal(sig, lambda signum, _frame: early.append(signum))
-                for sig in EARLY_SIGNALS}
+                for sig in EARLY_SIGNALS
+                if signal.getsignal(sig) is not signal.SIG_IGN}  # ignored stays ignored
     try:
         if pick_next:
             document, lines = _claim_next(session, labels, excluded, gate=not no_gate)
@@ -101,19 +115,45 @@ def _run(arguments: tuple[str, ...], pick_next: bool, source: str | None,
             document, lines = _claim_ids(session, parse_tickets(tuple(ticket_args)),
                                          gate=not no_gate)
     except ClaimError:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
         if early:
             raise SystemExit(128 + early[0])
         raise
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
     ticket = document["ticket"]
     for line in lines:
         click.echo(f"git claim run: {line}", err=True)
-    if early:
-        return _give_back_unstarted(session, ticket, early[0], as_json)
-    from ..safetext import clean
+    try:
+        return _start(session, document, command, early, worktree, base, beat_every,
+                      stop_grace, give_up, lease_for, on_failure, on_lost, as_json)
+    except NotStarted as stopped:
+        return _give_back_unstarted(session, ticket, stopped.signum, as_json)
+    finally:
+        for sig, handler in previous.items():
+            if signal.getsignal(sig) is not handler:
+                signal.signal(sig, handler)
 
+
+def _start(session: Any, document: dict[str, Any], command: list[str],
+           early: list[int], worktree: str | None, base: str | None, beat_every: float,
+           stop_grace: float, give_up: float, lease_for: float, on_failure: str, on_lost: str,
+           as_json: bool) -> int:
+    """From a won claim to the command's end: renew, worktree, run, release.
+
+    Signals noted in `early` until the command starts mean it never starts
+    (NotStarted), whichever step they arrive in.
+    """
+    import os
+
+    from ..errors import ExitCode, RefusedError
+    from ..runner import NotStarted, run_with_heartbeat
+    from ..safetext import clean
+    from .claim_cmd import worktree_or_release
+
+    settings = session.settings
+    ticket = document["ticket"]
+    if early:
+        raise NotStarted(early[0])
     _renew_before_start(session, ticket, document, beat_every)
     extra = {"GIT_CLAIM_TICKET": ticket, "GIT_CLAIM_AGENT": settings.agent,
              "GIT_CLAIM_TITLE": clean(document.get("title") or "", 500),
@@ -127,12 +167,6 @@ def _run(arguments: tuple[str, ...], pick_next: bool, source: str | None,
         cwd = tree.path
         extra.update(ticket_env(tree, {"title": document.get("title") or "",
                                        "labels": document.get("labels") or []}))
-    margin = max(settings.max_skew, beat_every)
-    give_up = max(beat_every, settings.ttl - margin)
-    # The watchdog's deadline: the tree is gone (deadline + grace) before a
-    # reaper could free the claim (TTL after the last beat), and a beat can
-    # renew it (at least two intervals).
-    lease_for = max(min(give_up, settings.ttl - stop_grace), 2 * beat_every)
 
     def report(message: str) -> None:
         click.echo(f"git claim run: {message}", err=True)
@@ -141,7 +175,7 @@ def _run(arguments: tuple[str, ...], pick_next: bool, source: str | None,
                                  env={**os.environ, **extra}, interval=beat_every,
                                  give_up_after=give_up, grace=stop_grace,
                                  stop_on_lost=on_lost == "stop", report=report,
-                                 lease_for=lease_for)
+                                 lease_for=lease_for, early=early)
     result: dict[str, Any] = {"ok": outcome.status == 0 and outcome.lost is None,
                               "ticket": ticket, "status": outcome.status, "beats": outcome.beats,
                               "failed_beats": outcome.failed_beats, "lost": outcome.lost,
@@ -152,7 +186,7 @@ def _run(arguments: tuple[str, ...], pick_next: bool, source: str | None,
         return int(ExitCode.LOST)
     release_as = "done" if outcome.status == 0 else on_failure
     if release_as != "keep":
-        released, failure = _release(session, ticket, release_as, outcome.status, report)
+        released, failure = _release(session, document, release_as, outcome.status, report)
         result["released"] = released
         if failure is not None:
             # Never a success when the release did not happen: a claim lost
@@ -204,9 +238,14 @@ def _renew_before_start(session: Any, ticket: str, document: dict[str, Any],
         heartbeat(session, ticket, mine)
 
 
-def _release(session: Any, ticket: str, how: str, status: int,
+def _release(session: Any, document: dict[str, Any], how: str, status: int,
              report: Any) -> tuple[str | None, Any]:
-    """Release as the command's status says: (the outcome, None) or (None, the ClaimError)."""
+    """Release as the command's status says: (the outcome, None) or (None, the ClaimError).
+
+    Exactly the claim this run supervised (its tag), never a later claim of
+    the same name on the same ticket.
+    """
+    ticket = document["ticket"]
     from ..errors import ClaimError
     from ..lock import OUTCOME_FREE, release
     from ..mirror import on_released, open_label_tracker
@@ -214,7 +253,7 @@ def _release(session: Any, ticket: str, how: str, status: int,
     outcome = {"done": "done", "blocked": "blocked", "release": OUTCOME_FREE}[how]
     reason = f"exit status {status}" if outcome == "blocked" else ""
     try:
-        release(session, ticket, outcome=outcome, reason=reason)
+        release(session, ticket, outcome=outcome, reason=reason, tag=document["tag"])
     except ClaimError as error:
         report(f"could not release {ticket}: {error.message}")
         return None, error

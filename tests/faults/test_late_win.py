@@ -32,7 +32,7 @@ def test_run_beats_before_its_command_when_the_win_came_after_the_lease(make_wor
         alice.git("config", key, value)  # run gives up on a lease after 3s - 1s
     carol.git("config", "claim.heartbeat", "1s")
     point = PausePoint(tmp_path / "pause", "claim:after-push")
-    run = alice.popen("claim", "run", "640", "--", "sh", "-c", "touch ran",
+    run = alice.popen("claim", "run", "640", "--grace", "1s", "--", "sh", "-c", "touch ran",
                       env=point.env(alice.env))
     point.wait_reached(run)
     reached = time.monotonic()
