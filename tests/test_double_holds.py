@@ -459,3 +459,13 @@ def test_an_outcome_cleared_by_force_does_not_come_back_as_done(make_world):
     rows = {row["ticket"]: row for row in bob.claim("list", "--json").json()}
     assert rows.get("734", {}).get("state") != "done", rows
     assert bob.claim("734").code == 0
+
+
+def test_run_refuses_an_interval_no_lease_can_cover(make_world):
+    """A lease no beat can renew would stop the command, or outlive the TTL: exit 2, unclaimed."""
+    world = make_world("path", "libgit2")
+    alice = world.agent("alice")
+    before = remote_refs(world.repo)
+    refused = alice.cmd("claim", "run", "718", "--interval", "8m", "--", "true")
+    assert refused.code == 2 and "claim.ttl" in refused.stderr, refused
+    assert remote_refs(world.repo) == before
