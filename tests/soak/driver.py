@@ -494,7 +494,10 @@ class Soak:
                                   capture_output=True, text=True, timeout=120)
             self.fault("repair", t=t, until=time.time(), ticket=ticket, value=value,
                        code=done.returncode)
-            if done.returncode != 0:
+            moved = self.claim_refs().get(ticket, (None, None))[0] != value
+            if done.returncode != 0 and not (done.returncode == 1 and moved):
+                # (a refusal after the ref moved on, a stale push racing the
+                # operator, is the tool answering right, not a harness error)
                 self.errors.append(f"git release --force {ticket} exited {done.returncode}:"
                                    f" {done.stderr[-300:]}")
 
