@@ -173,7 +173,8 @@ def test_next_never_takes_a_ticket_of_ours(make_world, tmp_path):
 
 # 2. A claim deleted or replaced with plain git.
 
-def test_a_heartbeat_after_the_claim_was_replaced_is_refused(world):
+def test_a_heartbeat_after_the_claim_was_replaced_is_refused(sampled_world):
+    world = sampled_world  # each scheme once, and each transport (libgit2, git CLI, path) too
     alice, bob = world.agent("alice"), world.agent("bob")
     assert alice.claim("710").code == 0
     assert alice.claim("heartbeat", "710").code == 0
