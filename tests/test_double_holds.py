@@ -470,3 +470,22 @@ def test_run_refuses_an_interval_no_lease_can_cover(make_world):
     refused = alice.cmd("claim", "run", "718", "--interval", "8m", "--", "true")
     assert refused.code == 2 and "claim.ttl" in refused.stderr, refused
     assert remote_refs(world.repo) == before
+
+
+@pytest.mark.parametrize("scheme", ["git", "http"])
+def test_guards_hold_on_a_server_without_atomic_pushes(make_world, scheme):
+    """The git CLI transport puts its guards in an atomic push; a server that offers none
+    (receive.advertiseAtomic false) gets the update alone and the guard read back."""
+    world = make_world(scheme, "git")
+    subprocess.run(["git", "--git-dir", str(world.repo.path), "config",
+                    "receive.advertiseAtomic", "false"], check=True)
+    alice, bob = world.agent("alice"), world.agent("bob")
+    assert alice.claim("719").code == 0
+    beat = alice.claim("heartbeat", "719")
+    assert beat.code == 0, beat
+    bob.git("push", "-q", "origin", ":refs/claims/719")
+    assert bob.claim("719").code == 0
+    refused = alice.claim("heartbeat", "719")
+    assert refused.code == 1 and "no longer yours" in refused.stderr, refused
+    assert alice.release("719", "--done").code == 1
+    assert bob.release("719", "--done").code == 0

@@ -7,7 +7,10 @@ lease against the advertisement and the server re-checks under its lock.
 A guard rides in the same push as `<expect>:<guard ref>` with a lease on
 `<expect>`, under `--atomic`: git sends nothing for a ref that already holds
 the value ("up to date"), and a guard ref that holds anything else fails its
-lease, which fails the whole atomic push before anything is sent.
+lease, which fails the whole atomic push before anything is sent. A server
+that does not offer atomic pushes (`receive.advertiseAtomic false`) gets the
+updates alone, and the guards are read back right after: an update whose
+guard no longer holds is reported as such, even though it was written.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from .localrepo import LocalRepo, first_line, run_git
 from .transport import RefUpdate, Transport, UpdateResult, UpdateStatus
 
 PUSH_TIMEOUT = 120.0
+NO_ATOMIC = "does not support --atomic"  # git's words for a server without atomic pushes
 
 
 class GitCliTransport(Transport):
@@ -55,9 +59,22 @@ class GitCliTransport(Transport):
                        "--no-auto-maintenance", self.remote, *refspecs])
 
     def push(self, updates: Sequence[RefUpdate]) -> list[UpdateResult]:
+        guards = {u.guard.ref: u.guard.expect for u in updates if u.guard is not None}
+        results, stderr = self._push(updates, guards)
+        if guards and NO_ATOMIC in stderr:
+            results, _ = self._push(updates, {})
+            current = self.list_refs(sorted(guards))
+            results = [UpdateResult(u.ref, UpdateStatus.GUARD_BROKEN,
+                                    f"{u.guard.ref} changed", current.get(u.guard.ref), True)
+                       if u.guard is not None and current.get(u.guard.ref) != u.guard.expect
+                       else result for u, result in zip(updates, results)]
+        return results
+
+    def _push(self, updates: Sequence[RefUpdate],
+              guards: dict[str, str]) -> tuple[list[UpdateResult], str]:
+        """One `git push`: the per-ref results, and what git said on stderr."""
         args = ["push", "--porcelain", "--no-verify", "--quiet"]
         specs = []
-        guards = {u.guard.ref: u.guard.expect for u in updates if u.guard is not None}
         if guards:
             args.append("--atomic")
         for update in updates:
@@ -70,11 +87,13 @@ class GitCliTransport(Transport):
             completed = self._git([*args, self.remote, *specs], check=False)
         except GitError as error:
             # A timeout: the push may have been applied.
-            return [UpdateResult(u.ref, UpdateStatus.UNKNOWN, error.message) for u in updates]
+            return [UpdateResult(u.ref, UpdateStatus.UNKNOWN, error.message)
+                    for u in updates], error.message
         reports = _parse_porcelain(completed.stdout)
         results = []
         for update in updates:
-            guard = reports.get(update.guard.ref) if update.guard is not None else None
+            guard = (reports.get(update.guard.ref)
+                     if update.guard is not None and guards else None)
             if guard is not None and guard[0] == "!":
                 assert update.guard is not None
                 status = (UpdateStatus.GUARD_BROKEN if "stale info" in guard[1]
@@ -97,7 +116,7 @@ class GitCliTransport(Transport):
                 results.append(UpdateResult(update.ref, UpdateStatus.NOT_TRIED, summary))
             else:
                 results.append(UpdateResult(update.ref, UpdateStatus.REJECTED, summary))
-        return results
+        return results, completed.stderr
 
 
 def _parse_porcelain(stdout: str) -> dict[str, tuple[str, str]]:
