@@ -179,11 +179,6 @@ class OwnershipStore:
         if held is not None:
             held.release(remove=True)
 
-    def release_holds(self) -> None:
-        for held in self.holds.values():
-            held.release()
-        self.holds.clear()
-
     def all(self) -> list[Ownership]:
         records = []
         if not self.root.is_dir():
