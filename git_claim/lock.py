@@ -15,7 +15,10 @@ This module never prints; it returns values or raises ClaimError subclasses.
 
 from __future__ import annotations
 
+import random
+import time
 from dataclasses import dataclass, replace
+from time import monotonic
 
 from .claims import ClaimView, read_claim
 from . import oplog
@@ -32,6 +35,7 @@ from .session import Session
 from .testpoints import pause
 
 MAX_ROUNDS = 5
+LOCK_RETRY_SECONDS = 2.0  # how long a refusal for a contended ref lock is retried
 EMAIL_DOMAIN = "git-claim.invalid"
 OUTCOME_FREE = "free"
 
@@ -101,18 +105,37 @@ def swap(session: Session, update: RefUpdate) -> str | None:
     A rejection or an unknown outcome is settled by re-reading the ref, never
     by trusting that a push "returned". A broken guard raises GuardBroken.
     """
-    result = session.transport.push([update])[0]
-    if result.ok:
-        return update.new
-    if result.status is UpdateStatus.GUARD_BROKEN:
-        raise GuardBroken(result.message)
-    if result.status is UpdateStatus.STALE and result.current_known:
-        return result.current
-    current = session.transport.list_refs([update.ref]).get(update.ref)
-    if current is None and update.new is not None and result.status is UpdateStatus.REJECTED:
-        raise GitError(f"the remote refused to update {update.ref}: {clean(result.message)}"
-                       " (a stale .lock file, a ref-name conflict or a hook?)")
-    return current
+    deadline = monotonic() + LOCK_RETRY_SECONDS
+    pause_seconds = 0.05
+    while True:
+        result = session.transport.push([update])[0]
+        if result.ok:
+            return update.new
+        if result.status is UpdateStatus.GUARD_BROKEN:
+            raise GuardBroken(result.message)
+        if result.status is UpdateStatus.STALE and result.current_known:
+            return result.current
+        current = session.transport.list_refs([update.ref]).get(update.ref)
+        refused = result.status is UpdateStatus.REJECTED and current == update.expect
+        if refused and _lock_contention(result.message) and monotonic() < deadline:
+            # another writer held the ref's lock past the server's own patience
+            # (git waits 100 ms): the compare-and-swap is safe to try again
+            time.sleep(pause_seconds * random.uniform(0.5, 1.5))
+            pause_seconds = min(pause_seconds * 2, 0.5)
+            continue
+        if current is None and update.new is not None and result.status is UpdateStatus.REJECTED:
+            raise GitError(f"the remote refused to update {update.ref}: {clean(result.message)}")
+        return current
+
+
+def _lock_contention(message: str) -> bool:
+    """Whether a refusal reads like a ref lock held by another writer.
+
+    git's receive-pack says "failed to update ref" or "failed to lock" when its
+    wait for a `.lock` ran out; libgit2 and our path transport name the lock.
+    """
+    lowered = message.lower()
+    return "lock" in lowered or "failed to update ref" in lowered
 
 
 def my_records(session: Session, ticket: str) -> list[Ownership]:

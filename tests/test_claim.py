@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import re
 import subprocess
+import time
 
 import pytest
 
@@ -159,6 +160,9 @@ def test_a_plain_push_cannot_replace_a_claim(sampled_world):
 
 def test_a_stale_lock_file_is_an_error_not_a_holder(world):
     alice = world.agent("alice")
+    # how long the remote's writers wait for a lock (git's own setting), kept short here
+    subprocess.run(["git", "-C", str(world.repo.path), "config", "core.filesRefLockTimeout",
+                    "300"], check=True)
     lock = world.repo.path / "refs" / "claims" / "640.lock"
     lock.parent.mkdir(parents=True, exist_ok=True)
     lock.write_text("")
@@ -171,6 +175,21 @@ def test_a_stale_lock_file_is_an_error_not_a_holder(world):
     assert "Traceback" not in failed.stderr and failed.stderr.count("\n") == 1
     assert "refs/claims/640" not in remote_refs(world.repo)
     assert alice.claim("640").code == 0  # the retry uses the same, still unpublished claim
+
+
+def test_a_lock_held_for_a_moment_is_waited_for(world):
+    """A contender's `.lock` (held while it writes) is not a refusal: the CI race
+    once lost a racer to exit 3 when the winner was descheduled holding its lock."""
+    alice = world.agent("alice")
+    lock = world.repo.path / "refs" / "claims" / "640.lock"
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    lock.write_text("")
+    claiming = alice.popen("claim", "640")
+    time.sleep(0.8)
+    lock.unlink()
+    stdout, stderr = claiming.communicate(timeout=60)
+    assert claiming.returncode == 0, (stdout, stderr)
+    assert "refs/claims/640" in remote_refs(world.repo)
 
 
 def test_json_errors(sampled_world):

@@ -15,6 +15,8 @@ choose `claim.transport git` where they matter).
 from __future__ import annotations
 
 import os
+import random
+import time
 from pathlib import Path
 from typing import Sequence
 from urllib.parse import unquote, urlsplit
@@ -95,7 +97,29 @@ class LocalTransport(Libgit2Transport):
         for update in updates:
             if update.new:
                 _copy_objects(update.new, self.local.repo.odb, remote.odb)
-        return [self._swap(remote, update) for update in updates]
+        patience = _lock_patience(remote)
+        return [self._swap_when_unlocked(remote, update, patience) for update in updates]
+
+    @classmethod
+    def _swap_when_unlocked(cls, remote: pygit2.Repository, update: RefUpdate,
+                            patience: float) -> UpdateResult:
+        """Swap, waiting while another writer holds a lock we need.
+
+        A contender's `.lock` lives for the microseconds of its own swap, but
+        on a loaded machine that writer may be descheduled while holding it.
+        git's own writers wait for such a lock (core.filesRefLockTimeout);
+        we do the same, so the loser of a race reads the winner's ref and
+        reports a lost race instead of a refusal. A lock that outlives the
+        patience is reported as it is: a stale `.lock` file.
+        """
+        deadline = time.monotonic() + patience
+        pause = 0.002
+        while True:
+            result = cls._swap(remote, update)
+            if not result.locked or time.monotonic() >= deadline:
+                return result
+            time.sleep(pause * random.uniform(0.5, 1.5))
+            pause = min(pause * 2, 0.1)
 
     @staticmethod
     def _swap(remote: pygit2.Repository, update: RefUpdate) -> UpdateResult:
@@ -123,10 +147,35 @@ class LocalTransport(Libgit2Transport):
                                 True)
         except (pygit2.GitError, OSError, KeyError) as error:
             message = str(error).splitlines()[0] if str(error) else type(error).__name__
-            if os.path.exists(os.path.join(remote.path, update.ref + ".lock")):
-                message = f"{update.ref} is locked on the remote ({update.ref}.lock exists)"
+            locked = [ref for ref in (update.ref, update.guard.ref if update.guard else None)
+                      if ref and os.path.exists(os.path.join(remote.path, ref + ".lock"))]
+            if locked:
+                message = f"{locked[0]} is locked on the remote ({locked[0]}.lock exists)"
+                return _Locked(update.ref, UpdateStatus.REJECTED, message)
             return UpdateResult(update.ref, UpdateStatus.REJECTED, message)
         return UpdateResult(update.ref, UpdateStatus.OK)
+
+
+class _Locked(UpdateResult):
+    """A refusal because another writer held a lock: worth waiting for."""
+
+    @property
+    def locked(self) -> bool:
+        return True
+
+
+def _lock_patience(remote: pygit2.Repository) -> float:
+    """Seconds to wait for a contended ref lock: the remote's own setting, else 5 s.
+
+    git waits 100 ms by default (core.filesRefLockTimeout); a claim race puts
+    dozens of writers on one ref at once, so we wait longer unless the remote
+    says otherwise.
+    """
+    try:
+        configured = remote.config.get_int("core.filesRefLockTimeout")
+    except (KeyError, ValueError, pygit2.GitError):
+        return 5.0
+    return max(configured, 0) / 1000.0
 
 
 class _Stale(Exception):

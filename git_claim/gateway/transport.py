@@ -57,6 +57,11 @@ class UpdateResult:
     def ok(self) -> bool:
         return self.status is UpdateStatus.OK
 
+    @property
+    def locked(self) -> bool:
+        """True when refused only because another writer held a lock for the moment."""
+        return False
+
 
 class Transport(ABC):
     """A way to reach one remote. Implementations live beside this module."""
