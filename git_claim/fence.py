@@ -9,13 +9,14 @@ that ticket is still ours on the remote. Deletions and tags pass.
 from __future__ import annotations
 
 import os
-import stat
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, TextIO
 
+from .atomicfile import write_atomic
 from .errors import ClaimError, RefusedError, UsageError
 from .gateway.localrepo import run_git
+from .hookdir import SharedHooksError, Sharing, find_hooks_dir, refusal, tracked_text
 from .liveness import verify
 from .session import Session
 from .ticket import parse_ticket
@@ -23,10 +24,17 @@ from .ticket import parse_ticket
 MARKER = "# git-claim pre-push fence"
 CHAINED_SUFFIX = ".pre-git-claim"
 ZERO = "0" * 40
+# A shell without git-claim on PATH (another venv, a GUI client, a cron job)
+# must still be able to push: the fence then warns and steps aside. Every
+# other failure of the fence, a broken installation included, still blocks.
 HOOK_SCRIPT = f"""#!/bin/sh
 {MARKER}: installed by `git claim hook install`; `git claim hook uninstall` removes it.
 input=$(cat)
-printf '%s\\n' "$input" | git claim hook pre-push "$@" || exit 1
+if command -v git-claim >/dev/null 2>&1; then
+    printf '%s\\n' "$input" | git claim hook pre-push "$@" || exit 1
+else
+    echo "git-claim pre-push fence: git-claim is not on PATH; pushing without the fence" >&2
+fi
 chained="$0{CHAINED_SUFFIX}"
 if [ -x "$chained" ]; then
     printf '%s\\n' "$input" | "$chained" "$@" || exit $?
@@ -102,39 +110,59 @@ def check_push(session: Session, updates: list[PushedRef]) -> list[str]:
     return refusals
 
 
-def _hooks_dir(session: Session) -> Path:
-    result = run_git(["rev-parse", "--path-format=absolute", "--git-path", "hooks"],
-                     cwd=session.location.worktree or session.location.git_dir)
-    return Path(result.stdout.strip())
+def _is_ours(path: Path) -> bool:
+    return path.is_file() and MARKER in path.read_text(errors="replace")
 
 
 def install_hook(session: Session) -> dict[str, str]:
-    hooks = _hooks_dir(session)
-    hooks.mkdir(parents=True, exist_ok=True)
-    path = hooks / "pre-push"
+    """Write the fence into this repository's own hooks directory, chaining a foreign hook.
+
+    Refuses (SharedHooksError) a hooks directory that other repositories or
+    the repository's content share: see hookdir.
+    """
+    hooks = find_hooks_dir(session.location)
+    path = hooks.path / "pre-push"
+    if hooks.sharing is not Sharing.PRIVATE:
+        raise refusal(hooks, ours_there=_is_ours(path))
+    hooks.path.mkdir(parents=True, exist_ok=True)
     chained = Path(str(path) + CHAINED_SUFFIX)
     result = {"path": str(path)}
     if path.exists() or path.is_symlink():
-        text = path.read_text(errors="replace") if path.is_file() else ""
-        if MARKER not in text:
-            if chained.exists():
+        if not _is_ours(path):
+            if chained.exists() or chained.is_symlink():
                 raise ClaimError(f"{path} exists and so does {chained}: refusing to overwrite"
                                  " either; merge them by hand")
             path.rename(chained)
             result["chained"] = str(chained)
     elif chained.exists():
         result["chained"] = str(chained)
-    path.write_text(HOOK_SCRIPT)
-    path.chmod(path.stat().st_mode | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH)
+    # Replaced, never written through: a link named pre-push may lead to a shared file.
+    write_atomic(path, HOOK_SCRIPT)
+    path.chmod(0o755)
     return result
 
 
 def uninstall_hook(session: Session) -> dict[str, str]:
-    path = _hooks_dir(session) / "pre-push"
+    """Remove our fence and put back the hook it chained to, wherever git's hooks are.
+
+    Only a file we wrote is removed, also from a shared hooks directory: that
+    is how a fence installed there by an older version is taken back out, and
+    it puts back what was there before. A fence the repository itself tracks
+    is refused: removing it is a change for every clone, made with git rm and
+    a commit, not by this command.
+    """
+    hooks = find_hooks_dir(session.location)
+    path = hooks.path / "pre-push"
     chained = Path(str(path) + CHAINED_SUFFIX)
-    if not path.is_file() or MARKER not in path.read_text(errors="replace"):
+    if not _is_ours(path):
         raise RefusedError(f"no git-claim hook at {path}")
+    committed = tracked_text(hooks, path.name)
+    if committed is not None and MARKER in committed:
+        raise SharedHooksError(f"the fence {path} is tracked by the repository, so removing"
+                               " it changes every clone; remove it with git rm and commit",
+                               hooks_path=str(hooks.path), sharing=hooks.sharing.value,
+                               scope=hooks.scope)
     path.unlink()
-    if chained.exists():
+    if chained.exists() or chained.is_symlink():
         chained.rename(path)
     return {"path": str(path)}

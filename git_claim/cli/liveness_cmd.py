@@ -81,7 +81,12 @@ def hook_group() -> None:
 @hook_group.command("install", context_settings=CONTEXT_SETTINGS)
 @json_option
 def hook_install_command(as_json: bool) -> None:
-    """Install the pre-push hook (chaining to an existing one, never replacing it)."""
+    """Install the pre-push fence in this repository's own hooks directory.
+
+    An existing hook is chained to, never replaced. A hooks directory that
+    other repositories or the work tree share (core.hooksPath from the global
+    or system config, or inside the work tree) is refused with exit 2.
+    """
     with reporting(as_json=as_json, command="git claim hook install"):
         from ..fence import install_hook
 
@@ -97,7 +102,7 @@ def hook_install_command(as_json: bool) -> None:
 @hook_group.command("uninstall", context_settings=CONTEXT_SETTINGS)
 @json_option
 def hook_uninstall_command(as_json: bool) -> None:
-    """Remove our pre-push hook, restoring a hook it chained to."""
+    """Remove our pre-push hook (only a file we wrote), restoring a hook it chained to."""
     with reporting(as_json=as_json, command="git claim hook uninstall"):
         from ..fence import uninstall_hook
 
