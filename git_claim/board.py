@@ -56,7 +56,24 @@ def row(session: Session, view: ClaimView, *, at: float, ours: set[str]) -> dict
         "tag": view.oid,
         "seed_pattern": bool(record and record.seed_pattern),
         "problem": record.problem if record and record.problem else None,
+        "ending": _ending(view) if state == "ending" else None,
     }
+
+
+def _ending(view: ClaimView) -> dict[str, Any] | None:
+    """Why a ticket shows `ending`: the recorded change and the right finishing it takes.
+
+    An ending that lasts means the remote refuses that step (a protected
+    namespace): whoever has the right finishes it with `git reap`.
+    """
+    from .lock import change_name, needed_right
+
+    change = view.unfinished
+    if change is None:
+        return None
+    return {"change": change_name(change.event),
+            "by": change.agent, "at": iso(change.time) if change.time else None,
+            "outcome": change.outcome or None, "needs": needed_right(view)}
 
 
 def board_rows(session: Session) -> list[dict[str, Any]]:
@@ -112,6 +129,13 @@ def render_table(rows: list[dict[str, Any]], *, width: int | None = None, colour
         elif colour and index == 0:
             rendered = f"\x1b[1m{rendered}\x1b[0m"
         text.append(rendered)
+    for r in rows:
+        ending = r.get("ending")
+        if ending:
+            at = f" at {_local_time(ending['at'])}" if ending["at"] else ""
+            text.append(f"{clean(r['ticket'], 64)} is ending: {ending['change']} by"
+                        f" {clean(ending['by'] or '?', 80)} recorded{at}, not finished;"
+                        f" finishing it needs the right to {ending['needs']}")
     return "\n".join(text) + "\n"
 
 

@@ -16,6 +16,7 @@ class ExitCode(IntEnum):
     USAGE = 2  # usage or bad input
     GIT_ERROR = 3  # remote or local git error: unreachable, auth, not a repository
     LOST = 4  # `git claim run`: the claim was lost while the command ran
+    INCOMPLETE = 5  # recorded but not finished (the remote refused a step), or left undone
     INTERRUPTED = 130  # Ctrl-C
 
 
@@ -52,6 +53,24 @@ class GitError(ClaimError):
 
     exit_code = ExitCode.GIT_ERROR
     kind = "git"
+
+
+class HostRefused(GitError):
+    """The remote refused an update and the ref did not move: a rule, a hook, a lock."""
+
+    kind = "host-refused"
+
+
+class IncompleteError(ClaimError):
+    """A state change that is recorded but not finished, or work left undone.
+
+    A release whose decision landed but whose claim ref the remote would not
+    delete; a reap that left stale claims it could not reap or could not
+    check for a pull request. Never reported as success: scripts see exit 5.
+    """
+
+    exit_code = ExitCode.INCOMPLETE
+    kind = "incomplete"
 
 
 class AmbiguousOutcome(GitError):

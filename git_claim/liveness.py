@@ -26,8 +26,8 @@ from .claims import ClaimView, read_claim, read_claims
 from .clock import now
 from .errors import GitError, RefusedError
 from .gateway.transport import Guard, RefUpdate, UpdateResult, UpdateStatus
-from .lock import (EMAIL_DOMAIN, MAX_ROUNDS, GuardBroken, complete_ended, find_mine,
-                   lost_message, swap)
+from .lock import (EMAIL_DOMAIN, MAX_ROUNDS, GuardBroken, find_mine, finish_ended,
+                   lost_message, needed_right, swap)
 from .ownership import Ownership
 from .reaper_memory import ReaperMemory
 from .record import EVENT_HEARTBEAT, EVENT_REAPED, OUTCOME_STATES, STATE_HELD, LivenessRecord
@@ -75,7 +75,9 @@ def _heartbeat(session: Session, ticket: str, mine: Ownership, op: oplog.Op) -> 
     """
     settings = session.settings
     tip = mine.notes_tip  # fast path: no read first; the push checks everything
-    known = tip is not None
+    # A tip this clone no longer has (pruned by `git gc` since our last beat) is
+    # read again from the remote, which brings its objects back.
+    known = tip is not None and session.local.has(tip)
     for _ in range(MAX_ROUNDS):
         if not known:
             view = read_claim(session, ticket)
@@ -118,17 +120,28 @@ def verify(session: Session, ticket: str) -> ClaimView:
     return view
 
 
+# Why a stale claim was left in place although the reaper meant to free it:
+# the reap is not done, and `git reap` says so with exit 5.
+UNDONE_REFUSED = "refused"  # the remote refused the reap's decision (a rule, a hook)
+UNDONE_UNFINISHED = "unfinished"  # decided, but the remote would not change the claim ref
+UNDONE_UNCHECKED = "unchecked"  # a skip check could not tell (open pull requests unknown)
+
+
 @dataclass
 class ReapEntry:
     ticket: str
     holder: str
     idle_seconds: float | None
     reason: str = ""
+    undone: str = ""  # one of UNDONE_*: a stale claim that should have been freed and wasn't
 
     def as_dict(self) -> dict[str, Any]:
-        return {"ticket": self.ticket, "holder": self.holder,
-                "idle_seconds": None if self.idle_seconds is None else round(self.idle_seconds),
-                "reason": self.reason}
+        found = {"ticket": self.ticket, "holder": self.holder,
+                 "idle_seconds": None if self.idle_seconds is None else round(self.idle_seconds),
+                 "reason": self.reason}
+        if self.undone:
+            found["undone"] = self.undone
+        return found
 
 
 @dataclass
@@ -139,9 +152,26 @@ class ReapReport:
     completed: list[ReapEntry] = field(default_factory=list)  # rolled forward
     lost_races: list[ReapEntry] = field(default_factory=list)  # a beat or release came first
 
+    @property
+    def undone(self) -> list[ReapEntry]:
+        """Stale claims left in place for want of the remote's consent or of an answer."""
+        return [entry for entry in self.skipped if entry.undone]
 
-# A check that may keep a stale claim (the backlog issue adds open pull requests).
-SkipCheck = Callable[[ClaimView], str | None]
+
+@dataclass(frozen=True)
+class Skip:
+    """A skip check's verdict: keep this stale claim.
+
+    `sure` is False when the check could not tell (the tracker did not
+    answer) and kept the claim to be safe: that reap is left undone.
+    """
+
+    reason: str
+    sure: bool = True
+
+
+# A check that may keep a stale claim (open pull requests, through the tracker).
+SkipCheck = Callable[[ClaimView], Skip | None]
 
 
 # Records keep whole seconds, rounded down: a beat written at 12:00:00.9 reads
@@ -198,9 +228,10 @@ def reap(session: Session, *, ttl: float, max_skew: float, dry_run: bool = False
         if not stale:
             report.live.append(ReapEntry(view.ticket, holder, age))
             continue
-        reason = next((r for r in (check(view) for check in skip_checks) if r), None)
-        if reason:
-            report.skipped.append(ReapEntry(view.ticket, holder, age, reason))
+        skip = next((r for r in (check(view) for check in skip_checks) if r), None)
+        if skip is not None:
+            report.skipped.append(ReapEntry(view.ticket, holder, age, skip.reason,
+                                            "" if skip.sure else UNDONE_UNCHECKED))
             continue
         to_reap.append(view)
         report.reaped.append(ReapEntry(view.ticket, holder, age))
@@ -219,6 +250,7 @@ def reap(session: Session, *, ttl: float, max_skew: float, dry_run: bool = False
         for entry in report.reaped:
             if entry.ticket in refused:
                 entry.reason = f"the remote refused the reap: {refused[entry.ticket]}"
+                entry.undone = UNDONE_REFUSED
                 report.skipped.append(entry)
         report.reaped = [e for e in report.reaped if e.ticket not in refused]
     lost = {view.ticket for view in to_reap} - {view.ticket for view in decided} - set(refused)
@@ -231,8 +263,8 @@ def reap(session: Session, *, ttl: float, max_skew: float, dry_run: bool = False
         report.reaped = [e for e in report.reaped if e.ticket not in unfinished]
         report.completed = [e for e in report.completed if e.ticket not in unfinished]
         for entry in stuck:
-            entry.reason = ("recorded, but the remote refused to update the claim ref;"
-                            " the next reap finishes it")
+            entry.reason = f"recorded, not finished: {unfinished[entry.ticket]}"
+            entry.undone = UNDONE_UNFINISHED
             report.skipped.append(entry)
     return report
 
@@ -287,21 +319,31 @@ def _decide_reaps(session: Session, views: list[ClaimView], *, ttl: float,
     return decided, refused
 
 
-def _complete_all(session: Session, views: list[ClaimView]) -> set[str]:
+def _complete_all(session: Session, views: list[ClaimView]) -> dict[str, str]:
     """Delete (or set the outcome of) every decided claim; leases on the claim tags.
 
-    Returns the tickets whose claim ref still holds the claim afterwards.
+    Returns the tickets whose claim ref still holds the claim afterwards, with
+    the remote's reason and the right it takes (a protected namespace).
     """
     simple = [v for v in views if v.note is not None and not (
         v.note.event != EVENT_REAPED and v.note.outcome in OUTCOME_STATES)]
     simple_tickets = {v.ticket for v in simple}  # a set: reaps of thousands stay linear
-    unfinished = {v.ticket for v in views
-                  if v.ticket not in simple_tickets and not complete_ended(session, v)}
+    unfinished: dict[str, str] = {}
+    for view in views:
+        if view.ticket not in simple_tickets:
+            refusal = finish_ended(session, view)
+            if refusal is not None:
+                unfinished[view.ticket] = (f"{refusal.message} (needs the right to"
+                                           f" {needed_right(view)})")
     results = push_all(session, [RefUpdate(v.ref, None, v.oid) for v in simple])
-    failed = [v for v, r in zip(simple, results) if not r.ok]
+    failed = [(v, r) for v, r in zip(simple, results) if not r.ok]
     if failed:
-        current = session.transport.list_refs([v.ref for v in failed])
-        unfinished |= {v.ticket for v in failed if current.get(v.ref) == v.oid}
+        current = session.transport.list_refs([v.ref for v, _ in failed])
+        for view, result in failed:
+            if current.get(view.ref) == view.oid:
+                said = clean(result.message, 300) or "the claim ref did not change"
+                unfinished[view.ticket] = (f"the remote refused to delete {view.ref}: {said}"
+                                           f" (needs the right to {needed_right(view)})")
     return unfinished
 
 

@@ -23,7 +23,7 @@ from time import monotonic
 from .claims import ClaimView, read_claim
 from . import oplog
 from .clock import format_duration, local_hhmm, now
-from .errors import GitError, RefusedError
+from .errors import GitError, HostRefused, IncompleteError, RefusedError
 from .gateway.transport import Guard, RefUpdate, UpdateStatus
 from .ownership import Ownership
 from .record import (EVENT_REAPED, EVENT_RELEASED, EVENT_REOPENED, OUTCOME_STATES, STATE_HELD,
@@ -103,7 +103,10 @@ def swap(session: Session, update: RefUpdate) -> str | None:
 
     The update took effect exactly when the returned value equals `update.new`.
     A rejection or an unknown outcome is settled by re-reading the ref, never
-    by trusting that a push "returned". A broken guard raises GuardBroken.
+    by trusting that a push "returned". A broken guard raises GuardBroken; a
+    refusal that left the ref as we expected raises HostRefused, in the host's
+    own words (a protected-ref rule, a hook), so no caller mistakes it for a
+    lost race.
     """
     deadline = monotonic() + LOCK_RETRY_SECONDS
     pause_seconds = 0.05
@@ -123,9 +126,17 @@ def swap(session: Session, update: RefUpdate) -> str | None:
             time.sleep(pause_seconds * random.uniform(0.5, 1.5))
             pause_seconds = min(pause_seconds * 2, 0.5)
             continue
-        if current is None and update.new is not None and result.status is UpdateStatus.REJECTED:
-            raise GitError(f"the remote refused to update {update.ref}: {clean(result.message)}")
+        if refused:
+            raise HostRefused(f"the remote refused to {_verb(update)} {update.ref}:"
+                              f" {clean(result.message or 'rejected', 300)}",
+                              ref=update.ref, host_message=clean(result.message, 300))
         return current
+
+
+def _verb(update: RefUpdate) -> str:
+    if update.new is None:
+        return "delete"
+    return "create" if update.expect is None else "update"
 
 
 def _lock_contention(message: str) -> bool:
@@ -224,7 +235,12 @@ def claim(session: Session, ticket: str, *, no_gate: bool = False,
         if view.oid is None or view.oid == mine.tag:
             continue
         if view.unfinished is not None:
-            complete_ended(session, view)
+            refusal = finish_ended(session, view)
+            if refusal is not None:
+                store.drop(mine)
+                raise GitError(f"{describe_holder(view)}, recorded but not finished:"
+                               f" {refusal.message}", holder=holder_fields(view),
+                               needs=needed_right(view))
             continue
         store.drop(mine)
         raise RefusedError(describe_holder(view, me=settings.agent), holder=holder_fields(view))
@@ -349,24 +365,64 @@ def decide(session: Session, view: ClaimView, event: LivenessRecord,
 
 
 def complete_ended(session: Session, view: ClaimView) -> bool:
+    """Finish a decided release, reap or reopening; True when the claim ref shows it."""
+    return finish_ended(session, view) is None
+
+
+def finish_ended(session: Session, view: ClaimView) -> HostRefused | None:
     """Finish a decided release, reap or reopening: delete the claim ref or set its outcome.
 
     Anyone may do this, any number of times: the lease on the claim tag makes
     every attempt after the first a no-op. Only a decision that is the
     ticket's latest event is finished (claims.py tells one that came back
-    with a stale push, and shows it as unknown instead).
+    with a stale push, and shows it as unknown instead). Returns the remote's
+    refusal when it would not let the claim ref change (a protected-ref rule).
     """
     ended = view.note
     assert view.oid is not None and ended is not None
     new: str | None = None
-    if ended.event == EVENT_RELEASED and view.held and ended.outcome in OUTCOME_STATES and view.record:
+    if finishing_replaces(view):
+        assert view.record is not None
         outcome = outcome_of(view.record, view.oid, state=ended.outcome, agent=ended.agent,
                              host=session.settings.host, time=ended.time or now(),
                              reason=ended.reason, forced_by=ended.forced_by)
         new = session.local.create_tag(f"claim/{view.ticket}", outcome.to_message(),
                                        tagger=ended.agent or session.settings.agent,
                                        email=f"agent@{EMAIL_DOMAIN}", time=outcome.time or now())
-    return swap(session, RefUpdate(view.ref, new, view.oid)) != view.oid
+    try:
+        swap(session, RefUpdate(view.ref, new, view.oid))
+    except HostRefused as refusal:
+        return refusal
+    return None
+
+
+def change_name(event: str) -> str:
+    """The noun for a recorded ending: release, reap or reopening."""
+    return {EVENT_REAPED: "reap", EVENT_REOPENED: "reopening"}.get(event, "release")
+
+
+def finishing_replaces(view: ClaimView) -> bool:
+    """A decided done or blocked release replaces the claim tag (a rewind); the rest delete."""
+    ended = view.note
+    return bool(ended is not None and ended.event == EVENT_RELEASED and view.held
+                and ended.outcome in OUTCOME_STATES and view.record)
+
+
+def needed_right(view: ClaimView) -> str:
+    """The right that finishing `view`'s decided change takes: 'delete refs/claims/640'."""
+    return ("force-update (rewind)" if finishing_replaces(view) else "delete") + f" {view.ref}"
+
+
+def unfinished_error(view: ClaimView, what: str, refusal: HostRefused) -> IncompleteError:
+    """A decided change the remote would not finish: exit 5, with the host's words."""
+    ticket = clean(view.ticket)
+    return IncompleteError(
+        f"the {what} of {ticket} is recorded, but {refusal.message}; {ticket} shows as"
+        f" `ending` and stays unavailable until an identity with the right to"
+        f" {needed_right(view)} runs `git reap`",
+        pending={"ticket": view.ticket, "ref": view.ref, "change": what,
+                 "needs": needed_right(view),
+                 "host_message": refusal.details.get("host_message", "")})
 
 
 @dataclass(frozen=True)
@@ -430,12 +486,16 @@ def _release(session: Session, ticket: str, mine: Ownership | None, op: oplog.Op
         if ended is not None:
             if is_mine and ended.event == EVENT_RELEASED and not ended.forced_by:
                 assert mine is not None
-                complete_ended(session, view)
+                refusal = finish_ended(session, view)
+                if refusal is not None:
+                    raise unfinished_error(view, "release", refusal)
                 store.drop(mine)
                 return ReleaseResult(ticket, ended.outcome, False, settings.agent, noop=True)
             if is_mine:
                 raise RefusedError(lost_message(session, view, mine))  # type: ignore[arg-type]
-            complete_ended(session, view)
+            refusal = finish_ended(session, view)
+            if refusal is not None:
+                raise unfinished_error(view, change_name(ended.event), refusal)
             continue
         if is_mine and not force:
             assert mine is not None
@@ -450,10 +510,10 @@ def _release(session: Session, ticket: str, mine: Ownership | None, op: oplog.Op
         if decide(session, view, event, op):
             op.end(oplog.OK, tag=view.oid)  # decided: the release happened
             pause("release:before-complete")
-            if not complete_ended(session, replace(view, note=event)):
-                raise GitError(f"the release of {clean(ticket)} is recorded, but the remote"
-                               f" refused to update {view.ref}; the next git claim, release"
-                               " or reap finishes it")
+            decided = replace(view, note=event)
+            refusal = finish_ended(session, decided)
+            if refusal is not None:
+                raise unfinished_error(decided, "release", refusal)
             if is_mine:
                 assert mine is not None
                 store.drop(mine)
@@ -503,11 +563,12 @@ def reopen(session: Session, ticket: str) -> ClaimView:
                     op.end(oplog.FAILED)
                     continue
                 view = replace(view, note=event)
-            current = swap(session, RefUpdate(view.ref, None, view.oid))
+            try:
+                current = swap(session, RefUpdate(view.ref, None, view.oid))
+            except HostRefused as refusal:
+                op.end(oplog.FAILED, error=refusal.message[:200])
+                raise unfinished_error(view, "reopening", refusal)
             op.end(oplog.OK if current is None else oplog.FAILED, holder=current)
         if current is None:
             return view
-        if current == view.oid:
-            raise GitError(f"the reopening of {clean(ticket)} is recorded, but the remote"
-                           f" refused to delete {view.ref}")
     raise GitError(f"could not settle the reopening of {ticket} after {MAX_ROUNDS} attempts")

@@ -10,6 +10,7 @@ import re
 from typing import Sequence
 
 from .claims import ClaimView
+from .liveness import Skip, SkipCheck
 from .safetext import clean
 from .session import Session
 from .tracker.base import Tracker, TrackerError
@@ -113,7 +114,7 @@ def repair_labels(session: Session, tracker: Tracker | None,
     return fixed, warnings
 
 
-def open_pr_check(session: Session, tracker: Tracker | None):  # type: ignore[no-untyped-def]
+def open_pr_check(session: Session, tracker: Tracker | None) -> SkipCheck | None:
     """A reaper skip check: keep claims with an open pull request (fail safe: keep all)."""
     if tracker is None:
         return None
@@ -124,15 +125,15 @@ def open_pr_check(session: Session, tracker: Tracker | None):  # type: ignore[no
         pulls, failure = [], error.message
     prefix = session.settings.branch_prefix
 
-    def check(view: ClaimView) -> str | None:
+    def check(view: ClaimView) -> Skip | None:
         if failure is not None:
-            return f"open pull requests unknown ({failure})"
+            return Skip(f"open pull requests unknown ({failure})", sure=False)
         for pull in pulls:
             if pull.head == f"{prefix}{view.ticket}":
-                return f"open pull request #{pull.number} from {pull.head}"
+                return Skip(f"open pull request #{pull.number} from {pull.head}")
             text = f"{pull.title}\n{pull.body}"
             if re.search(rf"(?<![\w&])#{re.escape(view.ticket)}\b", text):
-                return f"open pull request #{pull.number} references #{view.ticket}"
+                return Skip(f"open pull request #{pull.number} references #{view.ticket}")
         return None
 
     return check

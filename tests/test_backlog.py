@@ -246,3 +246,35 @@ def test_assignment_is_mirrored_when_configured(make_world, gh):
     assert alice.claim("40").code == 0
     data = json.loads(gh.path.read_text())
     assert data["issues"][0]["assignees"] == ["octo"]
+
+
+@pytest.mark.parametrize("gh_trouble", ["missing", "auth"])
+def test_a_reap_that_cannot_check_pull_requests_is_not_a_success(make_world, gh, gh_trouble):
+    """A cron reaper must notice that it kept every stale claim only to be safe."""
+    world = make_world("path", "libgit2")
+    gh.set(issues=[issue(23)])
+    alice = gh_agent(world, gh, "alice")
+    assert alice.claim("23").code == 0
+    reaper = world.agent("reaper")
+    reaper.git("config", "claim.source", "gh")
+    reaper.git("config", "claim.heartbeat", "1s")
+    if gh_trouble == "auth":
+        reaper.env = gh.env(reaper, FAKE_GH_FAIL="auth")
+    old = with_env(reaper, GIT_CLAIM_CLOCK_OFFSET="100")
+    run = reaper.cmd("reap", "--ttl", "1s", "--max-skew", "0", env=old)
+    assert run.code == 5, run
+    assert "skipped 23: open pull requests unknown" in run.stdout
+    assert run.stderr.splitlines()[-1].startswith(
+        "git reap: 1 claim not freed: 23: open pull requests unknown")
+    assert "Traceback" not in run.stderr
+    document = reaper.cmd("reap", "--ttl", "1s", "--max-skew", "0", "--json", env=old)
+    assert document.code == 5
+    report = document.json()
+    assert report["ok"] is False and report["exit_code"] == 5
+    assert report["error"]["kind"] == "incomplete"
+    assert [e["ticket"] for e in report["undone"]] == ["23"]
+    assert report["undone"][0]["undone"] == "unchecked"
+    assert "refs/claims/23" in remote_refs(world.repo)
+    # an open pull request is a deliberate skip, not a failure; --no-pr-check reaps
+    forced = reaper.cmd("reap", "--ttl", "1s", "--max-skew", "0", "--no-pr-check", env=old)
+    assert forced.code == 0 and "reaped 23" in forced.stdout, forced

@@ -31,7 +31,9 @@ def reap_command(ttl: str | None, max_skew: str | None, dry_run: bool, tickets: 
     A claim is stale when its last heartbeat (or its claim time) is older than
     TTL + max-skew by our clock, or when this reaper has seen it unchanged for
     TTL. Each reap is a compare-and-swap: a heartbeat that lands first wins.
-    Exit codes: 0 done (even if nothing was stale), 2 usage, 3 git error.
+    Exit codes: 0 done (even if nothing was stale), 2 usage, 3 git error,
+    5 stale claims left in place: the remote refused a reap, or open pull
+    requests could not be checked.
     """
     with reporting(as_json=as_json, command="git reap"):
         from ..errors import UsageError
@@ -67,6 +69,8 @@ def reap_command(ttl: str | None, max_skew: str | None, dry_run: bool, tickets: 
 
                 repaired, more = repair_labels(session, tracker, read_claims(session))
                 warnings += more
+        from ..safetext import clean
+
         summary = (f"{'would reap' if dry_run else 'reaped'} {len(report.reaped)},"
                    f" live {len(report.live)}, skipped {len(report.skipped)}")
         reasons: dict[str, int] = {}
@@ -79,18 +83,33 @@ def reap_command(ttl: str | None, max_skew: str | None, dry_run: bool, tickets: 
             summary += f", {len(report.lost_races)} came back to life"
         if report.completed:
             summary += f", finished {len(report.completed)}"
+        undone = report.undone
+        failure = None
+        if undone:
+            from ..errors import IncompleteError
+
+            failure = IncompleteError(
+                f"{len(undone)} claim{'s' if len(undone) != 1 else ''} not freed: "
+                + "; ".join(f"{clean(e.ticket)}: {clean(e.reason, 200)}" for e in undone[:3])
+                + (f"; and {len(undone) - 3} more" if len(undone) > 3 else ""))
         if as_json:
-            emit_json({"ok": True, "dry_run": dry_run, "ttl": settings.ttl,
-                       "max_skew": settings.max_skew, "summary": summary,
-                       "reaped": [e.as_dict() for e in report.reaped],
-                       "live": [e.as_dict() for e in report.live],
-                       "skipped": [e.as_dict() for e in report.skipped],
-                       "completed": [e.as_dict() for e in report.completed],
-                       "revived": [e.as_dict() for e in report.lost_races],
-                       "repaired": repaired, "warnings": warnings})
+            document = {"ok": failure is None, "dry_run": dry_run, "ttl": settings.ttl,
+                        "max_skew": settings.max_skew, "summary": summary,
+                        "reaped": [e.as_dict() for e in report.reaped],
+                        "live": [e.as_dict() for e in report.live],
+                        "skipped": [e.as_dict() for e in report.skipped],
+                        "completed": [e.as_dict() for e in report.completed],
+                        "revived": [e.as_dict() for e in report.lost_races],
+                        "undone": [e.as_dict() for e in undone],
+                        "repaired": repaired, "warnings": warnings}
+            if failure is not None:
+                document.update(error={"kind": failure.kind, "message": failure.message},
+                                exit_code=int(failure.exit_code))
+            emit_json(document)
+            if failure is not None:
+                raise SystemExit(int(failure.exit_code))
             return
         from ..clock import format_duration
-        from ..safetext import clean
 
         for entry in report.reaped:
             idle = format_duration(entry.idle_seconds) if entry.idle_seconds is not None else "?"
@@ -103,6 +122,8 @@ def reap_command(ttl: str | None, max_skew: str | None, dry_run: bool, tickets: 
         for warning in warnings:
             click.echo(f"warning: {warning}", err=True)
         click.echo(summary)
+        if failure is not None:
+            raise failure
 
 
 def main() -> None:

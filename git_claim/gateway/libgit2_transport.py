@@ -17,6 +17,7 @@ import pygit2
 from pygit2.enums import Option
 
 from ..errors import AmbiguousOutcome, GitError
+from ..safetext import clean
 from .credentials import AuthFailed, Callbacks, safe_url
 from .localrepo import LocalRepo
 from .transport import ZERO_OID, RefUpdate, Transport, UpdateResult, UpdateStatus
@@ -48,6 +49,14 @@ class _PushCallbacks(Callbacks):
         self.stale: dict[str, str | None] = {}
         self.unguarded: dict[str, str | None] = {}  # update ref -> its guard ref's value
         self.reports: dict[str, str | None] = {}
+        self.host_text: list[str] = []  # what the server's hooks said ("remote: ...")
+
+    def sideband_progress(self, string: str) -> None:
+        self.host_text.append(string)
+
+    def host_words(self) -> str:
+        """The server's own explanation (a hook's or policy's lines), one clean line."""
+        return host_words("".join(self.host_text))
 
     def push_negotiation(self, updates: list[pygit2.PushUpdate]) -> None:
         for update in updates:
@@ -146,7 +155,29 @@ class Libgit2Transport(Transport):
         message = callbacks.reports[update.ref]
         if message is None:
             return UpdateResult(update.ref, UpdateStatus.OK)
-        return UpdateResult(update.ref, UpdateStatus.REJECTED, message)
+        said = callbacks.host_words()
+        if said and said not in message:
+            message = f"{message} ({said})"
+        return UpdateResult(update.ref, UpdateStatus.REJECTED, clean(message, 400))
+
+
+PROGRESS_PREFIXES = ("Resolving deltas", "Counting objects", "Compressing objects",
+                     "Writing objects", "Total ", "Unpacking objects", "Enumerating objects")
+
+
+def host_words(text: str) -> str:
+    """A hook's or a policy's lines from the server's side band, as one clean line.
+
+    Progress meters are dropped; carriage-return redraws keep their last state.
+    """
+    lines = []
+    for raw in text.replace("\r\n", "\n").split("\n"):
+        line = raw.rsplit("\r", 1)[-1].strip()
+        if line.startswith("remote:"):
+            line = line[len("remote:"):].strip()
+        if line and not line.startswith(PROGRESS_PREFIXES):
+            lines.append(line)
+    return clean("; ".join(lines[-5:]), 300)
 
 
 def _broken(update: RefUpdate, callbacks: _PushCallbacks) -> UpdateResult:
