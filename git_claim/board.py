@@ -14,19 +14,17 @@ from .record import EVENT_HEARTBEAT, OUTCOME_STATES, STATE_HELD
 from .safetext import clean
 from .session import Session
 
-STATE_ORDER = {"live": 0, "stale": 1, "ending": 2, "blocked": 3, "done": 4, "unknown": 5}
+STATE_ORDER = {"live": 0, "stale": 1, "blocked": 3, "done": 4, "unknown": 5}
 
 
 def claim_state(view: ClaimView, *, ttl: float, max_skew: float, at: float) -> str:
-    """live, stale, ending (a release or reap is recorded), done, blocked, unknown."""
+    """live, stale, done, blocked, unknown (free tickets have no row)."""
     if view.record is None:
         return "free"
     if view.record.state in OUTCOME_STATES:
-        return "ending" if view.reopening is not None else view.record.state
+        return view.record.state
     if view.record.state != STATE_HELD:
         return "unknown"
-    if view.ended_by is not None:
-        return "ending"
     age = view.age(at)
     return "stale" if age is not None and age > ttl + max_skew else "live"
 
@@ -56,37 +54,22 @@ def row(session: Session, view: ClaimView, *, at: float, ours: set[str]) -> dict
         "tag": view.oid,
         "seed_pattern": bool(record and record.seed_pattern),
         "problem": record.problem if record and record.problem else None,
-        "ending": _ending(view) if state == "ending" else None,
+        "epoch": view.epoch,
     }
-
-
-def _ending(view: ClaimView) -> dict[str, Any] | None:
-    """Why a ticket shows `ending`: the recorded change and the right finishing it takes.
-
-    An ending that lasts means the remote refuses that step (a protected
-    namespace): whoever has the right finishes it with `git reap`.
-    """
-    from .lock import change_name, needed_right
-
-    change = view.unfinished
-    if change is None:
-        return None
-    return {"change": change_name(change.event),
-            "by": change.agent, "at": iso(change.time) if change.time else None,
-            "outcome": change.outcome or None, "needs": needed_right(view)}
 
 
 def board_rows(session: Session) -> list[dict[str, Any]]:
     views = read_claims(session)
     ours = {record.tag for record in session.store.all()}
     at = now()
-    rows = [row(session, view, at=at, ours=ours) for view in views.values()]
+    rows = [row(session, view, at=at, ours=ours) for view in views.values()
+            if view.record is not None]  # a free ticket's old claims are history, not rows
     rows.sort(key=lambda r: (STATE_ORDER.get(r["state"], 9), -(r["age_seconds"] or 0),
                              r["ticket"]))
     return rows
 
 
-COLOURS = {"live": "32", "stale": "33", "ending": "35", "blocked": "31", "done": "34",
+COLOURS = {"live": "32", "stale": "33", "blocked": "31", "done": "34",
            "unknown": "31;1"}
 HEADER = ("TICKET", "STATE", "HOLDER", "AGE", "HEARTBEAT", "REAP IN", "TITLE")
 MIN_SHRINK = {2: 12, 6: 10}  # HOLDER and TITLE give way first, down to these widths
@@ -129,13 +112,6 @@ def render_table(rows: list[dict[str, Any]], *, width: int | None = None, colour
         elif colour and index == 0:
             rendered = f"\x1b[1m{rendered}\x1b[0m"
         text.append(rendered)
-    for r in rows:
-        ending = r.get("ending")
-        if ending:
-            at = f" at {_local_time(ending['at'])}" if ending["at"] else ""
-            text.append(f"{clean(r['ticket'], 64)} is ending: {ending['change']} by"
-                        f" {clean(ending['by'] or '?', 80)} recorded{at}, not finished;"
-                        f" finishing it needs the right to {ending['needs']}")
     return "\n".join(text) + "\n"
 
 

@@ -1,21 +1,21 @@
 """Reading claims from the remote: one listing, one fetch of what we lack.
 
-A ticket's state on the remote is two refs: the claim ref (who holds it, or
-its outcome) and the ticket's notes ref (heartbeats and the decisions that end
-a claim). Tag and note objects are immutable, so whatever is already in the
+A ticket's state on the remote is its claim refs (an append-only log, one
+ref per claim: refs/claims/640, 640@2, ...) and the ticket's notes ref
+(heartbeats, and the decisions that end a claim or record its outcome). Tag and note objects are immutable, so whatever is already in the
 local object database is never fetched again.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from typing import Callable, Sequence
+from typing import Any, Callable, Sequence
 
 from .clock import now
 from .errors import GitError
-from .clock import iso
-from .record import (EVENT_HEARTBEAT, EVENT_REOPENED, OUTCOME_STATES, STATE_HELD, STATE_UNKNOWN,
-                     ClaimRecord, LivenessRecord, parse_claim, parse_liveness)
+from .record import (EVENT_HEARTBEAT, EVENT_RELEASED, OUTCOME_STATES, STATE_HELD,
+                     STATE_UNKNOWN, ClaimRecord, LivenessRecord, frees_ticket, parse_claim,
+                     parse_liveness)
 from .session import Session
 
 CACHE_NAMESPACE = "refs/claim-cache/"
@@ -28,14 +28,24 @@ def cache_ref(ref: str) -> str:
 
 @dataclass(frozen=True)
 class ClaimView:
-    """One ticket as the remote showed it at one listing."""
+    """One ticket as the remote showed it at one listing.
+
+    A ticket's claims are an append-only log: refs/claims/640, 640@2, ...
+    Only the highest epoch counts. It is *in force* while it is held or
+    records an outcome (done, blocked); a note that ends it (a release, a
+    reap, a reopening) frees the ticket, and the next claim creates the
+    next epoch.
+    """
 
     ticket: str
-    ref: str
-    oid: str | None  # the claim ref's value; None: the ticket is free
-    record: ClaimRecord | None
+    ref: str  # the claim in force; when free, the ref the next claim creates
+    oid: str | None  # the claim in force; None: the ticket is free
+    record: ClaimRecord | None  # an outcome recorded in a note reads as that outcome
     notes_tip: str | None
-    note: LivenessRecord | None  # the latest note on `oid`, if any
+    note: LivenessRecord | None  # the latest note on the newest claim (in force or ended)
+    epoch: int = 1  # of `ref`
+    previous: str | None = None  # when free: the newest claim's tag (ended), if any
+    claims: tuple[tuple[int, str], ...] = ()  # every epoch listed, (epoch, tag id)
 
     @property
     def state(self) -> str:
@@ -46,29 +56,9 @@ class ClaimView:
         return self.record is not None and self.record.state == STATE_HELD
 
     @property
-    def ended_by(self) -> LivenessRecord | None:
-        """A recorded release or reap that the claim ref does not show yet (roll forward)."""
-        if self.held and self.note is not None and self.note.ends_claim:
-            return self.note
-        return None
-
-    @property
-    def reopening(self) -> LivenessRecord | None:
-        """A recorded end of a done or blocked outcome not completed yet (roll forward).
-
-        A reopening, or a forced release of an outcome that a stale push had
-        put back: either way the outcome ref is to be deleted.
-        """
-        if self.record is not None and self.record.state in OUTCOME_STATES \
-                and self.note is not None and (self.note.event == EVENT_REOPENED
-                                               or self.note.ends_claim):
-            return self.note
-        return None
-
-    @property
-    def unfinished(self) -> LivenessRecord | None:
-        """A decided change (release, reap, reopening) that the claim ref does not show yet."""
-        return self.ended_by or self.reopening
+    def newest_tag(self) -> str | None:
+        """The newest claim's tag, in force or ended: notes about it are its history."""
+        return self.oid or self.previous
 
     @property
     def last_alive(self) -> float | None:
@@ -86,53 +76,41 @@ class ClaimView:
         return None if alive is None else (at if at is not None else now()) - alive
 
 
-def _view(session: Session, ticket: str, oid: str | None, notes_tip: str | None) -> ClaimView:
-    ref = session.settings.claim_ref(ticket)
-    if oid is None:
-        return ClaimView(ticket, ref, None, None, notes_tip, None)
-    info = session.local.read_tag(oid)
-    if info is None:
-        record = ClaimRecord(ticket=ticket, state=STATE_UNKNOWN, agent="", version=None,
-                             problem="claim object could not be read")
-    elif info.target_type != "blob" and info.target_type != "commit" or not info.raw_message:
-        record = ClaimRecord(ticket=ticket, state=STATE_UNKNOWN, agent=info.tagger_name,
-                             time=info.tagger_time, version=None,
-                             problem=f"claim ref points to a {info.target_type}, not a claim tag")
-    else:
-        record = parse_claim(ticket, info.raw_message, tagger_name=info.tagger_name,
-                             tagger_time=info.tagger_time)
+def _view(session: Session, ticket: str, claims: dict[int, str],
+          notes_tip: str | None) -> ClaimView:
+    settings = session.settings
+    listed = tuple(sorted(claims.items()))
+    if not claims:
+        return ClaimView(ticket, settings.claim_ref(ticket), None, None, notes_tip, None,
+                         claims=listed)
+    epoch = max(claims)
+    oid = claims[epoch]
+    ref = settings.claim_ref(ticket, epoch)
+    record = _claim_record(session, ticket, oid)
     note_bytes = session.local.note_on(notes_tip, oid)
     note = parse_liveness(note_bytes) if note_bytes is not None else None
-    if note is not None and _final(record, note) and \
-            not session.local.note_set_by(notes_tip, oid):
-        record = _put_back(record, note)
-    return ClaimView(ticket, ref, oid, record, notes_tip, note)
+    if note is not None and frees_ticket(record, note):
+        return ClaimView(ticket, settings.claim_ref(ticket, epoch + 1), None, None, notes_tip,
+                         note, epoch + 1, previous=oid, claims=listed)
+    if note is not None and record.state == STATE_HELD and note.event == EVENT_RELEASED \
+            and note.outcome in OUTCOME_STATES:
+        record = replace(record, state=note.outcome, agent=note.agent or record.agent,
+                         time=note.time, reason=note.reason, forced_by=note.forced_by,
+                         claim_of=oid)
+    return ClaimView(ticket, ref, oid, record, notes_tip, note, epoch, claims=listed)
 
 
-def _final(record: ClaimRecord, note: LivenessRecord) -> bool:
-    """The note ends this claim (or reopens this outcome): the ref should not show it."""
-    if record.state == STATE_HELD:
-        return note.ends_claim
-    return record.state in OUTCOME_STATES and (note.event == EVENT_REOPENED or note.ends_claim)
-
-
-def _put_back(record: ClaimRecord, note: LivenessRecord) -> ClaimRecord:
-    """A claim whose ending is not the latest event of its ticket: put back by a stale push.
-
-    Every state change writes the ticket's notes ref, and nothing writes it
-    between the decision that ends a claim and the completion of that end. So
-    a decided but unfinished end is always the newest notes commit. A claim
-    ref that shows an ended claim (or a reopened outcome) whose note is older
-    than that came back from a copy: a `git push --tags [--force]` or
-    `--mirror` from a stale clone. It is neither rolled forward nor taken
-    over; it is reported, so a human can look (`git release --force`).
-    """
-    when = f" at {iso(note.time)}" if note.time else ""
-    what = "claim" if record.state == STATE_HELD else f"{record.state} outcome"
-    return replace(record, state=STATE_UNKNOWN,
-                   problem=f"an old {what} of {record.agent or 'an unknown agent'}"
-                           f" ({note.event}{when}) was pushed back, perhaps by a stale"
-                           " `git push --tags` or `--mirror`")
+def _claim_record(session: Session, ticket: str, oid: str) -> ClaimRecord:
+    info = session.local.read_tag(oid)
+    if info is None:
+        return ClaimRecord(ticket=ticket, state=STATE_UNKNOWN, agent="", version=None,
+                           problem="claim object could not be read")
+    if info.target_type != "blob" and info.target_type != "commit" or not info.raw_message:
+        return ClaimRecord(ticket=ticket, state=STATE_UNKNOWN, agent=info.tagger_name,
+                           time=info.tagger_time, version=None,
+                           problem=f"claim ref points to a {info.target_type}, not a claim tag")
+    return parse_claim(ticket, info.raw_message, tagger_name=info.tagger_name,
+                       tagger_time=info.tagger_time)
 
 
 def read_claims(session: Session, tickets: Sequence[str] | None = None, *,
@@ -143,37 +121,45 @@ def read_claims(session: Session, tickets: Sequence[str] | None = None, *,
         patterns = [settings.ref_prefix, settings.notes_prefix]
     else:
         patterns = [r for t in tickets for r in (settings.claim_ref(t), settings.notes_ref(t))]
-    listed = _list(session, patterns, exact=tickets is not None)
-    _fetch_missing(session, listed, wildcard_ok=tickets is None)
-    claim_oids: dict[str, str] = {}
+    listed = session.transport.list_refs(patterns)
+    wanted = set(tickets) if tickets is not None else None
+    claims: dict[str, dict[int, str]] = {}
     notes_tips: dict[str, str] = {}
+    kept: dict[str, str] = {}
     for ref, oid in listed.items():
-        ticket = settings.ticket_of_ref(ref)
-        if ticket is not None and "/" not in ticket:
-            claim_oids[ticket] = oid
+        found = settings.claim_of_ref(ref)
+        if found is not None and (wanted is None or found[0] in wanted):
+            claims.setdefault(found[0], {})[found[1]] = oid
+            kept[ref] = oid
             continue
         ticket = settings.ticket_of_notes_ref(ref)
-        if ticket is not None and "/" not in ticket:
+        if ticket is not None and "/" not in ticket and (wanted is None or ticket in wanted):
             notes_tips[ticket] = oid
-    names: list[str] = list(tickets) if tickets is not None else list(claim_oids)
+            kept[ref] = oid
+    _fetch_missing(session, _newest_only(settings, kept, claims), wildcard_ok=tickets is None)
+    names: list[str] = list(tickets) if tickets is not None else list(claims)
     views: dict[str, ClaimView] = {}
     for count, ticket in enumerate(names, 1):
-        views[ticket] = _view(session, ticket, claim_oids.get(ticket), notes_tips.get(ticket))
+        views[ticket] = _view(session, ticket, claims.get(ticket, {}), notes_tips.get(ticket))
         if progress is not None:
             progress(count, len(names))
     return views
 
 
+def _newest_only(settings: Any, listed: dict[str, str],
+                 claims: dict[str, dict[int, str]]) -> dict[str, str]:
+    """The refs whose objects a view reads: notes tips and each ticket's newest claim.
+
+    Older epochs are history: reading them would make every listing grow
+    with the number of finished claims.
+    """
+    newest = {settings.claim_ref(ticket, max(epochs)) for ticket, epochs in claims.items()}
+    return {ref: oid for ref, oid in listed.items()
+            if ref in newest or settings.claim_of_ref(ref) is None}
+
+
 def read_claim(session: Session, ticket: str) -> ClaimView:
     return read_claims(session, [ticket])[ticket]
-
-
-def _list(session: Session, patterns: list[str], *, exact: bool) -> dict[str, str]:
-    listed = session.transport.list_refs(patterns)
-    if exact:
-        wanted = set(patterns)
-        listed = {ref: oid for ref, oid in listed.items() if ref in wanted}
-    return listed
 
 
 def _fetch_missing(session: Session, listed: dict[str, str], *, wildcard_ok: bool) -> None:

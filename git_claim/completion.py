@@ -38,10 +38,13 @@ RUN = "run"  # a BACKLOG ticket (unless --next), then a command line
 # their own flags, and the command that takes over when the first word is not
 # a subcommand (`git claim 640` is `git claim take 640`).
 GROUPS: dict[str, tuple[str, ...]] = {
-    "claim": ("list", "reopen", "heartbeat", "verify", "log", "hook", "run", "gc", "completion"),
+    "claim": ("list", "reopen", "heartbeat", "verify", "log", "hook", "run", "gc", "guard",
+              "completion"),
     "claim hook": ("install", "uninstall", "pre-push"),
+    "claim guard": ("install", "pre-receive", "update"),
 }
-GROUP_FLAGS: dict[str, tuple[str, ...]] = {"claim": ("--version",) + HELP, "claim hook": HELP}
+GROUP_FLAGS: dict[str, tuple[str, ...]] = {"claim": ("--version",) + HELP, "claim hook": HELP,
+                                           "claim guard": HELP}
 DEFAULT_COMMAND = {"claim": "claim take"}
 
 # Commands: options that take a value, flags, what the arguments are (a kind
@@ -57,6 +60,9 @@ COMMANDS: dict[str, tuple[tuple[str, ...], tuple[str, ...], object, int | None]]
     "claim hook install": ((), ("--json",) + HELP, None, 0),
     "claim hook uninstall": ((), ("--json",) + HELP, None, 0),
     "claim hook pre-push": ((), HELP, None, 2),
+    "claim guard install": ((), ("--json",) + HELP, None, 1),
+    "claim guard pre-receive": ((), HELP, None, 0),
+    "claim guard update": ((), HELP, None, 3),
     "claim run": (("--from", "--label", "--exclude-label", "--worktree", "--base", "--interval",
                    "--on-failure", "--on-lost", "--grace") + REMOTE,
                   ("--next", "--no-gate", "--json") + HELP, RUN, None),

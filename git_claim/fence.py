@@ -101,13 +101,29 @@ def check_push(session: Session, updates: list[PushedRef]) -> list[str]:
             continue
         if ticket not in verdicts:
             try:
-                verify(session, ticket)
-                verdicts[ticket] = None
+                view = verify(session, ticket)
+                verdicts[ticket] = _stale_token(ticket, view.epoch)
             except RefusedError as refusal:
                 verdicts[ticket] = refusal.message
         if verdicts[ticket]:
             refusals.append(f"refusing to push {update.remote_ref}: {verdicts[ticket]}")
     return refusals
+
+
+def _stale_token(ticket: str, epoch: int) -> str | None:
+    """The fencing token: a command of an earlier claim may not push for a later one.
+
+    `git claim run` hands its command the claim's epoch (GIT_CLAIM_EPOCH). A
+    process left over from an earlier claim of the same ticket, by the same
+    agent, would otherwise pass: the current claim is ours too.
+    """
+    token = os.environ.get("GIT_CLAIM_EPOCH", "")
+    if os.environ.get("GIT_CLAIM_TICKET") != ticket or not token.isdigit():
+        return None
+    if int(token) != epoch:
+        return (f"this process works on claim {token} of {ticket}, and the claim in force"
+                f" is {epoch} (GIT_CLAIM_EPOCH): its work belongs to an earlier claim")
+    return None
 
 
 def _is_ours(path: Path) -> bool:

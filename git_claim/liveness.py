@@ -26,8 +26,7 @@ from .claims import ClaimView, read_claim, read_claims
 from .clock import now
 from .errors import GitError, RefusedError
 from .gateway.transport import Guard, RefUpdate, UpdateResult, UpdateStatus
-from .lock import (EMAIL_DOMAIN, MAX_ROUNDS, GuardBroken, find_mine, finish_ended,
-                   lost_message, needed_right, swap)
+from .lock import EMAIL_DOMAIN, MAX_ROUNDS, GuardBroken, find_mine, lost_message, swap
 from .ownership import Ownership
 from .reaper_memory import ReaperMemory
 from .record import EVENT_HEARTBEAT, EVENT_REAPED, OUTCOME_STATES, STATE_HELD, LivenessRecord
@@ -81,7 +80,7 @@ def _heartbeat(session: Session, ticket: str, mine: Ownership, op: oplog.Op) -> 
     for _ in range(MAX_ROUNDS):
         if not known:
             view = read_claim(session, ticket)
-            if view.oid != mine.tag or view.ended_by is not None:
+            if view.oid != mine.tag or not view.held:
                 raise RefusedError(lost_message(session, view, mine))
             tip = view.notes_tip
         at = now()
@@ -115,15 +114,14 @@ def verify(session: Session, ticket: str) -> ClaimView:
     _mine(session, ticket)
     view = read_claim(session, ticket)
     mine = _mine(session, ticket, view.oid)
-    if view.oid != mine.tag or view.ended_by is not None:
+    if view.oid != mine.tag or not view.held:
         raise RefusedError(lost_message(session, view, mine))
     return view
 
 
 # Why a stale claim was left in place although the reaper meant to free it:
 # the reap is not done, and `git reap` says so with exit 5.
-UNDONE_REFUSED = "refused"  # the remote refused the reap's decision (a rule, a hook)
-UNDONE_UNFINISHED = "unfinished"  # decided, but the remote would not change the claim ref
+UNDONE_REFUSED = "refused"  # the remote refused the reap's note (a rule, a hook)
 UNDONE_UNCHECKED = "unchecked"  # a skip check could not tell (open pull requests unknown)
 
 
@@ -149,7 +147,6 @@ class ReapReport:
     reaped: list[ReapEntry] = field(default_factory=list)
     live: list[ReapEntry] = field(default_factory=list)
     skipped: list[ReapEntry] = field(default_factory=list)
-    completed: list[ReapEntry] = field(default_factory=list)  # rolled forward
     lost_races: list[ReapEntry] = field(default_factory=list)  # a beat or release came first
 
     @property
@@ -197,32 +194,20 @@ def is_stale(view: ClaimView, *, ttl: float, max_skew: float, at: float,
 def reap(session: Session, *, ttl: float, max_skew: float, dry_run: bool = False,
          tickets: Sequence[str] | None = None, skip_checks: Sequence[SkipCheck] = (),
          progress: Callable[[int, int], None] | None = None) -> ReapReport:
-    """Free stale claims. Round trips: one listing, one fetch, two pushes."""
+    """Free stale claims. Round trips: one listing, one fetch, one push."""
     views = read_claims(session, list(tickets) if tickets else None, progress=progress)
     at = now()
     memory = ReaperMemory(session.location.common_dir / "git-claim" / "reaper-seen.json")
     report = ReapReport()
     to_reap: list[ClaimView] = []
-    to_complete: list[ClaimView] = []
     for view in views.values():
         record = view.record
-        if record is None:
+        if record is None or record.state in OUTCOME_STATES:
             continue
         holder = record.agent
-        if record.state in OUTCOME_STATES:
-            if view.reopening is not None:
-                to_complete.append(view)
-                report.completed.append(ReapEntry(view.ticket, holder, None,
-                                                  "finishing a recorded reopening"))
-            continue
         if record.state != STATE_HELD:
             report.skipped.append(ReapEntry(view.ticket, holder, None,
                                             f"unreadable claim: {record.problem}"))
-            continue
-        if view.ended_by is not None:
-            to_complete.append(view)
-            report.completed.append(ReapEntry(view.ticket, holder, None,
-                                              f"finishing a recorded {view.ended_by.event}"))
             continue
         stale, age = is_stale(view, ttl=ttl, max_skew=max_skew, at=at, memory=memory)
         if not stale:
@@ -245,7 +230,6 @@ def reap(session: Session, *, ttl: float, max_skew: float, dry_run: bool = False
 
     pause("reap:before-decide")
     decided, refused = _decide_reaps(session, to_reap, ttl=ttl, at=at)
-    pause("reap:before-complete")
     if refused:
         for entry in report.reaped:
             if entry.ticket in refused:
@@ -257,15 +241,6 @@ def reap(session: Session, *, ttl: float, max_skew: float, dry_run: bool = False
     if lost:
         report.lost_races = [e for e in report.reaped if e.ticket in lost]
         report.reaped = [e for e in report.reaped if e.ticket not in lost]
-    unfinished = _complete_all(session, decided + to_complete)
-    if unfinished:
-        stuck = [e for e in report.reaped + report.completed if e.ticket in unfinished]
-        report.reaped = [e for e in report.reaped if e.ticket not in unfinished]
-        report.completed = [e for e in report.completed if e.ticket not in unfinished]
-        for entry in stuck:
-            entry.reason = f"recorded, not finished: {unfinished[entry.ticket]}"
-            entry.undone = UNDONE_UNFINISHED
-            report.skipped.append(entry)
     return report
 
 
@@ -317,34 +292,6 @@ def _decide_reaps(session: Session, views: list[ClaimView], *, ttl: float,
         elif result.status is UpdateStatus.REJECTED:
             refused[view.ticket] = result.message or "rejected"
     return decided, refused
-
-
-def _complete_all(session: Session, views: list[ClaimView]) -> dict[str, str]:
-    """Delete (or set the outcome of) every decided claim; leases on the claim tags.
-
-    Returns the tickets whose claim ref still holds the claim afterwards, with
-    the remote's reason and the right it takes (a protected namespace).
-    """
-    simple = [v for v in views if v.note is not None and not (
-        v.note.event != EVENT_REAPED and v.note.outcome in OUTCOME_STATES)]
-    simple_tickets = {v.ticket for v in simple}  # a set: reaps of thousands stay linear
-    unfinished: dict[str, str] = {}
-    for view in views:
-        if view.ticket not in simple_tickets:
-            refusal = finish_ended(session, view)
-            if refusal is not None:
-                unfinished[view.ticket] = (f"{refusal.message} (needs the right to"
-                                           f" {needed_right(view)})")
-    results = push_all(session, [RefUpdate(v.ref, None, v.oid) for v in simple])
-    failed = [(v, r) for v, r in zip(simple, results) if not r.ok]
-    if failed:
-        current = session.transport.list_refs([v.ref for v, _ in failed])
-        for view, result in failed:
-            if current.get(view.ref) == view.oid:
-                said = clean(result.message, 300) or "the claim ref did not change"
-                unfinished[view.ticket] = (f"the remote refused to delete {view.ref}: {said}"
-                                           f" (needs the right to {needed_right(view)})")
-    return unfinished
 
 
 def push_all(session: Session, updates: list[RefUpdate]) -> list[UpdateResult]:

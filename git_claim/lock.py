@@ -1,15 +1,18 @@
 """The claim lock: claim, release and reopen, each a compare-and-swap on the remote.
 
 State changes and where they linearise (see docs/protocol.md):
-- claim: create the claim ref (expect: absent). The server accepts one creator.
-- release, reap: first a note on the claim tag in the ticket's notes ref
-  (expect: the notes tip we read, which shows the claim still open); that
-  write *decides*. Then the claim ref is deleted or replaced by an outcome tag
-  (expect: the claim tag). Anyone who finds a decided but unfinished change
-  completes it (roll forward), so a crash between the two steps never leaves
-  a ticket stuck.
+- claim: create the ticket's next claim ref (refs/claims/640, then 640@2,
+  ...; expect: absent), guarded by the notes tip that showed the previous
+  claim ended. The server accepts one creator. Claim refs are never
+  updated or deleted by agents: each claim is a new ref.
+- release, reap, reopening: one note on the claim tag in the ticket's notes
+  ref (expect: the notes tip we read, which shows the claim still open). That
+  fast-forward is the whole change: a release as done or blocked records the
+  outcome, the others free the ticket for the next epoch.
 - heartbeat: a note in the same notes ref with the same lease, so a beat and
   a reap can never both be accepted.
+So an agent needs only the right to create refs under the claim namespace
+and to fast-forward those under the notes namespace.
 This module never prints; it returns values or raises ClaimError subclasses.
 """
 
@@ -23,12 +26,11 @@ from time import monotonic
 from .claims import ClaimView, read_claim
 from . import oplog
 from .clock import format_duration, local_hhmm, now
-from .errors import GitError, HostRefused, IncompleteError, RefusedError
+from .errors import GitError, HostRefused, RefusedError
 from .gateway.transport import Guard, RefUpdate, UpdateStatus
 from .ownership import Ownership
 from .record import (EVENT_REAPED, EVENT_RELEASED, EVENT_REOPENED, OUTCOME_STATES, STATE_HELD,
-                     STATE_UNKNOWN,
-                     ClaimRecord, LivenessRecord, new_claim, outcome_of, parse_claim,
+                     STATE_UNKNOWN, ClaimRecord, LivenessRecord, new_claim, parse_claim,
                      parse_liveness)
 from .safetext import clean
 from .session import Session
@@ -48,6 +50,7 @@ class ClaimResult:
     record: ClaimRecord
     already_ours: bool = False
     mine: Ownership | None = None  # the record this process holds for the claim
+    epoch: int = 1  # the claim's place in its ticket's log: the fencing token
 
 
 def describe_holder(view: ClaimView, *, me: str | None = None) -> str:
@@ -71,9 +74,6 @@ def describe_holder(view: ClaimView, *, me: str | None = None) -> str:
                 f" reopen it with `git claim reopen {ticket}`")
     if record.state == STATE_UNKNOWN:
         return f"{ticket} is held by an unreadable claim ({clean(record.problem)})"
-    ended = view.ended_by
-    if ended is not None:
-        return f"{ticket} is being {ended.event} (by {clean(ended.agent, 80)})"
     if me is not None and record.agent == me:
         return f"{ticket} is held by {who}{when}, in another process (another claim attempt)"
     return f"{ticket} is held by {who}{when}"
@@ -90,7 +90,9 @@ def lost_message(session: Session, view: ClaimView, mine: Ownership) -> str:
             at = f" at {local_hhmm(note.time)}" if note.time else ""
             return f"{ticket} is no longer yours ({verb} by {clean(note.agent, 80)}{at})"
     if view.oid is not None and view.oid != mine.tag:
-        return f"{ticket} is no longer yours (the claim ref was replaced: {describe_holder(view)})"
+        return f"{ticket} is no longer yours (a newer claim is in force: {describe_holder(view)})"
+    if mine.tag in dict(view.claims).values():
+        return f"{ticket} is no longer yours (its claim was superseded)"
     return f"{ticket} is no longer yours (the claim is gone from the remote)"
 
 
@@ -187,98 +189,75 @@ def claim(session: Session, ticket: str, *, no_gate: bool = False,
     from then on. `--next` passes reuse=False: it takes only free tickets.
 
     A pending record is written before the first push, so that an ambiguous
-    outcome is settled by comparing the remote ref with our own tag id, and a
-    retry pushes the same tag rather than a second nonce. A pending record
-    left by a process of ours that died is adopted (by taking its lock) and
-    retried; one whose process still lives belongs to that contender.
+    outcome is settled by comparing the remote's claims with our own tag id,
+    and a retry pushes the same tag rather than a second nonce. A pending
+    record left by a process of ours that died is adopted (by taking its
+    lock) and retried while its epoch is still the next one; one whose
+    process still lives belongs to that contender.
     """
     settings = session.settings
-    ref = settings.claim_ref(ticket)
     store = session.store
-    ours = [r for r in store.records(ticket, ref=ref, remote_url=session.remote_url)
+    ours = [r for r in store.records(ticket, ref=settings.claim_ref(ticket),
+                                     remote_url=session.remote_url)
             if r.agent == settings.agent]
-    reused = _reusable(session, ticket, [r for r in ours if not r.pending], reuse=reuse)
+    view = read_claim(session, ticket)
+    reused = _reusable(session, view, [r for r in ours if not r.pending], reuse=reuse)
     if reused is not None:
-        return ClaimResult(ticket, ref, reused.tag, _own_record(session, reused),
-                           already_ours=True, mine=reused)
+        return ClaimResult(ticket, view.ref, reused.tag, _own_record(session, reused),
+                           already_ours=True, mine=reused, epoch=view.epoch)
     mine = _adopt_pending(session, [r for r in ours if r.pending])
-    # A pending tag left by an earlier attempt may have landed back then and been
-    # reaped or released since: pushing it again would bring an ended claim back,
-    # and winning with it is no win. Its notes say so, whatever happened after.
-    if mine is not None and _ended_earlier(session, ticket, mine):
-        store.drop(mine)
-        mine = None
-    earlier = mine is not None
     for _ in range(MAX_ROUNDS):
+        if mine is not None and mine.tag == view.oid:
+            return _won(session, mine)  # a push of ours that landed (an earlier try's)
+        if mine is not None and (mine.tag in dict(view.claims).values() or mine.ref != view.ref):
+            # it landed once and ended since, or was minted for an epoch now taken:
+            # pushing it again would bring an ended claim back or never win
+            store.drop(mine)
+            mine = None
+        if view.oid is not None:
+            if mine is not None:
+                store.drop(mine)
+            raise RefusedError(describe_holder(view, me=settings.agent),
+                               holder=holder_fields(view))
         if mine is None:
-            mine = _new_ownership(session, ticket, no_gate=no_gate)
+            mine = _new_ownership(session, view, no_gate=no_gate)
         pause("claim:before-push")
+        # The notes tip that showed the previous claim ended: if it moved, re-read.
+        guard = Guard(settings.notes_ref(ticket), view.notes_tip) \
+            if view.previous is not None and view.notes_tip is not None else None
         with oplog.begin("claim", ticket, agent=settings.agent, tag=mine.tag,
-                         at=oplog.wall(mine.claimed_at)) as op:
-            current = swap(session, RefUpdate(ref, mine.tag, None))
-            if current == mine.tag and earlier:
-                earlier = False
-                if _ended_earlier(session, ticket, mine):  # ended between the check and the push
-                    op.end(oplog.FAILED, holder=current, ended="ended earlier")
-                    store.drop(mine)  # that claim is over: the next round mints a new one
-                    mine = None
-                    continue
+                         epoch=view.epoch, at=oplog.wall(mine.claimed_at)) as op:
+            try:
+                current = swap(session, RefUpdate(view.ref, mine.tag, None, guard))
+            except GuardBroken:
+                current = None
             op.end(oplog.OK if current == mine.tag else oplog.FAILED, holder=current)
         pause("claim:after-push")
-        if current is None:
-            continue  # not applied and still free: retry with the same tag
         if current == mine.tag:
-            mine.pending = False
-            store.put(mine)
-            return ClaimResult(ticket, ref, mine.tag, _own_record(session, mine), mine=mine)
+            return _won(session, mine)
         view = read_claim(session, ticket)
-        if view.oid is None or view.oid == mine.tag:
-            continue
-        if view.unfinished is not None:
-            refusal = finish_ended(session, view)
-            if refusal is not None:
-                store.drop(mine)
-                raise GitError(f"{describe_holder(view)}, recorded but not finished:"
-                               f" {refusal.message}", holder=holder_fields(view),
-                               needs=needed_right(view))
-            continue
-        store.drop(mine)
-        raise RefusedError(describe_holder(view, me=settings.agent), holder=holder_fields(view))
     raise GitError(f"could not settle the claim on {ticket} after {MAX_ROUNDS} attempts")
 
 
-def _ended_earlier(session: Session, ticket: str, mine: Ownership) -> bool:
-    """Whether a note ends the claim `mine` (a pending tag that landed once and ended).
-
-    The ended claim is taken off the claim ref if it shows there: finished
-    when its end is the ticket's latest event, deleted (expecting our own
-    tag) when our retry has just pushed it back.
-    """
-    view = read_claim(session, ticket)
-    raw = session.local.note_on(view.notes_tip, mine.tag)
-    if raw is None or not parse_liveness(raw).ends_claim:
-        return False
-    if view.oid == mine.tag:
-        if view.unfinished is not None:
-            complete_ended(session, view)
-        else:
-            swap(session, RefUpdate(view.ref, None, mine.tag))
-    return True
+def _won(session: Session, mine: Ownership) -> ClaimResult:
+    mine.pending = False
+    session.store.put(mine)
+    found = session.settings.claim_of_ref(mine.ref)
+    return ClaimResult(mine.ticket, mine.ref, mine.tag, _own_record(session, mine), mine=mine,
+                       epoch=found[1] if found else 1)
 
 
-def _reusable(session: Session, ticket: str, held: list[Ownership], *,
+def _reusable(session: Session, view: ClaimView, held: list[Ownership], *,
               reuse: bool) -> Ownership | None:
     """A live claim of this agent that may be taken over; RefusedError if it is supervised.
 
     Records of claims that ended or vanished are dropped on the way (when no
     live process holds them).
     """
-    if not held:
-        return None
     store = session.store
-    view = read_claim(session, ticket)
+    ticket = view.ticket
     for record in held:
-        if view.oid == record.tag and view.ended_by is None and view.held:
+        if view.oid == record.tag and view.held:
             if not reuse:
                 raise RefusedError(f"{clean(ticket)} is already held by you ({clean(record.agent, 80)});"
                                    " --next takes only free tickets", holder=holder_fields(view))
@@ -289,8 +268,6 @@ def _reusable(session: Session, ticket: str, held: list[Ownership], *,
             raise RefusedError(f"{clean(ticket)} is held by you ({clean(record.agent, 80)}),"
                                f" and another process{who} is working on it",
                                holder=holder_fields(view))
-        if view.oid == record.tag and view.ended_by is not None:
-            complete_ended(session, view)
         if store.hold(record):
             store.drop(record)  # an old claim of ours that ended: start afresh
     return None
@@ -309,17 +286,19 @@ def _adopt_pending(session: Session, pending: list[Ownership]) -> Ownership | No
     return None
 
 
-def _new_ownership(session: Session, ticket: str, *, no_gate: bool) -> Ownership:
+def _new_ownership(session: Session, view: ClaimView, *, no_gate: bool) -> Ownership:
+    """A new claim tag for the ticket's next epoch, recorded (pending) before any push."""
     settings = session.settings
+    ticket = view.ticket
     record = new_claim(ticket, agent=settings.agent, host=settings.host, time=now(),
                        base=session.local.remote_default_commit(settings.remote),
-                       no_gate=no_gate)
+                       no_gate=no_gate, epoch=view.epoch)
     tag = session.local.create_tag(f"claim/{ticket}", record.to_message(),
                                    tagger=settings.agent, email=f"agent@{EMAIL_DOMAIN}",
                                    time=record.time or now())
-    mine = Ownership(ticket=ticket, ref=settings.claim_ref(ticket),
-                     remote_url=session.remote_url, tag=tag, nonce=record.nonce,
-                     agent=settings.agent, claimed_at=record.time or now(), pending=True)
+    mine = Ownership(ticket=ticket, ref=view.ref, remote_url=session.remote_url, tag=tag,
+                     nonce=record.nonce, agent=settings.agent,
+                     claimed_at=record.time or now(), pending=True)
     session.store.hold(mine)  # locked for this process before the record exists
     session.store.put(mine)
     return mine
@@ -364,65 +343,9 @@ def decide(session: Session, view: ClaimView, event: LivenessRecord,
         return False
 
 
-def complete_ended(session: Session, view: ClaimView) -> bool:
-    """Finish a decided release, reap or reopening; True when the claim ref shows it."""
-    return finish_ended(session, view) is None
-
-
-def finish_ended(session: Session, view: ClaimView) -> HostRefused | None:
-    """Finish a decided release, reap or reopening: delete the claim ref or set its outcome.
-
-    Anyone may do this, any number of times: the lease on the claim tag makes
-    every attempt after the first a no-op. Only a decision that is the
-    ticket's latest event is finished (claims.py tells one that came back
-    with a stale push, and shows it as unknown instead). Returns the remote's
-    refusal when it would not let the claim ref change (a protected-ref rule).
-    """
-    ended = view.note
-    assert view.oid is not None and ended is not None
-    new: str | None = None
-    if finishing_replaces(view):
-        assert view.record is not None
-        outcome = outcome_of(view.record, view.oid, state=ended.outcome, agent=ended.agent,
-                             host=session.settings.host, time=ended.time or now(),
-                             reason=ended.reason, forced_by=ended.forced_by)
-        new = session.local.create_tag(f"claim/{view.ticket}", outcome.to_message(),
-                                       tagger=ended.agent or session.settings.agent,
-                                       email=f"agent@{EMAIL_DOMAIN}", time=outcome.time or now())
-    try:
-        swap(session, RefUpdate(view.ref, new, view.oid))
-    except HostRefused as refusal:
-        return refusal
-    return None
-
-
 def change_name(event: str) -> str:
     """The noun for a recorded ending: release, reap or reopening."""
     return {EVENT_REAPED: "reap", EVENT_REOPENED: "reopening"}.get(event, "release")
-
-
-def finishing_replaces(view: ClaimView) -> bool:
-    """A decided done or blocked release replaces the claim tag (a rewind); the rest delete."""
-    ended = view.note
-    return bool(ended is not None and ended.event == EVENT_RELEASED and view.held
-                and ended.outcome in OUTCOME_STATES and view.record)
-
-
-def needed_right(view: ClaimView) -> str:
-    """The right that finishing `view`'s decided change takes: 'delete refs/claims/640'."""
-    return ("force-update (rewind)" if finishing_replaces(view) else "delete") + f" {view.ref}"
-
-
-def unfinished_error(view: ClaimView, what: str, refusal: HostRefused) -> IncompleteError:
-    """A decided change the remote would not finish: exit 5, with the host's words."""
-    ticket = clean(view.ticket)
-    return IncompleteError(
-        f"the {what} of {ticket} is recorded, but {refusal.message}; {ticket} shows as"
-        f" `ending` and stays unavailable until an identity with the right to"
-        f" {needed_right(view)} runs `git reap`",
-        pending={"ticket": view.ticket, "ref": view.ref, "change": what,
-                 "needs": needed_right(view),
-                 "host_message": refusal.details.get("host_message", "")})
 
 
 @dataclass(frozen=True)
@@ -462,41 +385,25 @@ def _release(session: Session, ticket: str, mine: Ownership | None, op: oplog.Op
         if not pinned:
             mine = find_mine(session, ticket, view.oid) or mine
         is_mine = mine is not None and view.oid == mine.tag
+        if mine is not None:
+            earlier = _released_by_us(session, view, mine)
+            if earlier is not None:
+                store.drop(mine)  # our own earlier release: repeating it succeeds
+                return ReleaseResult(ticket, earlier, False, mine.agent, noop=True)
         if view.oid is None or (view.record and view.record.state in OUTCOME_STATES):
             if mine is not None and view.record and view.record.claim_of == mine.tag:
-                store.drop(mine)  # our own earlier release, completed
+                store.drop(mine)  # our release, finished by an older version
                 return ReleaseResult(ticket, view.record.state, False, mine.agent, noop=True)
-            if mine is not None and _released_by_us(session, view, mine):
-                store.drop(mine)  # our own earlier release, completed
-                return ReleaseResult(ticket, OUTCOME_FREE, False, mine.agent, noop=True)
             if mine is not None and not force:
                 raise RefusedError(lost_message(session, view, mine))
             if view.oid is None:
                 raise RefusedError(f"{clean(ticket)} is not claimed")
             raise RefusedError(describe_holder(view))
         if not is_mine and not force:
-            if mine is not None and _released_by_us(session, view, mine):
-                store.drop(mine)  # our own earlier release, completed
-                return ReleaseResult(ticket, OUTCOME_FREE, False, mine.agent, noop=True)
             if mine is not None:
                 raise RefusedError(lost_message(session, view, mine))
             raise RefusedError(f"{describe_holder(view)}, not by you"
                                " (only the holder may release it; --force overrides)")
-        ended = view.ended_by
-        if ended is not None:
-            if is_mine and ended.event == EVENT_RELEASED and not ended.forced_by:
-                assert mine is not None
-                refusal = finish_ended(session, view)
-                if refusal is not None:
-                    raise unfinished_error(view, "release", refusal)
-                store.drop(mine)
-                return ReleaseResult(ticket, ended.outcome, False, settings.agent, noop=True)
-            if is_mine:
-                raise RefusedError(lost_message(session, view, mine))  # type: ignore[arg-type]
-            refusal = finish_ended(session, view)
-            if refusal is not None:
-                raise unfinished_error(view, change_name(ended.event), refusal)
-            continue
         if is_mine and not force:
             assert mine is not None
             _refuse_if_supervised(session, mine)
@@ -509,11 +416,6 @@ def _release(session: Session, ticket: str, mine: Ownership | None, op: oplog.Op
         pause("release:before-decide")
         if decide(session, view, event, op):
             op.end(oplog.OK, tag=view.oid)  # decided: the release happened
-            pause("release:before-complete")
-            decided = replace(view, note=event)
-            refusal = finish_ended(session, decided)
-            if refusal is not None:
-                raise unfinished_error(decided, "release", refusal)
             if is_mine:
                 assert mine is not None
                 store.drop(mine)
@@ -532,21 +434,20 @@ def _refuse_if_supervised(session: Session, mine: Ownership) -> None:
                        " it releases the claim when its command ends (--force overrides)")
 
 
-def _released_by_us(session: Session, view: ClaimView, mine: Ownership) -> bool:
-    """Our claim's last note is our own, unforced release: a repeated release succeeds."""
+def _released_by_us(session: Session, view: ClaimView, mine: Ownership) -> str | None:
+    """The outcome of our own unforced release of our claim, if its last note is that."""
     raw = session.local.note_on(view.notes_tip, mine.tag)
     note = parse_liveness(raw) if raw is not None else None
-    return bool(note and note.event == EVENT_RELEASED and not note.forced_by
-                and note.holder == mine.agent)
+    if note and note.event == EVENT_RELEASED and not note.forced_by and note.holder == mine.agent:
+        return note.outcome or OUTCOME_FREE
+    return None
 
 
 def reopen(session: Session, ticket: str) -> ClaimView:
     """Free a done or blocked ticket so it can be claimed again.
 
-    Like a release, two steps: a note on the outcome tag decides (and moves
-    the ticket's notes ref, so an old claim tag pushed back later can be told
-    from a current one), then the outcome ref is deleted; whoever finds a
-    decided reopening finishes it.
+    One note on the outcome's tag (a `reopened` event), leased on the notes
+    tip that showed the outcome: the next claim creates the next epoch.
     """
     settings = session.settings
     for _ in range(MAX_ROUNDS):
@@ -555,20 +456,11 @@ def reopen(session: Session, ticket: str) -> ClaimView:
             raise RefusedError(f"{clean(ticket)} is not done or blocked ({view.state})")
         assert view.oid is not None
         with oplog.begin("reopen", ticket, agent=settings.agent, tag=view.oid) as op:
-            if view.reopening is None:
-                event = LivenessRecord(event=EVENT_REOPENED, time=now(), agent=settings.agent,
-                                       seq=(view.note.seq if view.note else 0) + 1,
-                                       outcome=view.record.state, holder=view.record.agent)
-                if not decide(session, view, event, op):
-                    op.end(oplog.FAILED)
-                    continue
-                view = replace(view, note=event)
-            try:
-                current = swap(session, RefUpdate(view.ref, None, view.oid))
-            except HostRefused as refusal:
-                op.end(oplog.FAILED, error=refusal.message[:200])
-                raise unfinished_error(view, "reopening", refusal)
-            op.end(oplog.OK if current is None else oplog.FAILED, holder=current)
-        if current is None:
-            return view
+            event = LivenessRecord(event=EVENT_REOPENED, time=now(), agent=settings.agent,
+                                   seq=(view.note.seq if view.note else 0) + 1,
+                                   outcome=view.record.state, holder=view.record.agent)
+            if decide(session, view, event, op):
+                op.end(oplog.OK)
+                return replace(view, note=event)
+            op.end(oplog.FAILED)
     raise GitError(f"could not settle the reopening of {ticket} after {MAX_ROUNDS} attempts")

@@ -91,7 +91,7 @@ def repair_labels(session: Session, tracker: Tracker | None,
     if tracker is None or not tracker.can_mirror:
         return [], []
     label = session.settings.claim_label
-    held = {t for t, v in views.items() if v.held and v.ended_by is None}
+    held = {t for t, v in views.items() if v.held}
     try:
         labelled = set(tracker.labelled(label))
     except TrackerError as error:

@@ -103,14 +103,18 @@ class OwnershipStore:
         return self._dir(record.ticket) / f"{record.tag}.lock"
 
     def records(self, ticket: str, *, ref: str, remote_url: str) -> list[Ownership]:
-        """Every record for `ticket` on this remote, newest first."""
+        """Every record for `ticket` on this remote, newest first.
+
+        `ref`: the ticket's first claim ref; records of its later claims
+        (`<ref>@<epoch>`) are the same ticket's.
+        """
         self._adopt_legacy(ticket)
         found = []
         folder = self._dir(ticket)
         for path in sorted(folder.glob("*.json")) if folder.is_dir() else []:
             record = _read(path)
-            if record is not None and record.ref == ref and record.remote_url == remote_url \
-                    and record.ticket == ticket:
+            if record is not None and _same_ticket(record.ref, ref) \
+                    and record.remote_url == remote_url and record.ticket == ticket:
                 found.append(record)
         found.sort(key=lambda r: r.claimed_at, reverse=True)
         return found
@@ -208,3 +212,8 @@ def _read(path: Path) -> Ownership | None:
         return Ownership(**json.loads(path.read_text()))
     except (OSError, ValueError, TypeError):
         return None
+
+
+def _same_ticket(record_ref: str, first_ref: str) -> bool:
+    """Whether a record's claim ref is one of the claims whose first ref is `first_ref`."""
+    return record_ref == first_ref or record_ref.startswith(first_ref + "@")

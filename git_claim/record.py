@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import re
 import secrets
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 from .clock import iso, parse_iso
 
@@ -88,6 +88,7 @@ class ClaimRecord:
     version: int | None = FORMAT_VERSION
     seed_pattern: bool = False  # made by hand: `git tag -a claim/T -m "agent=… nonce=…"`
     problem: str = ""  # why it could not be parsed (state unknown)
+    epoch: int = 0  # the claim's place in its ticket's log (0: not recorded, an older claim)
 
     def to_message(self) -> str:
         headline = f"{self.state if self.state != STATE_HELD else 'claim'} {self.ticket}"
@@ -109,22 +110,16 @@ class ClaimRecord:
             lines.append(f"Claim-Forced-By: {one_line(self.forced_by)}")
         if self.no_gate:
             lines.append("Claim-No-Gate: true")
+        if self.epoch:
+            lines.append(f"Claim-Epoch: {self.epoch}")
         lines.append(f"Claim-Version: {FORMAT_VERSION}")
         return headline + "\n\n" + "\n".join(lines) + "\n"
 
 
 def new_claim(ticket: str, *, agent: str, host: str, time: float, base: str,
-              no_gate: bool = False) -> ClaimRecord:
+              no_gate: bool = False, epoch: int = 0) -> ClaimRecord:
     return ClaimRecord(ticket=ticket, state=STATE_HELD, agent=agent, host=host, time=time,
-                       nonce=new_nonce(), base=base, no_gate=no_gate)
-
-
-def outcome_of(claim: ClaimRecord, claim_oid: str, *, state: str, agent: str, host: str,
-               time: float, reason: str = "", forced_by: str = "") -> ClaimRecord:
-    """The record that replaces a claim when it ends done or blocked."""
-    return replace(claim, state=state, agent=agent, host=host, time=time, nonce=new_nonce(),
-                   reason=reason, claim_of=claim_oid, forced_by=forced_by, seed_pattern=False,
-                   problem="", version=FORMAT_VERSION)
+                       nonce=new_nonce(), base=base, no_gate=no_gate, epoch=epoch)
 
 
 def parse_claim(ticket: str, raw_message: bytes, *, tagger_name: str = "",
@@ -153,6 +148,7 @@ def parse_claim(ticket: str, raw_message: bytes, *, tagger_name: str = "",
             forced_by=trailers.get("claim-forced-by", ""),
             no_gate=trailers.get("claim-no-gate", "").lower() == "true",
             version=_int_or_none(trailers.get("claim-version")), problem=problem,
+            epoch=max(0, _int_or_none(trailers.get("claim-epoch")) or 0),
         )
     seed = dict(_SEED_PAIR.findall(text))
     if "nonce" in seed or "agent" in seed:
@@ -220,3 +216,22 @@ def parse_liveness(raw: bytes) -> LivenessRecord:
         forced_by=trailers.get("claim-forced-by", ""), holder=trailers.get("claim-holder", ""),
         problem="" if event != "unknown" and time is not None else "unreadable note",
     )
+
+
+def frees_ticket(record: ClaimRecord, note: LivenessRecord) -> bool:
+    """Whether a ticket's newest claim, with this latest note, leaves the ticket free.
+
+    A release as free and a reap end a claim (an unreadable one too: that is
+    how `git release --force` clears it); a release as done or blocked keeps
+    the outcome in force until a reopening; a reopening frees an outcome,
+    whether a note recorded it or (older remotes) an outcome tag.
+    """
+    if note.event == EVENT_REOPENED:
+        return True
+    if record.state in OUTCOME_STATES:
+        return False  # an outcome tag stays until it is reopened
+    if note.event == EVENT_REAPED:
+        return True
+    if note.event == EVENT_RELEASED:
+        return note.outcome not in OUTCOME_STATES
+    return False

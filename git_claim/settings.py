@@ -70,17 +70,45 @@ class Settings:
     worktree_dir: str = ""
     assign: str = ""
 
-    def claim_ref(self, ticket: str) -> str:
-        return self.ref_prefix + ticket
+    def claim_ref(self, ticket: str, epoch: int = 1) -> str:
+        """The ref of a ticket's `epoch`-th claim: refs/claims/640, then 640@2, 640@3, ...
+
+        Claim refs are only ever created (see docs/protocol.md): each claim of
+        a ticket is a new ref, and the epoch doubles as a fencing token. The
+        first keeps the bare name, so a hand-made `git tag -a claim/640` is
+        the first claim of 640 in tags mode. Ticket ids never contain '@'.
+        """
+        return self.ref_prefix + ticket + ("" if epoch == 1 else f"{EPOCH_MARK}{epoch}")
+
+    def claim_of_ref(self, ref: str) -> tuple[str, int] | None:
+        """(ticket, epoch) of a claim ref; None for a ref that is not one."""
+        if not ref.startswith(self.ref_prefix):
+            return None
+        name = ref[len(self.ref_prefix):]
+        if EPOCH_MARK not in name:
+            return (name, 1) if name and "/" not in name else None
+        ticket, _, number = name.rpartition(EPOCH_MARK)
+        if not ticket or "/" in ticket or not number.isdigit() or number.startswith("0") \
+                or len(number) > 12 or int(number) < 2:
+            return None
+        return ticket, int(number)
+
+    def is_claim_ref_of(self, ticket: str, ref: str) -> bool:
+        found = self.claim_of_ref(ref)
+        return found is not None and found[0] == ticket
 
     def notes_ref(self, ticket: str) -> str:
         return self.notes_prefix + ticket
 
     def ticket_of_ref(self, ref: str) -> str | None:
-        return ref[len(self.ref_prefix):] if ref.startswith(self.ref_prefix) else None
+        found = self.claim_of_ref(ref)
+        return found[0] if found else None
 
     def ticket_of_notes_ref(self, ref: str) -> str | None:
         return ref[len(self.notes_prefix):] if ref.startswith(self.notes_prefix) else None
+
+
+EPOCH_MARK = "@"
 
 
 def _get(config: dict[str, list[str]], key: str) -> str:

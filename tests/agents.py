@@ -175,3 +175,83 @@ def owned_record(git_dir: Path, ticket: str) -> dict[str, Any] | None:
     records = owned_records(git_dir, ticket)
     assert len(records) <= 1, records
     return records[0] if records else None
+
+
+@dataclass(frozen=True)
+class TicketOnRemote:
+    """A ticket's state on the served repository, read with the git CLI (an oracle).
+
+    Claims are an append-only log (refs/claims/640, 640@2, ...); the newest
+    counts. Its latest note (a release as free, a reap, a reopening) frees
+    the ticket; a release as done or blocked puts that outcome in force.
+    This reads the remote independently of the tool, so tests judge what is
+    on the server rather than what the tool believes.
+    """
+
+    ticket: str
+    state: str  # free, held, done, blocked, unknown
+    epoch: int  # of the newest claim; 0: never claimed
+    ref: str | None  # the newest claim's ref
+    tag: str | None  # the newest claim's tag
+    agent: str  # the holder, or who recorded the outcome
+    reason: str
+    event: str  # the latest note's event on the newest claim ("" if none)
+    claims: dict[int, str]  # every epoch listed: epoch -> tag
+
+    @property
+    def in_force(self) -> str | None:
+        """The tag of the claim in force (held, done or blocked), None when free."""
+        return None if self.state == "free" else self.tag
+
+
+def _trailers(text: str) -> dict[str, str]:
+    found: dict[str, str] = {}
+    for line in text.splitlines():
+        key, sep, value = line.partition(": ")
+        if sep and key.startswith("Claim-"):
+            found.setdefault(key, value.strip())
+    return found
+
+
+def ticket_state(repo: ServedRepo, ticket: str, prefix: str = "refs/claims/",
+                 notes_prefix: str = "refs/notes/claims/") -> TicketOnRemote:
+    refs = remote_refs(repo)
+    claims: dict[int, str] = {}
+    for name, oid in refs.items():
+        if name == prefix + ticket:
+            claims[1] = oid
+        elif name.startswith(prefix + ticket + "@") and name.rsplit("@", 1)[1].isdigit():
+            claims[int(name.rsplit("@", 1)[1])] = oid
+    if not claims:
+        return TicketOnRemote(ticket, "free", 0, None, None, "", "", "", claims)
+    epoch = max(claims)
+    tag = claims[epoch]
+    ref = prefix + ticket + ("" if epoch == 1 else f"@{epoch}")
+    record = _trailers(tag_message(repo, tag))
+    state = {"held": "held", "done": "done", "blocked": "blocked"}.get(
+        record.get("Claim-State", ""), "unknown")
+    if "Claim-State" not in record and "nonce=" in tag_message(repo, tag):
+        state = "held"  # a hand-made claim (`git tag -a claim/T -m "agent=… nonce=…"`)
+    agent, reason = record.get("Claim-Agent", ""), record.get("Claim-Reason", "")
+    shown = subprocess.run(["git", "--git-dir", str(repo.path), "notes",
+                            f"--ref={notes_prefix}{ticket}", "show", tag],
+                           capture_output=True, text=True)
+    note = _trailers(shown.stdout) if shown.returncode == 0 else {}
+    event = note.get("Claim-Event", "")
+    outcome = note.get("Claim-Outcome", "")
+    if event == "reopened":
+        state = "free"
+    elif state in ("held", "unknown") and event == "reaped":
+        state = "free"
+    elif state in ("held", "unknown") and event == "released":
+        if outcome in ("done", "blocked") and state == "held":
+            state, agent, reason = outcome, note.get("Claim-Agent", agent), \
+                note.get("Claim-Reason", "")
+        else:
+            state = "free"
+    return TicketOnRemote(ticket, state, epoch, ref, tag, agent, reason, event, claims)
+
+
+def claim_in_force(repo: ServedRepo, ticket: str) -> str | None:
+    """The tag of the ticket's claim in force (held, done or blocked), None when free."""
+    return ticket_state(repo, ticket).in_force

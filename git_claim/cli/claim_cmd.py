@@ -156,6 +156,7 @@ def _claim_ids(session: Any, ids: list[str], *, gate: bool) -> tuple[dict[str, A
         warnings = on_claimed(session, tracker, ticket) if not won.already_ours else []
         note = " (already yours)" if won.already_ours else ""
         document = {"ok": True, "ticket": won.ticket, "ref": won.ref, "tag": won.tag,
+                    "epoch": won.epoch,
                     "agent": won.record.agent, "already_ours": won.already_ours,
                     "title": info.title if info else None,
                     "labels": list(info.labels) if info else None,
@@ -196,6 +197,7 @@ def _claim_next(session: Any, labels: tuple[str, ...], excluded: tuple[str, ...]
     warnings = on_claimed(session, label_tracker, result.ticket.id)
     document = {"ok": True, "ticket": result.ticket.id, "title": result.ticket.title,
                 "labels": list(result.ticket.labels), "ref": result.claim.ref,
+                "epoch": result.claim.epoch,
                 "tag": result.claim.tag, "agent": result.claim.record.agent,
                 "pushes": result.pushes, "skipped": result.skipped, "warnings": warnings}
     title = f": {clean(result.ticket.title, 100)}" if result.ticket.title else ""
@@ -305,6 +307,6 @@ def _bare_worktree(argv: list[str]) -> list[str]:
 
 
 def main() -> None:
-    from . import completion_cmd, liveness_cmd, run_cmd  # noqa: F401  (they register their commands)
+    from . import completion_cmd, guard_cmd, liveness_cmd, run_cmd  # noqa: F401  (they register their commands)
 
     run_group(claim_group)

@@ -81,8 +81,6 @@ def reap_command(ttl: str | None, max_skew: str | None, dry_run: bool, tickets: 
             summary += " (" + ", ".join(f"{n} {why}" for why, n in reasons.items()) + ")"
         if report.lost_races:
             summary += f", {len(report.lost_races)} came back to life"
-        if report.completed:
-            summary += f", finished {len(report.completed)}"
         undone = report.undone
         failure = None
         if undone:
@@ -98,7 +96,6 @@ def reap_command(ttl: str | None, max_skew: str | None, dry_run: bool, tickets: 
                         "reaped": [e.as_dict() for e in report.reaped],
                         "live": [e.as_dict() for e in report.live],
                         "skipped": [e.as_dict() for e in report.skipped],
-                        "completed": [e.as_dict() for e in report.completed],
                         "revived": [e.as_dict() for e in report.lost_races],
                         "undone": [e.as_dict() for e in undone],
                         "repaired": repaired, "warnings": warnings}

@@ -155,7 +155,9 @@ def _start(session: Any, document: dict[str, Any], command: list[str],
     if early:
         raise NotStarted(early[0])
     _renew_before_start(session, ticket, document, beat_every)
+    found = settings.claim_of_ref(document["ref"])
     extra = {"GIT_CLAIM_TICKET": ticket, "GIT_CLAIM_AGENT": settings.agent,
+             "GIT_CLAIM_EPOCH": str(found[1] if found else 1),
              "GIT_CLAIM_TITLE": clean(document.get("title") or "", 500),
              "GIT_CLAIM_LABELS": clean(",".join(document.get("labels") or []), 2000)}
     cwd = None
@@ -291,7 +293,7 @@ def gc_command(dry_run: bool, remote: str | None, agent: str | None, as_json: bo
         records = [r for d in git_dirs(session.location) for r in OwnershipStore(d).all()]
         ours = {r.ticket for r in records
                 if r.ticket in views and views[r.ticket].oid == r.tag
-                and views[r.ticket].ended_by is None}
+                and views[r.ticket].held}
         results = gc(session.location, held=ours, dry_run=dry_run)
         if as_json:
             emit_json({"ok": True, "dry_run": dry_run,
