@@ -38,8 +38,8 @@ RUN = "run"  # a BACKLOG ticket (unless --next), then a command line
 # their own flags, and the command that takes over when the first word is not
 # a subcommand (`git claim 640` is `git claim take 640`).
 GROUPS: dict[str, tuple[str, ...]] = {
-    "claim": ("list", "reopen", "heartbeat", "verify", "log", "hook", "run", "gc", "guard",
-              "completion"),
+    "claim": ("list", "reopen", "heartbeat", "verify", "log", "hook", "run", "gc", "compact",
+              "guard", "completion"),
     "claim hook": ("install", "uninstall", "pre-push"),
     "claim guard": ("install", "pre-receive", "update"),
 }
@@ -67,6 +67,7 @@ COMMANDS: dict[str, tuple[tuple[str, ...], tuple[str, ...], object, int | None]]
                    "--on-failure", "--on-lost", "--grace") + REMOTE,
                   ("--next", "--no-gate", "--json") + HELP, RUN, None),
     "claim gc": (REMOTE, ("--dry-run", "--json") + HELP, None, 0),
+    "claim compact": (REMOTE, ("--dry-run", "--json") + HELP, None, 0),
     "claim completion": ((), HELP, ("bash", "zsh", "fish"), 1),
     "release": (("--reason",) + REMOTE,
                 ("--done", "--blocked", "--force", "--json", "--version") + HELP, HELD, 1),

@@ -307,6 +307,6 @@ def _bare_worktree(argv: list[str]) -> list[str]:
 
 
 def main() -> None:
-    from . import completion_cmd, guard_cmd, liveness_cmd, run_cmd  # noqa: F401  (they register their commands)
+    from . import compact_cmd, completion_cmd, guard_cmd, liveness_cmd, run_cmd  # noqa: F401  (they register their commands)
 
     run_group(claim_group)

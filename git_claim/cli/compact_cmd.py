@@ -1,0 +1,53 @@
+"""`git claim compact`: delete superseded claims (a maintenance identity's job)."""
+
+from __future__ import annotations
+
+import click
+
+from .claim_cmd import claim_group
+from .common import CONTEXT_SETTINGS, json_option, remote_options, session_from
+from .output import emit_json, reporting
+
+
+@claim_group.command("compact", context_settings=CONTEXT_SETTINGS)
+@click.option("--dry-run", is_flag=True, help="Say what would be deleted; delete nothing.")
+@remote_options
+@json_option
+def compact_command(dry_run: bool, remote: str | None, agent: str | None,
+                    as_json: bool) -> None:
+    """Delete claim refs superseded by a newer claim of the same ticket.
+
+    Only the newest claim of a ticket counts; older ones are history (their
+    notes stay, so `git claim log` is unchanged). Needs the right to delete
+    under the claim namespace, which agents do not need. Safe while agents
+    claim. Exit 5 when the remote refused some deletes.
+    """
+    with reporting(as_json=as_json, command="git claim compact"):
+        from ..compaction import compact
+        from ..errors import IncompleteError
+
+        report = compact(session_from(remote, agent), dry_run=dry_run)
+        failure = None
+        if report.refused:
+            first = next(iter(report.refused.items()))
+            failure = IncompleteError(
+                f"the remote refused to delete {len(report.refused)} superseded claim"
+                f"{'s' if len(report.refused) != 1 else ''} (needs the right to delete under"
+                f" the claim namespace): {first[0]}: {first[1]}")
+        if as_json:
+            document = {"ok": failure is None, "dry_run": dry_run, "tickets": report.tickets,
+                        "superseded": report.superseded, "deleted": report.deleted,
+                        "refused": report.refused}
+            if failure is not None:
+                document.update(error={"kind": failure.kind, "message": failure.message},
+                                exit_code=int(failure.exit_code))
+            emit_json(document)
+            if failure is not None:
+                raise SystemExit(int(failure.exit_code))
+            return
+        verb = "would delete" if dry_run else "deleted"
+        count = len(report.superseded) if dry_run else len(report.deleted)
+        click.echo(f"{verb} {count} superseded claim{'s' if count != 1 else ''}"
+                   f" of {report.tickets} ticket{'s' if report.tickets != 1 else ''}")
+        if failure is not None:
+            raise failure
