@@ -88,9 +88,14 @@ def spread_order(tickets: Sequence[Ticket], agent: str, spread: int) -> list[Tic
 
 
 def _taken_ids(session: Session) -> set[str]:
-    """Tickets with a claim ref on the remote (held, done or blocked): one listing."""
-    prefix = session.settings.ref_prefix
-    return {ref[len(prefix):] for ref in session.transport.list_refs([prefix])}
+    """Tickets whose newest claim is in force (held, done, blocked or unreadable).
+
+    Claim refs stay after a release (each claim is a new ref), so the notes
+    say which tickets are free again: one listing and one fetch of what is new.
+    """
+    from .claims import read_claims
+
+    return {ticket for ticket, view in read_claims(session).items() if view.oid is not None}
 
 
 def _still_free(session: Session, candidates: Sequence[Ticket], passed: set[str],

@@ -46,8 +46,19 @@ def history(session: Session, ticket: str, limit: int = 10000) -> list[dict[str,
                        "agent": record.agent, "holder": record.agent, "seq": order, "claim": oid,
                        "ttl": None, "outcome": None, "reason": record.reason or None,
                        "forced_by": record.forced_by or None, "commit": None})
+    epochs = {oid: epoch for epoch, oid in view.claims}
+    for event in events:
+        event["epoch"] = epochs.get(event["claim"]) or _recorded_epoch(session, event["claim"])
     events.sort(key=lambda e: (e["time"] or "", e["seq"]))
     return events
+
+
+def _recorded_epoch(session: Any, oid: str) -> int | None:
+    """The epoch a claim tag records (its ref may have been compacted away)."""
+    info = session.local.read_tag(oid)
+    if info is None or not info.raw_message:
+        return None
+    return parse_claim("", info.raw_message).epoch or None
 
 
 def render_history(events: list[dict[str, Any]]) -> str:
@@ -70,5 +81,6 @@ def render_history(events: list[dict[str, Any]]) -> str:
                 detail += f" forced, holder {clean(e['holder'] or '?', 80)}"
         if e["reason"]:
             detail += f": {clean(e['reason'], 120)}"
-        lines.append(f"{when}  {what:<9} {who}{detail}")
+        claim = f"@{e['epoch']}" if e.get("epoch") else "@?"
+        lines.append(f"{when}  {claim:<4} {what:<9} {who}{detail}")
     return "\n".join(lines) + "\n"
