@@ -38,6 +38,8 @@ from .testpoints import pause
 
 MAX_ROUNDS = 5
 LOCK_RETRY_SECONDS = 2.0  # how long a refusal for a contended ref lock is retried
+LOCK_SIGNS = ("failed to update ref", "failed to lock", "cannot lock ref", ".lock exists",
+              "is locked on the remote")
 EMAIL_DOMAIN = "git-claim.invalid"
 OUTCOME_FREE = "free"
 
@@ -145,10 +147,11 @@ def _lock_contention(message: str) -> bool:
     """Whether a refusal reads like a ref lock held by another writer.
 
     git's receive-pack says "failed to update ref" or "failed to lock" when its
-    wait for a `.lock` ran out; libgit2 and our path transport name the lock.
+    wait for a `.lock` ran out; libgit2 and our path transport name the lock
+    file. A hook's own words that merely mention a lock are not retried.
     """
     lowered = message.lower()
-    return "lock" in lowered or "failed to update ref" in lowered
+    return any(sign in lowered for sign in LOCK_SIGNS)
 
 
 def my_records(session: Session, ticket: str) -> list[Ownership]:
@@ -209,9 +212,11 @@ def claim(session: Session, ticket: str, *, no_gate: bool = False,
     for _ in range(MAX_ROUNDS):
         if mine is not None and mine.tag == view.oid:
             return _won(session, mine)  # a push of ours that landed (an earlier try's)
-        if mine is not None and (mine.tag in dict(view.claims).values() or mine.ref != view.ref):
-            # it landed once and ended since, or was minted for an epoch now taken:
-            # pushing it again would bring an ended claim back or never win
+        if mine is not None and (mine.tag in dict(view.claims).values() or mine.ref != view.ref
+                                 or not session.local.has(mine.tag)):
+            # it landed once and ended since, or was minted for an epoch now taken
+            # (pushing it again would bring an ended claim back or never win), or
+            # its tag never left this clone and a `git gc --prune` removed it
             store.drop(mine)
             mine = None
         if view.oid is not None:
