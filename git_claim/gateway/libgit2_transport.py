@@ -11,6 +11,7 @@ against the same advertisement, read from the open connection.
 
 from __future__ import annotations
 
+import re
 from typing import Sequence
 
 import pygit2
@@ -161,6 +162,7 @@ class Libgit2Transport(Transport):
         return UpdateResult(update.ref, UpdateStatus.REJECTED, clean(message, 400))
 
 
+ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 PROGRESS_PREFIXES = ("Resolving deltas", "Counting objects", "Compressing objects",
                      "Writing objects", "Total ", "Unpacking objects", "Enumerating objects")
 
@@ -171,6 +173,7 @@ def host_words(text: str) -> str:
     Progress meters are dropped; carriage-return redraws keep their last state.
     """
     lines = []
+    text = ANSI_ESCAPE.sub("", text)  # a hook's colours: the words, not `?[1;31m`
     for raw in text.replace("\r\n", "\n").split("\n"):
         line = raw.rsplit("\r", 1)[-1].strip()
         if line.startswith("remote:"):
