@@ -833,6 +833,79 @@ def scenario_memory(b: Bench) -> list[Row]:
     return rows
 
 
+# --------------------------------------------------------------------------
+# history: a claim on a remote holding many superseded claims, before and
+# after `git claim compact`
+
+
+def history_sizes(b: Bench) -> list[int]:
+    return [2000] if b.quick else [2000, 20000]
+
+
+def _write_history(b: Bench, repo: ServedRepo, count: int) -> None:
+    """`count` superseded claims: tickets H<k> with epochs 1..10 each, written directly."""
+    from git_claim.record import STATE_HELD, ClaimRecord, new_nonce
+
+    git = ["git", "--git-dir", str(repo.path)]
+    blob = quiet([*git, "hash-object", "-w", "--stdin"], env=b.env, input="").strip()
+    folder = Path(tempfile.mkdtemp(dir=b.root, prefix="history-"))
+    at = int(time.time()) - 86400
+    paths, refs = [], []
+    for k in range(count):
+        ticket, epoch = f"H{k // 10:05d}", k % 10 + 1
+        record = ClaimRecord(ticket=ticket, state=STATE_HELD, agent="old@bench", host="bench",
+                             time=at, nonce=new_nonce(), epoch=epoch)
+        path = folder / f"{ticket}-{epoch}"
+        path.write_text(f"object {blob}\ntype blob\ntag claim/{ticket}\n"
+                        f"tagger old@bench <agent@git-claim.invalid> {at} +0000\n\n"
+                        f"{record.to_message()}")
+        paths.append(str(path))
+        refs.append(f"refs/claims/{ticket}" + ("" if epoch == 1 else f"@{epoch}"))
+    oids = quiet([*git, "hash-object", "-t", "tag", "-w", "--stdin-paths"], env=b.env,
+                 input="\n".join(paths) + "\n").split()
+    quiet([*git, "update-ref", "--stdin"], env=b.env,
+          input="".join(f"create {ref} {oid}\n" for ref, oid in zip(refs, oids)))
+    quiet([*git, "repack", "-adq"], env=b.env)
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+def scenario_history(b: Bench) -> list[Row]:
+    """One claim (and its release, unmeasured) against an empty remote, then one
+    holding `count` superseded claims, then the same after `git claim compact`."""
+    rows: list[Row] = []
+    scheme = "git"
+    for count in history_sizes(b):
+        empty, full = b.repo(scheme), b.repo(scheme)
+        _write_history(b, full, count)
+        quiet(["git", "--git-dir", str(full.path), "config", "http.receivepack", "true"],
+              env=b.env)
+        plain, crowded = b.clone(empty, f"hist-empty-{count}"), b.clone(full, f"hist-{count}")
+
+        def cycle(clone: Clone) -> Callable[[int], dict[str, float]]:
+            def measure(_: int) -> dict[str, float]:
+                proc = run(["git", "claim", "T"], cwd=clone.path, env=clone.env)
+                if proc.code != 0:
+                    raise BenchError(f"git claim T failed: {proc.stderr.strip()}")
+                quiet(["git", "release", "T"], cwd=clone.path, env=clone.env)
+                return {"wall": proc.wall}
+            return measure
+
+        mine, base = repeat(cycle(crowded), runs=b.runs, warmup=b.warmup,
+                            baseline=cycle(plain))
+        rows.append(Row("history", f"{count} superseded", "`git claim T`, git://", "s",
+                        mine["wall"], base["wall"], "empty remote"))
+        compacting = run(["git", "claim", "compact"], cwd=crowded.path, env=crowded.env)
+        if compacting.code != 0:
+            raise BenchError(f"git claim compact failed: {compacting.stderr.strip()}")
+        rows.append(Row("history", f"{count} superseded", "`git claim compact`, git://", "s",
+                        [compacting.wall]))
+        mine, base = repeat(cycle(crowded), runs=b.runs, warmup=b.warmup,
+                            baseline=cycle(plain))
+        rows.append(Row("history", f"{count} compacted", "`git claim T`, git://", "s",
+                        mine["wall"], base["wall"], "empty remote"))
+    return rows
+
+
 SCENARIOS: dict[str, Callable[[Bench], list[Row]]] = {
     "claim": scenario_claim,
     "contention": scenario_contention,
@@ -841,4 +914,5 @@ SCENARIOS: dict[str, Callable[[Bench], list[Row]]] = {
     "heartbeat": scenario_heartbeat,
     "startup": scenario_startup,
     "memory": scenario_memory,
+    "history": scenario_history,
 }
