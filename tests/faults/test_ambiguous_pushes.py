@@ -3,7 +3,8 @@
 The agent under test reaches the server through a FaultProxy; the other
 agents of the world talk to the server directly. A ServerGate holds the
 server after it applied a ref update (reference-transaction, `committed`) or
-before (pre-receive), while the proxy cuts the connection.
+before (pre-receive), while the proxy cuts the connection. A release or a
+reap is one note on the ticket's notes ref: there is no later step to cut.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import re
 
 import pytest
 
-from agents import tag_message, with_env
+from agents import PausePoint, claim_in_force, tag_message, ticket_state, with_env
 from faultkit import ServerGate, claim_refs, claim_tags_in, finish, owned_record, through
 
 NETWORK = [("git", "libgit2"), ("git", "git"), ("http", "libgit2"), ("http", "git")]
@@ -91,12 +92,23 @@ def test_claim_cut_before_its_upload_is_retried_with_the_same_tag(net_world, pro
 
 @worlds(("http", "git"))
 def test_claim_that_cannot_reach_the_server_exits_3_and_a_retry_keeps_the_nonce(
-        net_world, proxy_for):
+        net_world, proxy_for, tmp_path):
     world = net_world
     proxy = proxy_for(world)
     alice = through(world.agent("alice"), proxy)
     proxy.set_mode("refuse")
-    failed = alice.claim("640")
+    unread = alice.claim("640")  # a claim reads the ticket first: nothing is minted
+    assert unread.code == 3, unread
+    assert "claimed" not in unread.stdout
+    assert claim_refs(world.repo) == {} and owned_record(alice, "640") is None
+    # The ticket read, the server goes away before the push: the tag stays pending.
+    proxy.set_mode("pass")
+    point = PausePoint(tmp_path / "pause", "claim:before-push")
+    process = alice.popen("claim", "640", env=point.env(alice.env))
+    point.wait_reached(process)
+    proxy.cut(then="refuse")
+    point.go()
+    failed = finish(process)
     assert failed.code == 3, failed
     assert "claimed" not in failed.stdout
     assert claim_refs(world.repo) == {}
@@ -134,24 +146,18 @@ def test_claim_cut_while_the_server_holds_it_before_applying(net_world, proxy_fo
 
 
 # --------------------------------------------------------------------------
-# release and reap: a retry never deletes a newer claim
+# release and reap: the note is the whole change; a retry never touches a newer claim
 
 
-@pytest.mark.parametrize("step,net_world", [("decide", ("git", "libgit2")),
-                                            ("complete", ("http", "git"))],
-                         ids=["decide-git-libgit2", "complete-http-git"], indirect=["net_world"])
-def test_release_applied_unreported_then_a_new_claim_survives_the_retry(
-        net_world, proxy_for, step):
+@worlds(("git", "libgit2"), ("http", "git"))
+def test_release_applied_unreported_then_a_new_claim_survives_the_retry(net_world, proxy_for):
     world = net_world
     proxy = proxy_for(world)
     alice, bob = through(world.agent("alice"), proxy), world.agent("bob")
     assert alice.claim("640").code == 0
-    mine = claim_refs(world.repo)["refs/claims/640"]
-    if step == "decide":  # the released note lands; the claim ref is not deleted yet
-        gate = ServerGate(world.repo, world.root / "gate", "refs/notes/claims/640")
-    else:  # the claim ref is deleted
-        gate = ServerGate(world.repo, world.root / "gate", "refs/claims/640", op="delete")
-    gate.arm()
+    mine = claim_in_force(world.repo, "640")
+    gate = ServerGate(world.repo, world.root / "gate", "refs/notes/claims/640")
+    gate.arm()  # the released note lands; alice never hears it
     process = alice.popen("release", "640")
     gate.wait_reached(process)
     proxy.cut(then="refuse")  # alice hears nothing and cannot re-read either
@@ -159,31 +165,31 @@ def test_release_applied_unreported_then_a_new_claim_survives_the_retry(
     first = finish(process)
     assert first.code == 3, first
     assert "released" not in first.stdout
-    assert claim_refs(world.repo).get("refs/claims/640") == (mine if step == "decide" else None)
+    after = ticket_state(world.repo, "640")
+    assert (after.state, after.event, after.tag) == ("free", "released", mine), after
     taken = bob.claim("640", "--json")
-    assert taken.code == 0, taken  # finishes alice's decided release first if needed
+    assert taken.code == 0, taken  # her release did free it
     newer = taken.json()["tag"]
     proxy.set_mode("pass")
     retry = alice.release("640")
     assert retry.code == 0, retry  # her release did happen; repeating it succeeds
-    assert claim_refs(world.repo) == {"refs/claims/640": newer}
+    state = ticket_state(world.repo, "640")
+    assert (state.state, state.in_force, state.epoch) == ("held", newer, 2), state
+    assert state.claims == {1: mine, 2: newer}  # nothing rewritten or deleted
+    assert claim_refs(world.repo) == {"refs/claims/640": mine, "refs/claims/640@2": newer}
     assert alice.claim("heartbeat", "640").code == 1
+    assert bob.claim("verify", "640").code == 0
 
 
-@pytest.mark.parametrize("step,net_world", [("decide", ("http", "libgit2")),
-                                            ("complete", ("git", "git"))],
-                         ids=["decide-http-libgit2", "complete-git-git"], indirect=["net_world"])
-def test_reap_applied_unreported_then_a_new_claim_survives_the_retry(
-        net_world, proxy_for, step):
+@worlds(("http", "libgit2"), ("git", "git"))
+def test_reap_applied_unreported_then_a_new_claim_survives_the_retry(net_world, proxy_for):
     world = net_world
     proxy = proxy_for(world)
     alice, bob = world.agent("alice"), world.agent("bob")
     carol = through(reaper(world, "carol"), proxy)
     assert alice.cmd("claim", "640", env=with_env(alice, GIT_CLAIM_CLOCK_OFFSET=OLD)).code == 0
-    if step == "decide":
-        gate = ServerGate(world.repo, world.root / "gate", "refs/notes/claims/640")
-    else:
-        gate = ServerGate(world.repo, world.root / "gate", "refs/claims/640", op="delete")
+    old = claim_in_force(world.repo, "640")
+    gate = ServerGate(world.repo, world.root / "gate", "refs/notes/claims/640")
     gate.arm()
     process = carol.popen("reap", *TTL, "--json")
     gate.wait_reached(process)
@@ -191,6 +197,8 @@ def test_reap_applied_unreported_then_a_new_claim_survives_the_retry(
     gate.go()
     first = finish(process)
     assert first.code == 3, first
+    after = ticket_state(world.repo, "640")
+    assert (after.state, after.event, after.tag) == ("free", "reaped", old), after
     taken = bob.claim("640", "--json")
     assert taken.code == 0, taken
     newer = taken.json()["tag"]
@@ -199,7 +207,9 @@ def test_reap_applied_unreported_then_a_new_claim_survives_the_retry(
     assert retry.code == 0, retry
     report = retry.json()
     assert report["reaped"] == [] and [e["ticket"] for e in report["live"]] == ["640"], report
-    assert claim_refs(world.repo) == {"refs/claims/640": newer}
+    state = ticket_state(world.repo, "640")
+    assert (state.state, state.in_force, state.epoch) == ("held", newer, 2), state
+    assert claim_refs(world.repo) == {"refs/claims/640": old, "refs/claims/640@2": newer}
     assert bob.claim("verify", "640").code == 0
     events = [e["event"] for e in bob.claim("log", "640", "--json").json()]
     assert events.count("reaped") == 1, events
