@@ -29,8 +29,9 @@ class ClaimGroup(click.Group):
 def claim_group() -> None:
     """Claim tickets atomically through the shared git remote.
 
-    `git claim 640` creates the claim ref refs/claims/640 on the remote; of two
-    agents claiming at once, the server accepts exactly one. `git claim 640 641`
+    `git claim 640` creates the claim ref refs/claims/640 on the remote (a later
+    claim of 640: refs/claims/640@2, ...); of two agents claiming at once, the
+    server accepts exactly one. `git claim 640 641`
     claims the first it can win. A ticket named like a command is claimed with
     `git claim -- list`.
 
@@ -213,11 +214,12 @@ def _claim_next(session: Any, labels: tuple[str, ...], excluded: tuple[str, ...]
 @json_option
 def list_command(watch: str | None, remote: str | None, agent: str | None,
                  as_json: bool) -> None:
-    """The board: every claim on the remote, by state then age (--json for scripts).
+    """The board: every claim in force on the remote, by state then age (--json for scripts).
 
-    Columns: ticket (* marks ours), state (live, stale, ending, done, blocked,
-    unknown), holder, age, last heartbeat, time left before it can be reaped,
-    and the tracker title when the last backlog listing knew it.
+    One row per ticket whose newest claim is in force. Columns: ticket (*
+    marks ours), state (live, stale, done, blocked, unknown), holder, age,
+    last heartbeat, time left before it can be reaped, and the tracker title
+    when the last backlog listing knew it.
     """
     with reporting(as_json=as_json, command="git claim list"):
         import os
