@@ -4,15 +4,15 @@
   answer: by the time it hears "won", a reaper may have freed the ticket. It
   beats before starting its command, and a reaped claim stops it there.
 - An agent that retries a push it left pending (it crashed after the push
-  landed) must not win with a claim that has been reaped since: it settles the
-  old claim and claims anew.
+  landed) must not win with a claim that has been reaped since: it drops the
+  old claim and claims anew, as the ticket's next epoch.
 """
 
 from __future__ import annotations
 
 import time
 
-from agents import PausePoint, tag_message, with_env
+from agents import PausePoint, tag_message, ticket_state, with_env
 from faultkit import claim_refs, finish
 
 REAP = ["reap", "--ttl", "3s", "--max-skew", "0"]
@@ -56,12 +56,16 @@ def test_a_retried_push_that_was_reaped_meanwhile_is_no_win(make_world, tmp_path
     point.kill(crashed)  # the push landed; alice keeps a pending record of it
     first = claim_refs(world.repo)["refs/claims/640"]
     reap_now(carol)
-    assert "refs/claims/640" not in claim_refs(world.repo)
+    reaped = ticket_state(world.repo, "640")
+    assert (reaped.state, reaped.event, reaped.tag) == ("free", "reaped", first), reaped
 
     again = alice.claim("640")
     assert again.code == 0, again
-    second = claim_refs(world.repo)["refs/claims/640"]
-    assert second != first and "Claim-Agent: alice" in tag_message(world.repo, second)
+    now = ticket_state(world.repo, "640")
+    second = now.in_force
+    assert now.state == "held" and second is not None and second != first, now
+    assert claim_refs(world.repo) == {"refs/claims/640": first, "refs/claims/640@2": second}
+    assert "Claim-Agent: alice" in tag_message(world.repo, second)
     verified = alice.claim("verify", "640")
     assert verified.code == 0, verified
     assert alice.claim("heartbeat", "640").code == 0
