@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from agents import PausePoint, notes_log, remote_refs, tag_message
+from agents import PausePoint, notes_log, remote_refs, tag_message, ticket_state
 
 WORKER = """\
 import json, os, sys, time
@@ -141,8 +141,7 @@ def test_runs_in_one_clone_under_one_name_never_share_a_ticket(make_world, tmp_p
     tickets = [e["ticket"] for e in entries if e["what"] == "start"]
     assert len(tickets) == 3 and len(set(tickets)) == 3, entries
     for ticket in tickets:
-        state = tag_message(world.repo, remote_refs(world.repo)[f"refs/claims/{ticket}"])
-        assert "Claim-State: done" in state
+        assert ticket_state(world.repo, ticket).state == "done"
 
 
 def test_a_supervised_claim_is_not_taken_over_by_another_process(make_world, tmp_path):
@@ -294,16 +293,24 @@ def test_push_tags_force_from_a_stale_clone_does_not_steal_a_claim(make_world):
     assert reap.json()["skipped"] and not reap.json()["reaped"], reap
 
 
-def test_a_reopening_is_recorded_and_finished_by_others(make_world):
+def test_a_reopening_is_recorded_and_frees_the_ticket_for_others(make_world):
+    """A reopening is one note: the done claim stays as history, the next claim is epoch 2."""
     world = make_world("git", "git")
     alice, bob = world.agent("alice"), world.agent("bob")
     assert alice.release("733", "--done").code == 1  # not claimed
     assert alice.claim("733").code == 0
     assert alice.release("733", "--done").code == 0
+    done = ticket_state(world.repo, "733")
+    assert done.state == "done", done
     assert alice.claim("reopen", "733").code == 0
     assert notes_log(world.repo, "733")[0].startswith("reopened 733")
-    assert "refs/claims/733" not in remote_refs(world.repo)
-    assert bob.claim("733").code == 0
+    reopened = ticket_state(world.repo, "733")
+    assert reopened.state == "free" and reopened.event == "reopened", reopened
+    assert reopened.claims == done.claims  # no ref written or deleted: just the note
+    taken = bob.claim("733", "--json")
+    assert taken.code == 0, taken
+    assert ticket_state(world.repo, "733").in_force == taken.json()["tag"]
+    assert ticket_state(world.repo, "733").ref == "refs/claims/733@2"
 
 
 def test_no_beat_lands_once_the_claim_is_gone(make_world):
@@ -351,8 +358,9 @@ def test_another_process_of_the_checkout_cannot_end_a_supervised_claim(make_worl
     assert x.claim("verify", "7").code == 0
     go.write_text("")
     assert supervisor.wait(timeout=60) == 0, supervisor.communicate()
-    body = tag_message(world.repo, remote_refs(world.repo)["refs/claims/7"])
-    assert "Claim-State: done" in body and "Claim-Agent: x" in body
+    on_remote = ticket_state(world.repo, "7")
+    assert on_remote.state == "done" and on_remote.agent == "x", on_remote
+    assert on_remote.epoch == 1  # nobody else's claim came in between
 
 
 def test_run_never_reports_success_for_a_release_that_did_not_happen(make_world, tmp_path):
@@ -390,7 +398,9 @@ def test_a_retried_claim_never_brings_back_an_ended_one(make_world):
     retry = alice.claim("640", "--json")
     assert retry.code == 0, retry
     assert retry.json()["tag"] != landed
-    assert remote_refs(world.repo)["refs/claims/640"] == retry.json()["tag"]
+    on_remote = ticket_state(world.repo, "640")
+    assert on_remote.state == "held" and on_remote.in_force == retry.json()["tag"], on_remote
+    assert on_remote.ref == "refs/claims/640@3" and on_remote.claims[1] == landed, on_remote
     assert alice.claim("heartbeat", "640").code == 0
     shown = subprocess.run(["git", "--git-dir", str(world.repo.path), "notes", "--ref",
                             "refs/notes/claims/640", "show", landed],
@@ -400,7 +410,7 @@ def test_a_retried_claim_never_brings_back_an_ended_one(make_world):
 
 def test_an_interrupt_while_claiming_never_starts_the_command(make_world, tmp_path):
     """SIGINT arriving while libgit2 pushes the claim (inside its callbacks, where a
-    KeyboardInterrupt would be swallowed): the command never runs, the claim goes back."""
+    KeyboardInterrupt would be swallowed): the command never runs, the ticket is freed."""
     world = make_world("git", "libgit2")
     alice = world.agent("alice")
     entered = tmp_path / "hook-entered"
@@ -417,7 +427,7 @@ def test_an_interrupt_while_claiming_never_starts_the_command(make_world, tmp_pa
     hook.unlink()
     assert run.returncode == 130, (out, err)
     assert not ran.exists()
-    assert "refs/claims/716" not in remote_refs(world.repo), err
+    assert ticket_state(world.repo, "716").state == "free", err
     assert "interrupted before the command started" in err
 
 
@@ -437,8 +447,8 @@ def test_run_releases_only_the_claim_it_supervised(make_world, tmp_path):
     pause.go()
     out, err = run.communicate(timeout=60)
     assert run.returncode == 4, (out, err)
-    assert remote_refs(world.repo)["refs/claims/717"] == again.json()["tag"]
-    assert "Claim-State: held" in tag_message(world.repo, again.json()["tag"])
+    on_remote = ticket_state(world.repo, "717")
+    assert on_remote.in_force == again.json()["tag"] and on_remote.state == "held", on_remote
 
 
 def test_an_outcome_cleared_by_force_does_not_come_back_as_done(make_world):
