@@ -20,7 +20,8 @@ from pathlib import Path
 
 import pytest
 
-from agents import PausePoint, notes_log, remote_refs, tag_message, ticket_state
+from agents import (PausePoint, notes_log, remote_refs, remote_refs_bytes, tag_message,
+                    ticket_state)
 
 WORKER = """\
 import json, os, sys, time
@@ -246,51 +247,123 @@ def test_run_beats_before_reusing_an_old_claim(make_world, tmp_path):
 
 # 6. Tags mode: a stale clone's `git push --tags` neither resurrects nor steals.
 
+TAGS = "refs/tags/claim/"
+
+
 def tags_mode(*agents) -> None:
     for agent in agents:
         agent.git("config", "claim.refPrefix", "refs/tags/claim/")
 
 
 def test_push_tags_from_a_stale_clone_does_not_resurrect_a_claim(make_world):
+    """The stale clone has alice's claim tag from before it ended. Claim refs are never
+    deleted, so its push finds nothing to put back; once the superseded claim was
+    compacted away, the tag it puts back is history: only the newest claim counts."""
     world = make_world("git", "libgit2")
     alice, bob, stale = world.agent("alice"), world.agent("bob"), world.agent("stale")
     tags_mode(alice, bob, stale)
     assert alice.claim("731").code == 0
+    first = ticket_state(world.repo, "731", TAGS).tag
     stale.git("fetch", "-q", "origin", "refs/tags/*:refs/tags/*")
     assert alice.release("731", "--done").code == 0
     assert alice.claim("reopen", "731").code == 0
-    stale.git("push", "-q", "origin", "--tags")  # the old claim tag comes back
-    state = bob.claim("list", "--json").json()
-    rows = {row["ticket"]: row for row in state}
-    assert rows["731"]["state"] != "done", rows
-    taken = bob.claim("731")
-    assert taken.code == 1 and "pushed back" in taken.stderr, taken
+    stale.git("push", "-q", "origin", "--tags")  # the old claim tag, as it was
+    on_remote = ticket_state(world.repo, "731", TAGS)
+    assert on_remote.state == "free" and on_remote.claims == {1: first}, on_remote
+    rows = {row["ticket"]: row for row in bob.claim("list", "--json").json()}
+    assert "731" not in rows, rows  # neither held nor done again
+    taken = bob.claim("731", "--json")
+    assert taken.code == 0, taken
     assert alice.claim("731").code == 1
-    # nothing rolled the old claim forward into an outcome
-    body = tag_message(world.repo, remote_refs(world.repo)["refs/tags/claim/731"])
-    assert "Claim-State: done" not in body
-    # a human clears it, and the ticket is claimable again
-    assert bob.release("731", "--force").code == 0
-    assert bob.claim("731").code == 0
+    # the superseded claim is compacted away, and the stale clone puts it back
+    bob.git("push", "-q", "origin", ":refs/tags/claim/731")
+    assert ticket_state(world.repo, "731", TAGS).claims == {2: taken.json()["tag"]}
+    stale.git("push", "-q", "origin", "--tags")
+    on_remote = ticket_state(world.repo, "731", TAGS)
+    assert on_remote.claims == {1: first, 2: taken.json()["tag"]}, on_remote
+    assert on_remote.state == "held" and on_remote.in_force == taken.json()["tag"], on_remote
+    assert bob.claim("heartbeat", "731").code == 0
+    assert alice.claim("731").code == 1
+    rows = {row["ticket"]: row for row in alice.claim("list", "--json").json()}
+    assert rows["731"]["state"] == "live" and rows["731"]["agent"] == "bob", rows
 
 
 def test_push_tags_force_from_a_stale_clone_does_not_steal_a_claim(make_world):
+    """alice's old claim tag cannot go over bob's: bob's claim is a ref of its own
+    (732@2), which the stale clone never had, even with --force."""
     world = make_world("git", "libgit2")
     alice, bob, stale = world.agent("alice"), world.agent("bob"), world.agent("stale")
     tags_mode(alice, bob, stale)
     assert alice.claim("732").code == 0
     stale.git("fetch", "-q", "origin", "refs/tags/*:refs/tags/*")
     assert alice.release("732").code == 0
-    assert bob.claim("732").code == 0
+    taken = bob.claim("732", "--json")
+    assert taken.code == 0, taken
     assert bob.claim("heartbeat", "732").code == 0
-    stale.git("push", "-q", "--force", "origin", "--tags")  # alice's old tag over bob's
+    before = remote_refs_bytes(world.repo)
+    stale.git("push", "-q", "--force", "origin", "--tags")  # alice's old tag
+    assert remote_refs_bytes(world.repo) == before
+    on_remote = ticket_state(world.repo, "732", TAGS)
+    assert on_remote.in_force == taken.json()["tag"] and on_remote.state == "held", on_remote
+    assert on_remote.ref == "refs/tags/claim/732@2"
     again = alice.claim("732")
-    assert again.code == 1, again
-    beat = bob.claim("heartbeat", "732")
+    assert again.code == 1 and "held by bob" in again.stderr, again
+    assert bob.claim("heartbeat", "732").code == 0
+    reap = alice.cmd("reap", "--json")
+    assert not reap.json()["reaped"] and [e["ticket"] for e in reap.json()["live"]] == ["732"], \
+        reap
+
+
+@pytest.mark.parametrize("guarded", [False, True], ids=["unprotected", "guarded"])
+def test_a_mirror_push_from_a_stale_clone_never_makes_a_double_hold(make_world, tmp_path,
+                                                                    guarded):
+    """Tags mode: a `git push --mirror` from a clone made while alice held the ticket.
+
+    It deletes bob's newer claim and rewinds the notes, so alice's ended claim reads
+    as held again. The guard refuses that push whole; an unprotected host takes it,
+    and then the tool must notice: bob's next beat says the claim is no longer his,
+    alice does not take her ended claim up again, and the reaper frees the ticket.
+    """
+    world = make_world("git", "libgit2")
+    alice, bob = world.agent("alice"), world.agent("bob")
+    tags_mode(alice, bob)
+    if guarded:
+        assert bob.claim("guard", "install", str(world.repo.path)).code == 0
+    assert alice.claim("735").code == 0
+    assert alice.claim("heartbeat", "735").code == 0
+    stale = tmp_path / "stale.git"
+    subprocess.run(["git", "clone", "-q", "--mirror", world.repo.url, str(stale)], check=True,
+                   capture_output=True, env=world.env)
+    assert alice.release("735").code == 0
+    taken = bob.claim("735", "--json")
+    assert taken.code == 0, taken
+    assert bob.claim("heartbeat", "735").code == 0
+    before = remote_refs_bytes(world.repo)
+    pushed = subprocess.run(["git", "--git-dir", str(stale), "push", "--mirror", world.repo.url],
+                            capture_output=True, text=True, env=world.env)
+    if guarded:
+        assert pushed.returncode != 0 and "git-claim guard: refused" in pushed.stderr, pushed
+        assert remote_refs_bytes(world.repo) == before
+        assert ticket_state(world.repo, "735", TAGS).in_force == taken.json()["tag"]
+        assert bob.claim("heartbeat", "735").code == 0
+        assert alice.claim("735").code == 1
+        return
+    assert pushed.returncode == 0, pushed
+    resurrected = ticket_state(world.repo, "735", TAGS)
+    assert resurrected.claims == {1: resurrected.tag} and resurrected.state == "held" \
+        and resurrected.agent == "alice", \
+        resurrected  # what an unprotected host let happen
+    beat = bob.claim("heartbeat", "735")
     assert beat.code == 1 and "no longer yours" in beat.stderr, beat
-    assert "refs/tags/claim/732" in remote_refs(world.repo)
-    reap = alice.cmd("reap", "--ttl", "1s", "--force", "--json")
-    assert reap.json()["skipped"] and not reap.json()["reaped"], reap
+    for attempt in (alice.claim("735"), alice.claim("heartbeat", "735"), bob.claim("735")):
+        assert attempt.code == 1, attempt
+    reaped = bob.cmd("reap", "--ttl", "1s", "--force", "--max-skew", "0", "--json",
+                     env=dict(bob.env, GIT_CLAIM_CLOCK_OFFSET="120"))
+    assert [e["ticket"] for e in reaped.json()["reaped"]] == ["735"], reaped
+    assert ticket_state(world.repo, "735", TAGS).state == "free"
+    again = bob.claim("735", "--json")
+    assert again.code == 0, again
+    assert ticket_state(world.repo, "735", TAGS).in_force == again.json()["tag"]
 
 
 def test_a_reopening_is_recorded_and_frees_the_ticket_for_others(make_world):
@@ -452,24 +525,38 @@ def test_run_releases_only_the_claim_it_supervised(make_world, tmp_path):
 
 
 def test_an_outcome_cleared_by_force_does_not_come_back_as_done(make_world):
-    """Tags mode: a stale clone puts back a done outcome after the ticket moved on; a human
-    clears it with release --force; the stale clone pushes it back again (found by the soak)."""
+    """Tags mode: a stale clone has a done outcome (the claim tag and the notes recording it)
+    from before the ticket was reopened and moved on, and pushes it back (found by the
+    soak). A plain push cannot rewind the notes; a forced one on an unprotected host can,
+    but the outcome is on a claim that is no longer the newest: never done again."""
     world = make_world("git", "libgit2")
     alice, bob, stale = world.agent("alice"), world.agent("bob"), world.agent("stale")
     tags_mode(alice, bob, stale)
+    every = ["refs/tags/*:refs/tags/*", "refs/notes/*:refs/notes/*"]
     assert alice.claim("734").code == 0
     assert alice.release("734", "--done").code == 0
-    stale.git("fetch", "-q", "origin", "refs/tags/*:refs/tags/*")  # has the done outcome
+    stale.git("fetch", "-q", "origin", *every)  # has the done outcome
     assert alice.claim("reopen", "734").code == 0
     assert bob.claim("734").code == 0 and bob.release("734").code == 0  # the ticket moves on
+    moved_on = remote_refs_bytes(world.repo)
     stale.git("push", "-q", "origin", "--tags")
-    rows = {row["ticket"]: row for row in bob.claim("list", "--json").json()}
-    assert rows["734"]["state"] == "unknown", rows
-    assert bob.release("734", "--force").code == 0  # a human clears it
-    stale.git("push", "-q", "origin", "--tags")  # and it comes back again
+    assert stale.git("push", "origin", *every, check=False).code != 0  # not a fast-forward
+    assert remote_refs_bytes(world.repo) == moved_on
+    assert ticket_state(world.repo, "734", TAGS).state == "free"
+    assert "734" not in {row["ticket"] for row in bob.claim("list", "--json").json()}
+    stale.git("push", "-q", "--force", "origin", *every)  # the old notes come back
+    forced = ticket_state(world.repo, "734", TAGS)
+    assert forced.epoch == 2 and forced.state != "done", forced
     rows = {row["ticket"]: row for row in bob.claim("list", "--json").json()}
     assert rows.get("734", {}).get("state") != "done", rows
+    assert bob.release("734", "--force").code == 0  # a human clears what came back
     assert bob.claim("734").code == 0
+    stale.git("push", "-q", "--force", "origin", *every)  # and it is pushed again
+    again = ticket_state(world.repo, "734", TAGS)
+    assert again.epoch == 3 and again.state == "held" and again.agent == "bob", again
+    rows = {row["ticket"]: row for row in bob.claim("list", "--json").json()}
+    assert rows["734"]["state"] == "live", rows
+    assert bob.claim("heartbeat", "734").code == 0
 
 
 def test_run_refuses_an_interval_no_lease_can_cover(make_world):
