@@ -26,6 +26,7 @@ import pygit2
 from ..errors import GitError
 from .libgit2_transport import Libgit2Transport
 from .localrepo import LOOKUP_ERRORS, MAX_OBJECT_BYTES, LocalRepo
+from .shared_perms import shared_writes
 from .transport import RefUpdate, UpdateResult, UpdateStatus
 
 
@@ -94,11 +95,14 @@ class LocalTransport(Libgit2Transport):
 
     def push(self, updates: Sequence[RefUpdate]) -> list[UpdateResult]:
         remote = self._remote_repo()
-        for update in updates:
-            if update.new:
-                _copy_objects(update.new, self.local.repo.odb, remote.odb)
-        patience = _lock_patience(remote)
-        return [self._swap_when_unlocked(remote, update, patience) for update in updates]
+        # libgit2 ignores core.sharedRepository: without this, a group's first
+        # writer would leave directories only it may write to
+        with shared_writes(remote, [update.ref for update in updates]):
+            for update in updates:
+                if update.new:
+                    _copy_objects(update.new, self.local.repo.odb, remote.odb)
+            patience = _lock_patience(remote)
+            return [self._swap_when_unlocked(remote, update, patience) for update in updates]
 
     @classmethod
     def _swap_when_unlocked(cls, remote: pygit2.Repository, update: RefUpdate,

@@ -232,6 +232,11 @@ class LocalRepo:
                      author: str, email: str, time: float) -> str:
         """A notes commit on `parent` that sets the note on `annotated` to `text`."""
         repo = self.repo
+        if parent and not self.has(parent):
+            # Not the remote's fault: a tip we remembered and `git gc` pruned since.
+            # Callers read the notes ref from the remote first, which fetches it.
+            raise GitError(f"the notes commit {parent[:12]} is not in this clone"
+                           " (pruned by `git gc`?)")
         if parent:
             try:
                 base_tree = repo[parent].peel(pygit2.Tree)
