@@ -103,8 +103,8 @@ def _still_free(session: Session, candidates: Sequence[Ticket], passed: set[str]
     """After a lost race: the candidates not yet passed that the remote still has free.
 
     A loss means others are claiming from the same candidates, so most of
-    this agent's next ones may be gone too. One listing (a round trip, no
-    fetch) costs less than a claim push lost on each of them, and spreading
+    this agent's next ones may be gone too. One listing (and a fetch of the
+    new claims and notes) costs less than a claim push lost on each of them, and spreading
     anew over what is left, in backlog order, keeps the losers of one round
     from colliding again on the next. None when the listing fails: the agent
     then goes on in the order it had.

@@ -16,7 +16,7 @@ class ExitCode(IntEnum):
     USAGE = 2  # usage or bad input
     GIT_ERROR = 3  # remote or local git error: unreachable, auth, not a repository
     LOST = 4  # `git claim run`: the claim was lost while the command ran
-    INCOMPLETE = 5  # recorded but not finished (the remote refused a step), or left undone
+    INCOMPLETE = 5  # work left undone: claims a reap or a compaction could not change
     INTERRUPTED = 130  # Ctrl-C
 
 
@@ -62,11 +62,11 @@ class HostRefused(GitError):
 
 
 class IncompleteError(ClaimError):
-    """A state change that is recorded but not finished, or work left undone.
+    """Work left undone by a command that changes many claims at once.
 
-    A release whose decision landed but whose claim ref the remote would not
-    delete; a reap that left stale claims it could not reap or could not
-    check for a pull request. Never reported as success: scripts see exit 5.
+    A reap that left stale claims in place (the remote refused the note, or
+    open pull requests could not be checked), a compaction the remote
+    refused some deletes of. Never reported as success: scripts see exit 5.
     """
 
     exit_code = ExitCode.INCOMPLETE

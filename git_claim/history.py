@@ -49,7 +49,8 @@ def history(session: Session, ticket: str, limit: int = 10000) -> list[dict[str,
     epochs = {oid: epoch for epoch, oid in view.claims}
     for event in events:
         event["epoch"] = epochs.get(event["claim"]) or _recorded_epoch(session, event["claim"])
-    events.sort(key=lambda e: (e["time"] or "", e["seq"]))
+    # the same second: an earlier claim's events before a later claim's
+    events.sort(key=lambda e: (e["time"] or "", e["epoch"] or 0, e["seq"]))
     return events
 
 

@@ -348,11 +348,6 @@ def decide(session: Session, view: ClaimView, event: LivenessRecord,
         return False
 
 
-def change_name(event: str) -> str:
-    """The noun for a recorded ending: release, reap or reopening."""
-    return {EVENT_REAPED: "reap", EVENT_REOPENED: "reopening"}.get(event, "release")
-
-
 @dataclass(frozen=True)
 class ReleaseResult:
     ticket: str

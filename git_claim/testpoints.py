@@ -6,7 +6,7 @@ process reaching that point creates `<dir>/<point>.reached` and waits until
 interleaving (a heartbeat landing between a reaper's read and write) or to
 SIGKILL a process at an exact step. Points: claim:before-push,
 claim:after-push, heartbeat:before-push, release:before-decide,
-release:before-complete, reap:before-decide, reap:before-complete.
+reap:before-decide.
 """
 
 from __future__ import annotations

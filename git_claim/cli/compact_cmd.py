@@ -17,10 +17,12 @@ def compact_command(dry_run: bool, remote: str | None, agent: str | None,
                     as_json: bool) -> None:
     """Delete claim refs superseded by a newer claim of the same ticket.
 
-    Only the newest claim of a ticket counts; older ones are history (their
-    notes stay, so `git claim log` is unchanged). Needs the right to delete
-    under the claim namespace, which agents do not need. Safe while agents
-    claim. Exit 5 when the remote refused some deletes.
+    Only the newest claim of a ticket counts; older ones are history. Their
+    notes stay, so heartbeats, releases and reaps remain in `git claim log`
+    (and so do their claim lines while the tags are still on the remote or in
+    this clone). Needs the right to delete under the claim namespace, which
+    agents do not need. Safe while agents claim. Exit 5 when the remote
+    refused some deletes.
     """
     with reporting(as_json=as_json, command="git claim compact"):
         from ..compaction import compact
