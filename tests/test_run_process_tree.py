@@ -3,9 +3,9 @@
 The agent script starts a Python worker without `exec`: as its foreground
 child, in the background with `&` and `wait`, or as a daemon that forks
 twice and calls setsid. The worker logs "started", "got N" when signal N
-arrives and, after a short cleanup, "stopped N" with the state of the claim
-on the remote at that moment: a release recorded before the worker ended
-would show there. Nothing here sleeps to wait for another process: every
+arrives and, after a short cleanup, "stopped N" with the state of the ticket
+on the remote at that moment, read with the tests' oracle (ticket_state): a
+release recorded before the worker ended would show there. Nothing here sleeps to wait for another process: every
 wait polls a condition with a deadline.
 """
 
@@ -22,16 +22,20 @@ from typing import Callable
 
 import pytest
 
-from agents import remote_refs, tag_message, with_env
+from agents import ticket_state, with_env
 
 GRACE = 2.0
 MARGIN = 1.0  # for the machine: the worker itself ends 0.3 s after its SIGTERM
 TICKET = "700"
 
 WORKER = r'''
-import os, signal, subprocess, sys, time
+import os, signal, sys, time
+from pathlib import Path
 
 log, mode = sys.argv[1], sys.argv[2]
+sys.path.insert(0, os.environ["CLAIM_ORACLE"])
+from agents import ticket_state  # noqa: E402
+from servers import ServedRepo  # noqa: E402
 
 
 def note(text):
@@ -40,12 +44,8 @@ def note(text):
 
 
 def claim_state():
-    shown = subprocess.run(["git", "--git-dir", os.environ["CLAIM_REPO"], "cat-file", "-p",
-                            os.environ["CLAIM_REF"]], capture_output=True, text=True)
-    for line in shown.stdout.splitlines() if shown.returncode == 0 else ["Claim-State: free"]:
-        if line.startswith("Claim-State: "):
-            return line.split(": ", 1)[1]
-    return "?"
+    served = ServedRepo(Path(os.environ["CLAIM_REPO"]), "")
+    return ticket_state(served, os.environ["CLAIM_TICKET"]).state
 
 
 def stop(signum, frame):
@@ -166,18 +166,11 @@ class Run:
         return self.process.wait(timeout=timeout)
 
     def state(self) -> str:
-        refs = remote_refs(self.world.repo)
-        ref = f"refs/claims/{TICKET}"
-        if ref not in refs:
-            return "free"
-        for line in tag_message(self.world.repo, refs[ref]).splitlines():
-            if line.startswith("Claim-State: "):
-                return line.split(": ", 1)[1]
-        return "?"
+        """The ticket's state on the remote (free, held, done, blocked, unknown)."""
+        return ticket_state(self.world.repo, TICKET).state
 
     def reason(self) -> str:
-        body = tag_message(self.world.repo, remote_refs(self.world.repo)[f"refs/claims/{TICKET}"])
-        return next((line for line in body.splitlines() if line.startswith("Claim-Reason: ")), "")
+        return ticket_state(self.world.repo, TICKET).reason
 
 
 @pytest.fixture
@@ -200,7 +193,7 @@ def start_run(make_world, tmp_path):
         log, out, err = tmp_path / "worker.log", tmp_path / "run.out", tmp_path / "run.err"
         env = with_env(alice, WORKER_PYTHON=sys.executable, WORKER=str(worker),
                        WORKER_LOG=str(log), CLAIM_REPO=str(world.repo.path),
-                       CLAIM_REF=f"refs/claims/{TICKET}")
+                       CLAIM_TICKET=TICKET, CLAIM_ORACLE=str(Path(__file__).parent))
         tool = ["git", "claim"] if wrapper else [str(Path(sys.executable).parent / "git-claim")]
         with open(out, "wb") as stdout, open(err, "wb") as stderr:
             process = subprocess.Popen(
@@ -261,7 +254,7 @@ def test_a_signal_to_run_alone_reaches_the_worker_before_the_ticket_is_released(
     assert run.stopped() == [(worker, signum, "claim=held")], run.lines()
     assert not alive(worker)
     assert run.state() == "blocked"
-    assert run.reason() == f"Claim-Reason: exit status {128 + signum}"
+    assert run.reason() == f"exit status {128 + signum}"
 
 
 def test_a_worker_that_goes_on_after_sigint_gets_sigterm_a_grace_period_later(start_run):
