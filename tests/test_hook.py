@@ -205,3 +205,45 @@ def test_pre_commit_framework_manifest():
 
     text = (pathlib.Path(__file__).parent.parent / ".pre-commit-hooks.yaml").read_text()
     assert "stages: [pre-push]" in text and "entry: git-claim hook pre-push" in text
+
+
+def test_the_fence_refuses_a_command_of_an_earlier_claim(make_world, tmp_path):
+    """The fencing token: `run` hands its command the claim's epoch (GIT_CLAIM_EPOCH), and a
+    process left from an earlier claim of the same agent may not push for the current one."""
+    world = make_world("path", "libgit2")
+    alice = world.agent("alice")
+    assert alice.claim("hook", "install").code == 0
+    alice.git("checkout", "-q", "-b", "claim/650")
+    seen = tmp_path / "seen"
+
+    def commit(text: str) -> str:
+        (alice.workdir / "work.txt").write_text(text)
+        alice.git("add", "work.txt")
+        alice.git("commit", "-qm", text)
+        return alice.git("rev-parse", "HEAD").stdout.strip()
+
+    def on_remote() -> str | None:
+        return remote_refs(alice.repo).get("refs/heads/claim/650")
+
+    first = commit("first claim's work")
+    script = (f'printf "%s %s" "$GIT_CLAIM_TICKET" "$GIT_CLAIM_EPOCH" > "{seen}"'
+              ' && git push -q origin claim/650 && exit 7')
+    ran = alice.cmd("claim", "run", "650", "--on-failure", "release", "--", "sh", "-c", script)
+    assert ran.code == 7, ran  # released free: the ticket's next claim is epoch 2
+    assert seen.read_text() == "650 1"
+    assert on_remote() == first  # the first claim's command pushed its work
+    again = alice.claim("650", "--json")
+    assert again.code == 0 and again.json()["ref"] == "refs/claims/650@2", again
+
+    second = commit("late work of the first claim")
+    leftover = with_env(alice, GIT_CLAIM_TICKET="650", GIT_CLAIM_EPOCH="1")
+    refused = alice.cmd("push", "origin", "claim/650", env=leftover)
+    assert refused.code != 0, refused
+    assert "works on claim 1 of 650, and the claim in force is 2" in refused.stderr, refused
+    assert on_remote() == first
+
+    current = alice.cmd("claim", "run", "650", "--", "sh", "-c",
+                        script.replace("&& exit 7", "&& exit 0"))
+    assert current.code == 0, current
+    assert seen.read_text() == "650 2"  # the same claim of alice's, taken up by run
+    assert on_remote() == second
