@@ -129,11 +129,12 @@ def test_what_the_tool_creates_in_a_shared_bare_repo_has_gits_modes(
         _run(["git", *command], cwd=clone, umask=umask)
     _run(["git", "--git-dir", str(bare), "pack-refs", "--all"], umask=umask)
     packed = (bare / "packed-refs").stat().st_ino
-    for command in (["release", "1"], ["claim", "2"]):
+    for command in (["release", "1"], ["claim", "2"], ["claim", "1"], ["claim", "compact"]):
         _run(["git", *command], cwd=clone, umask=umask)
 
     created = _created(before, _snapshot(bare))
-    assert (bare / "packed-refs").stat().st_ino != packed  # the release rewrote it
+    # compaction deleted the packed, superseded refs/claims/1 (1@2 is the claim in force)
+    assert (bare / "packed-refs").stat().st_ino != packed
     for path in ("refs/claims", "refs/claims/2", "refs/notes/claims/1", "logs/refs/claims/2",
                  "logs/refs/notes/claims", "packed-refs"):
         assert path in created, sorted(created)
@@ -314,10 +315,12 @@ def test_two_users_of_a_group_share_one_bare_repo(users: Users) -> None:
     tool(first, "claim", "heartbeat", "1")  # writes into that
     tool(first, "release", "1")
     tool(second, "release", "2", "--done")
+    tool(second, "claim", "1")  # the next epoch of the first user's ticket: 1@2
+    tool(second, "release", "1")
 
     refs = users.run(second, "git", "--git-dir", str(bare), "for-each-ref",
                      "--format=%(refname)", "refs/claims/", caps=[]).stdout.split()
-    assert refs == ["refs/claims/2"]  # the done outcome; 1 was released
+    assert refs == ["refs/claims/1", "refs/claims/1@2", "refs/claims/2"]  # claims stay
     for name in users.names:  # each reads every object and ref without any capability
         users.run(name, "git", "--git-dir", str(bare), "fsck", "--no-dangling", caps=[])
     owners = {path.stat().st_uid for path in bare.rglob("*")}
