@@ -15,7 +15,7 @@ import subprocess
 
 import pytest
 
-from agents import remote_refs, remote_refs_bytes, with_env
+from agents import remote_refs, remote_refs_bytes, ticket_state, with_env
 
 LOOP_SETUPS = [("path", "git"), ("git", "libgit2"), ("git", "git"), ("http", "libgit2"),
                ("http", "git")]
@@ -73,8 +73,8 @@ def test_the_whole_loop_with_create_only_rights(make_world, tmp_path, scheme, tr
     # nothing under the claim namespace was ever deleted or rewritten
     assert {"refs/claims/1", "refs/claims/1@2", "refs/claims/1@3", "refs/claims/2",
             "refs/claims/2@2"} <= set(refs)
-    hook_log = git_in(world.repo.path, "for-each-ref", "refs/claims/").stdout
-    assert hook_log.count("\n") >= 6
+    listed = git_in(world.repo.path, "for-each-ref", "refs/claims/").stdout
+    assert listed.count("\n") >= 6
 
 
 def test_a_mirror_push_from_a_stale_clone_loses_nothing(make_world, tmp_path):
@@ -115,6 +115,14 @@ def test_the_guard_judges_each_change(make_world):
     alice.git("tag", "-a", "-m", "agent=mallory nonce=1", "mine", "HEAD")
     out_of_turn = push("refs/tags/mine:refs/claims/5@2")
     assert out_of_turn.code != 0 and "has not ended" in out_of_turn.stderr, out_of_turn
+    rewritten = push("+refs/tags/mine:refs/claims/5")
+    assert rewritten.code != 0 and "never rewritten" in rewritten.stderr, rewritten
+    assert alice.claim("heartbeat", "5").code == 0
+    assert alice.claim("heartbeat", "5").code == 0  # two notes commits: one to rewind
+    alice.git("fetch", "-q", url, "refs/notes/claims/5:refs/notes/seen")
+    older = alice.git("rev-parse", "refs/notes/seen~1").stdout.strip()
+    rewound = push(f"+{older}:refs/notes/claims/5")
+    assert rewound.code != 0 and "only move forward" in rewound.stderr, rewound
     gap = push("refs/tags/mine:refs/claims/6@2")
     assert gap.code != 0 and "the next claim of 6 is epoch 1" in gap.stderr, gap
     lightweight = push("HEAD:refs/claims/7")
@@ -132,6 +140,13 @@ def test_the_guard_judges_each_change(make_world):
     assert push(":refs/notes/claims/5").code != 0
     assert push("refs/heads/main:refs/heads/other").code == 0  # other refs pass
 
+    assert alice.claim("9").code == 0
+    assert alice.release("9", "--done").code == 0
+    while_done = push("refs/tags/mine:refs/claims/9@2")  # an outcome in force is not ended
+    assert while_done.code != 0 and "has not ended" in while_done.stderr, while_done
+    assert alice.claim("reopen", "9").code == 0
+    assert push("refs/tags/mine:refs/claims/9@2").code == 0
+
 
 def test_install_never_replaces_a_foreign_hook(make_world):
     world = make_world("path", "git")
@@ -143,3 +158,36 @@ def test_install_never_replaces_a_foreign_hook(make_world):
     assert refused.code == 3, refused
     assert "guard pre-receive" in refused.stderr and refused.stderr.count("\n") == 1
     assert hook.read_text() == "#!/bin/sh\nexit 0\n"
+
+
+def test_the_guard_as_an_update_hook(make_world, tmp_path):
+    """A host whose own update hook calls `git-claim guard update "$1" "$2" "$3"`: each
+    ref is judged alone, so a stale mirror push loses no claim and rewinds no notes."""
+    world = make_world("git", "git")
+    hook = world.repo.path / "hooks" / "update"
+    hook.write_text('#!/bin/sh\nexec git-claim guard update "$1" "$2" "$3"\n')
+    hook.chmod(0o755)
+    alice, bob = world.agent("alice"), world.agent("bob")
+    assert alice.claim("1").code == 0
+    assert alice.claim("heartbeat", "1").code == 0
+    stale = tmp_path / "stale.git"
+    subprocess.run(["git", "clone", "-q", "--mirror", world.repo.url, str(stale)], check=True,
+                   capture_output=True, env=world.env)
+    assert alice.release("1").code == 0
+    taken = bob.claim("1", "--json")
+    assert taken.code == 0 and taken.json()["ref"] == "refs/claims/1@2", taken
+    assert bob.claim("heartbeat", "1").code == 0
+    claims_before = git_in(world.repo.path, "for-each-ref", "refs/claims/", "refs/notes/").stdout
+    pushed = subprocess.run(["git", "--git-dir", str(stale), "push", "--mirror", world.repo.url],
+                            capture_output=True, text=True, env=world.env)
+    assert pushed.returncode != 0 and "git-claim guard: refused" in pushed.stderr, pushed
+    assert git_in(world.repo.path, "for-each-ref", "refs/claims/", "refs/notes/").stdout \
+        == claims_before
+    on_remote = ticket_state(world.repo, "1")
+    assert on_remote.in_force == taken.json()["tag"] and on_remote.state == "held", on_remote
+    assert bob.claim("heartbeat", "1").code == 0
+    assert bob.release("1", "--blocked", "--reason", "waits").code == 0
+    assert alice.claim("1").code == 1
+    assert alice.claim("reopen", "1").code == 0
+    assert alice.claim("1").code == 0
+    assert ticket_state(world.repo, "1").ref == "refs/claims/1@3"
