@@ -1,7 +1,8 @@
 """Property-based tests: ticket ids, and the parsers of what the remote says.
 
 Ticket ids become ref names, so every accepted id must make a valid ref
-that no other id makes, and a rejected one must never reach the remote.
+for each of its claims (640, 640@2, ...) that no other id or epoch makes,
+and a rejected one must never reach the remote.
 Claim and liveness records are written by anyone with push access, so
 their parsers must accept any bytes without raising.
 """
@@ -22,9 +23,15 @@ from git_claim.errors import BadTicketError
 from git_claim.record import (EVENT_HEARTBEAT, FORMAT_VERSION, MAX_RECORD_BYTES, STATE_HELD,
                               LivenessRecord, new_claim, parse_claim, parse_liveness)
 from git_claim.safetext import clean
+from git_claim.settings import Settings
 from git_claim.ticket import MAX_TICKET_LENGTH, parse_ticket
 
 ID_CHARS = string.ascii_letters + string.digits + "._-"
+MAX_EPOCH = 10**12 - 1  # the highest epoch a claim ref may carry (12 digits)
+SETTINGS = [Settings(remote="origin", ref_prefix=prefix, notes_prefix="refs/notes/claims/",
+                     transport="auto", agent="a", host="h", ttl=900.0, max_skew=300.0,
+                     heartbeat=300.0, branch_prefix="claim/")
+            for prefix in ("refs/claims/", "refs/tags/claim/")]
 NEAR_MISSES = ID_CHARS + "#/@{}^~:?*[\\ .\t\n\x00\x1b\x7fé\u0130" + "lock"
 
 ids = st.one_of(
@@ -75,19 +82,30 @@ def test_an_accepted_id_is_its_own_canonical_ref_component(raw):
 def test_every_accepted_id_makes_a_valid_ref(raw):
     ticket = accepted(raw)
     assume(ticket is not None)
-    assert ref_is_valid(f"refs/claims/{ticket}"), ticket
+    for settings_ in SETTINGS:
+        for epoch in (1, 2, 10, MAX_EPOCH):  # every claim of the ticket: 640, 640@2, ...
+            assert ref_is_valid(settings_.claim_ref(ticket, epoch)), (ticket, epoch)
     assert ref_is_valid(f"refs/notes/claims/{ticket}"), ticket
 
 
-@given(st.lists(ids, min_size=2, max_size=8))
-def test_ids_map_to_refs_injectively(raws):
-    tickets = {}
-    for raw in raws:
-        ticket = accepted(raw)
-        if ticket is not None:
-            tickets.setdefault(f"refs/claims/{ticket}", set()).add(raw.removeprefix("#"))
-    for ref, spellings in tickets.items():
-        assert len(spellings) == 1, (ref, spellings)
+epochs = st.one_of(st.integers(min_value=1, max_value=20),
+                   st.integers(min_value=1, max_value=MAX_EPOCH))
+
+
+@given(st.lists(st.tuples(ids, epochs), min_size=2, max_size=8))
+def test_ids_and_epochs_map_to_refs_injectively(claims):
+    """No two (ticket, epoch) pairs share a claim ref, and each ref reads back as its pair."""
+    for settings_ in SETTINGS:
+        refs: dict[str, set[tuple[str, int]]] = {}
+        for raw, epoch in claims:
+            ticket = accepted(raw)
+            if ticket is None:
+                continue
+            ref = settings_.claim_ref(ticket, epoch)
+            assert settings_.claim_of_ref(ref) == (ticket, epoch), ref
+            refs.setdefault(ref, set()).add((raw.removeprefix("#"), epoch))
+        for ref, spellings in refs.items():
+            assert len(spellings) == 1, (ref, spellings)
 
 
 rejected_ids = st.text(st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00"),
