@@ -16,7 +16,7 @@ import time
 
 import pytest
 
-from agents import remote_refs, remote_refs_bytes, tag_message
+from agents import remote_refs, remote_refs_bytes, tag_message, ticket_state
 
 
 def test_claim_then_another_agent_is_refused(world):
@@ -74,7 +74,7 @@ def test_only_the_holder_releases_unless_forced(world):
     document = forced.json()
     assert {k: document[k] for k in ("ok", "ticket", "outcome", "forced", "holder")} == {
         "ok": True, "ticket": "640", "outcome": "free", "forced": True, "holder": "alice"}
-    assert "refs/claims/640" not in remote_refs(world.repo)
+    assert ticket_state(world.repo, "640").state == "free"
     note = subprocess.run(["git", "--git-dir", str(world.repo.path), "log", "-1", "-p",
                            "refs/notes/claims/640"], capture_output=True, text=True).stdout
     assert "Claim-Forced-By: bob" in note
@@ -110,9 +110,14 @@ def test_plain_release_frees_the_ticket(sampled_world):
     world = sampled_world
     alice, bob = world.agent("alice"), world.agent("bob")
     assert alice.claim("640").code == 0
+    first = ticket_state(world.repo, "640").tag
     assert alice.release("640").code == 0
-    assert "refs/claims/640" not in remote_refs(world.repo)
-    assert bob.claim("640").code == 0
+    assert ticket_state(world.repo, "640").state == "free"
+    taken = bob.claim("640", "--json")
+    assert taken.code == 0, taken
+    state = ticket_state(world.repo, "640")
+    assert (state.state, state.agent, state.in_force) == ("held", "bob", taken.json()["tag"])
+    assert state.ref == "refs/claims/640@2" and state.claims[1] == first  # a new epoch
 
 
 def test_stale_release_changes_nothing(world):
