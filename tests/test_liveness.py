@@ -4,7 +4,7 @@ Clocks are shifted per process with GIT_CLAIM_CLOCK_OFFSET (seconds), and the
 tool's pause points (GIT_CLAIM_TEST_PAUSE) force the interleavings.
 
 The leases run on every server with both transports (`world`): a heartbeat's
-update and a reap's two writes, each accepted when its expected tip holds and
+note and a reap's note, each accepted when its expected notes tip holds and
 refused when it moved. The scenarios built on them, whose own logic is the
 same on every transport, run on `sampled_world` (each server and each
 transport at least once).
@@ -21,7 +21,8 @@ from pathlib import Path
 
 import pytest
 
-from agents import PausePoint, notes_log, remote_refs, remote_refs_bytes, with_env
+from agents import (PausePoint, notes_log, remote_refs, remote_refs_bytes, ticket_state,
+                    with_env)
 
 OLD = "-100"  # an agent whose clock is 100 s behind makes claims that look old
 TTL = ["--ttl", "10s", "--max-skew", "0"]
@@ -66,18 +67,23 @@ def test_reap_frees_stale_and_keeps_live(sampled_world):
     document = dry.json()
     assert [e["ticket"] for e in document["reaped"]] == ["640"]
     assert [e["ticket"] for e in document["live"]] == ["641"]
-    assert "refs/claims/640" in remote_refs(world.repo)
+    stale = ticket_state(world.repo, "640")
+    assert stale.state == "held"  # a dry run changes nothing
     done = carol.cmd("reap", *TTL)
     assert done.code == 0, done
     assert done.stdout.splitlines()[-1] == "reaped 1, live 1, skipped 0"
-    refs = remote_refs(world.repo)
-    assert "refs/claims/640" not in refs and "refs/claims/641" in refs
+    reaped_state = ticket_state(world.repo, "640")
+    assert (reaped_state.state, reaped_state.event, reaped_state.tag) == ("free", "reaped",
+                                                                          stale.tag)
+    assert ticket_state(world.repo, "641").state == "held"
     events = alice.claim("log", "640", "--json").json()
     reaped = [e for e in events if e["event"] == "reaped"]
     assert len(reaped) == 1 and reaped[0]["agent"] == "carol" and reaped[0]["ttl"] == 10
     lost = alice.claim("heartbeat", "640")
     assert lost.code == 1 and "640 is no longer yours (reaped by carol at" in lost.stderr
     assert world.agent("bob").claim("640").code == 0
+    after = ticket_state(world.repo, "640")
+    assert (after.state, after.agent, after.epoch) == ("held", "bob", 2), after
 
 
 def test_reap_refuses_a_ttl_below_the_heartbeat_interval(sampled_world):
@@ -90,6 +96,7 @@ def test_reap_refuses_a_ttl_below_the_heartbeat_interval(sampled_world):
 
 def _beat_then_reap(world, alice, carol, ticket):
     """The reaper reads, a heartbeat lands, the reaper writes: the beat wins."""
+    held = ticket_state(world.repo, ticket).in_force
     pause = PausePoint(world.root / "pauses", "reap:before-decide")
     process = carol.popen("reap", *TTL, "--ticket", ticket, "--json",
                           env=pause.env(with_env(carol, GIT_CLAIM_CLOCK_OFFSET="100")))
@@ -101,7 +108,8 @@ def _beat_then_reap(world, alice, carol, ticket):
     assert beat.code == 0, beat
     report = json.loads(out)
     assert report["reaped"] == [] and [e["ticket"] for e in report["revived"]] == [ticket]
-    assert f"refs/claims/{ticket}" in remote_refs(world.repo)
+    state = ticket_state(world.repo, ticket)
+    assert (state.state, state.in_force, state.event) == ("held", held, "heartbeat"), state
 
 
 def _reap_then_beat(world, alice, carol, ticket):
@@ -116,7 +124,8 @@ def _reap_then_beat(world, alice, carol, ticket):
     assert reaped.code == 0 and [e["ticket"] for e in reaped.json()["reaped"]] == [ticket], reaped
     assert process.returncode == 1, (out, err)
     assert f"{ticket} is no longer yours (reaped by carol" in err
-    assert f"refs/claims/{ticket}" not in remote_refs(world.repo)
+    state = ticket_state(world.repo, ticket)
+    assert (state.state, state.event) == ("free", "reaped"), state
 
 
 # The pause points force each order, so a trial repeats the same interleavings:
@@ -125,7 +134,7 @@ REAP_TRIALS = 1
 
 
 def test_reaper_against_heartbeat_forced_interleavings(world):
-    """Both orders of a heartbeat and a reap: the lease on update and on delete."""
+    """Both orders of a heartbeat and a reap: each note leased on the notes tip it read."""
     alice, carol = world.agent("alice"), reaper(world, "carol")
     for trial in range(REAP_TRIALS):
         ticket = f"R{trial}"
@@ -173,27 +182,39 @@ def test_server_side_lease_when_the_reapers_push_is_held(make_world, transport):
     out, err = process.communicate(timeout=60)
     assert process.returncode == 0, (out, err)
     assert json.loads(out)["reaped"] == []
-    assert "refs/claims/640" in remote_refs(world.repo)
+    state = ticket_state(world.repo, "640")
+    assert (state.state, state.event, state.epoch) == ("held", "heartbeat", 1), state
     assert alice.claim("verify", "640").code == 0
 
 
 def test_two_reapers_and_a_new_claim(sampled_world):
+    """A reaper that judged the old claim stale must not reap the claim made after it.
+
+    The first reaper has read the ticket and decided; the second reaps it and
+    bob claims the next epoch before the first one writes. Its note, leased on
+    the notes tip it read, is refused: bob's claim stands.
+    """
     world = sampled_world
     alice, bob = world.agent("alice"), world.agent("bob")
     first, second = reaper(world, "reaper1"), reaper(world, "reaper2")
     assert alice.cmd("claim", "640", env=with_env(alice, GIT_CLAIM_CLOCK_OFFSET=OLD)).code == 0
-    pause = PausePoint(world.root / "pauses", "reap:before-complete")
+    pause = PausePoint(world.root / "pauses", "reap:before-decide")
     process = first.popen("reap", *TTL, "--json", env=pause.env(first.env))
     pause.wait_reached(process)
-    finishing = second.cmd("reap", *TTL, "--json")
-    assert finishing.code == 0, finishing
-    assert [e["ticket"] for e in finishing.json()["completed"]] == ["640"]
-    assert bob.claim("640").code == 0
+    reaping = second.cmd("reap", *TTL, "--json")
+    assert reaping.code == 0, reaping
+    assert [e["ticket"] for e in reaping.json()["reaped"]] == ["640"]
+    taken = bob.claim("640", "--json")
+    assert taken.code == 0, taken
     pause.go()
     out, err = process.communicate(timeout=60)
     assert process.returncode == 0, (out, err)
+    assert json.loads(out)["reaped"] == [], out
+    state = ticket_state(world.repo, "640")
+    assert (state.state, state.agent, state.epoch) == ("held", "bob", 2), state
+    assert state.in_force == taken.json()["tag"] and state.ref == "refs/claims/640@2"
     assert "Claim-Agent: bob" in subprocess.run(
-        ["git", "--git-dir", str(world.repo.path), "cat-file", "-p", "refs/claims/640"],
+        ["git", "--git-dir", str(world.repo.path), "cat-file", "-p", "refs/claims/640@2"],
         capture_output=True, text=True).stdout
     assert notes_log(world.repo, "640").count("reaped 640") == 1
     assert bob.claim("verify", "640").code == 0
@@ -206,7 +227,7 @@ def test_an_agent_killed_after_claiming_is_reaped_after_the_ttl(sampled_world):
     process = alice.popen("claim", "640", env=pause.env(alice.env))
     pause.wait_reached(process)
     pause.kill(process)
-    assert "refs/claims/640" in remote_refs(world.repo)
+    assert ticket_state(world.repo, "640").state == "held"
     assert bob.claim("640").code == 1
     early = carol.cmd("reap", "--ttl", "60s", "--max-skew", "0", "--json")
     assert early.json()["reaped"] == []
@@ -216,24 +237,36 @@ def test_an_agent_killed_after_claiming_is_reaped_after_the_ttl(sampled_world):
     assert bob.claim("640").code == 0
 
 
-def test_a_reaper_killed_between_its_steps_is_completed_by_the_next(sampled_world):
+def test_a_reaper_killed_before_its_note_leaves_the_claim_for_the_next(sampled_world):
+    """A reap is one note: a reaper killed right before it has changed nothing.
+
+    The claim stays held and stale (no half-ended state), and the next reaper
+    frees it with one note.
+    """
     world = sampled_world
     alice, bob = world.agent("alice"), world.agent("bob")
     first, second = reaper(world, "reaper1"), reaper(world, "reaper2")
     assert alice.cmd("claim", "640", env=with_env(alice, GIT_CLAIM_CLOCK_OFFSET=OLD)).code == 0
-    pause = PausePoint(world.root / "pauses", "reap:before-complete")
+    held = ticket_state(world.repo, "640").in_force
+    before = remote_refs_bytes(world.repo)
+    pause = PausePoint(world.root / "pauses", "reap:before-decide")
     process = first.popen("reap", *TTL, env=pause.env(first.env))
     pause.wait_reached(process)
     pause.kill(process)
-    assert "refs/claims/640" in remote_refs(world.repo)
+    assert remote_refs_bytes(world.repo) == before
+    assert ticket_state(world.repo, "640").state == "held"
+    bob.git("config", "claim.ttl", "10s")
+    bob.git("config", "claim.maxSkew", "0")
     rows = {r["ticket"]: r for r in bob.claim("list", "--json").json()}
-    assert rows["640"]["state"] == "ending"
-    assert alice.claim("heartbeat", "640").code == 1
+    assert rows["640"]["state"] == "stale" and rows["640"]["tag"] == held, rows
+    assert bob.claim("640").code == 1
     finish = second.cmd("reap", *TTL)
     assert finish.code == 0, finish
-    assert "refs/claims/640" not in remote_refs(world.repo)
+    state = ticket_state(world.repo, "640")
+    assert (state.state, state.event, state.tag) == ("free", "reaped", held), state
     assert notes_log(world.repo, "640").count("reaped 640") == 1
     assert bob.claim("640").code == 0
+    assert ticket_state(world.repo, "640").epoch == 2
 
 
 SKEWS = [("libgit2", "-300", "0"), ("libgit2", "0", "300"), ("git", "300", "0"),
