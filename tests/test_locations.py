@@ -11,7 +11,7 @@ import json
 import subprocess
 from pathlib import Path
 
-from agents import Agent, Outcome, owned_record, remote_refs
+from agents import Agent, Outcome, owned_record, remote_refs, ticket_state
 
 
 def run(args: list[str], *, cwd: Path, env: dict[str, str]) -> Outcome:
@@ -58,10 +58,11 @@ def test_from_a_subdirectory_and_with_dash_c(make_world, transport, tmp_path):
     assert list(elsewhere.iterdir()) == []
 
     assert {"refs/claims/640", "refs/claims/641"} <= set(remote_refs(world.repo))
+    assert [ticket_state(world.repo, t).state for t in ("640", "641")] == ["held", "held"]
     rows = claims(run(["claim", "list", "--json"], cwd=sub, env=alice.env))
     assert rows["640"]["ours"] is True and rows["641"]["ours"] is True
     assert run(["release", "640"], cwd=sub, env=alice.env).code == 0
-    assert "refs/claims/640" not in remote_refs(world.repo)
+    assert ticket_state(world.repo, "640").state == "free"
 
 
 def test_with_git_dir_and_work_tree_set(make_world, transport, tmp_path):
@@ -76,6 +77,7 @@ def test_with_git_dir_and_work_tree_set(make_world, transport, tmp_path):
     assert won.code == 0, won
     assert won.stdout.strip() == "claimed 643 (refs/claims/643)"
     assert "refs/claims/643" in remote_refs(world.repo)
+    assert ticket_state(world.repo, "643").state == "held"
     assert owned_record(alice.workdir / ".git", "643") is not None
     assert list(elsewhere.iterdir()) == []
 
@@ -107,7 +109,7 @@ def test_linked_worktrees_are_separate_claimants(make_world, transport, tmp_path
 
     released = run(["release", "642"], cwd=first, env=first_env)
     assert released.code == 0, released
-    assert "refs/claims/642" not in remote_refs(world.repo)
+    assert ticket_state(world.repo, "642").state == "free"
     assert owned_record(first_git_dir, "642") is None
 
 
