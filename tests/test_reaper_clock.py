@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from agents import notes_log, remote_refs, with_env
+from agents import notes_log, remote_refs, ticket_state, with_env
 from git_claim.claims import ClaimView
 from git_claim.clock import boot_id
 from git_claim.reaper_memory import ReaperMemory
@@ -83,7 +83,7 @@ def test_a_reaper_whose_clock_keeps_stepping_never_reaps_a_running_holder(make_w
             assert holder.poll() is None, (world.root / "holder.log").read_text()
             runs += 1
         assert runs >= 6  # several steps back and forth, each pair within a beat or two
-        assert "refs/claims/640" in remote_refs(world.repo)
+        assert ticket_state(world.repo, "640").state == "held"
         assert alice.claim("verify", "640").code == 0
         assert holder.poll() is None, (world.root / "holder.log").read_text()
     finally:
@@ -164,8 +164,10 @@ def test_rule_2_still_frees_a_dead_claim(make_world):
     time.sleep(2.2)  # real time, more than the TTL
     second = reap(carol, *DEAD_RULE_2_ONLY)
     assert tickets(second) == ["640"], second
-    assert "refs/claims/640" not in remote_refs(world.repo)
+    state = ticket_state(world.repo, "640")
+    assert (state.state, state.event) == ("free", "reaped"), state
     assert bob.claim("640").code == 0
+    assert ticket_state(world.repo, "640").epoch == 2
 
 
 # Two reapers at once in one clone: the memory itself, in-process (no remote involved).
