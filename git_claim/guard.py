@@ -41,10 +41,18 @@ class PushedUpdate:
 
 @dataclass
 class Namespaces:
-    """The prefixes guarded: the configured ones, and tags mode's."""
+    """The prefixes guarded: (claim prefix, its notes prefix), longest claim prefix first.
 
-    claims: list[str] = field(default_factory=list)
-    notes: list[str] = field(default_factory=list)
+    The configured pair, the default one, and tags mode's; a ref belongs to
+    the longest claim prefix it starts with (refs/claims/team/ before
+    refs/claims/), and a claim's end is read from its own pair's notes.
+    """
+
+    pairs: list[tuple[str, str]] = field(default_factory=list)
+
+    @property
+    def notes(self) -> list[str]:
+        return list(dict.fromkeys(notes for _, notes in self.pairs))
 
 
 def _git(*args: str, input_text: str | None = None) -> subprocess.CompletedProcess[str]:
@@ -54,15 +62,19 @@ def _git(*args: str, input_text: str | None = None) -> subprocess.CompletedProce
 
 def namespaces() -> Namespaces:
     """claim.refPrefix and claim.notesPrefix of this repository (else defaults), and tags mode."""
-    found = Namespaces()
-    for key, into in (("claim.refPrefix", found.claims), ("claim.notesPrefix", found.notes)):
-        configured = _git("config", "--get", key).stdout.strip()
-        for prefix in {configured or DEFAULTS[key], DEFAULTS[key]}:
-            if prefix.startswith("refs/") and prefix.endswith("/"):
-                into.append(prefix)
-    if TAGS_PREFIX not in found.claims:
-        found.claims.append(TAGS_PREFIX)
-    return found
+    def setting(key: str) -> str:
+        value = _git("config", "--get", key).stdout.strip()
+        return value if value.startswith("refs/") and value.endswith("/") else DEFAULTS[key]
+
+    notes = setting("claim.notesPrefix")
+    pairs = [(setting("claim.refPrefix"), notes),
+             (DEFAULTS["claim.refPrefix"], DEFAULTS["claim.notesPrefix"]),
+             (TAGS_PREFIX, notes)]
+    unique = list(dict.fromkeys(pairs))
+    seen: set[str] = set()
+    kept = [pair for pair in unique if not (pair[0] in seen or seen.add(pair[0]))]
+    kept.sort(key=lambda pair: len(pair[0]), reverse=True)
+    return Namespaces(kept)
 
 
 def judge(updates: Iterable[PushedUpdate], spaces: Namespaces | None = None) -> list[str]:
@@ -71,10 +83,11 @@ def judge(updates: Iterable[PushedUpdate], spaces: Namespaces | None = None) -> 
     refusals = []
     created: dict[str, str] = {}  # refs this push creates, for a ticket's next epoch
     for update in updates:
-        claim_prefix = next((p for p in spaces.claims if update.ref.startswith(p)), None)
+        pair = next((p for p in spaces.pairs if update.ref.startswith(p[0])), None)
+        claim_prefix = pair[0] if pair else None
         notes_prefix = next((p for p in spaces.notes if update.ref.startswith(p)), None)
-        if claim_prefix is not None:
-            why = _judge_claim(update, claim_prefix, spaces.notes[0], created)
+        if pair is not None:
+            why = _judge_claim(update, pair[0], pair[1], created)
         elif notes_prefix is not None:
             why = _judge_notes(update)
         else:

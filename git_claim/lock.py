@@ -77,7 +77,8 @@ def describe_holder(view: ClaimView, *, me: str | None = None) -> str:
     if record.state == STATE_UNKNOWN:
         return f"{ticket} is held by an unreadable claim ({clean(record.problem)})"
     if me is not None and record.agent == me:
-        return f"{ticket} is held by {who}{when}, in another process (another claim attempt)"
+        return (f"{ticket} is held by {who}{when}, under your agent name but not by this"
+                " process (another claim attempt, or an old claim of yours)")
     return f"{ticket} is held by {who}{when}"
 
 
@@ -92,7 +93,7 @@ def lost_message(session: Session, view: ClaimView, mine: Ownership) -> str:
             at = f" at {local_hhmm(note.time)}" if note.time else ""
             return f"{ticket} is no longer yours ({verb} by {clean(note.agent, 80)}{at})"
     if view.oid is not None and view.oid != mine.tag:
-        return f"{ticket} is no longer yours (a newer claim is in force: {describe_holder(view)})"
+        return f"{ticket} is no longer yours (another claim is in force: {describe_holder(view)})"
     if mine.tag in dict(view.claims).values():
         return f"{ticket} is no longer yours (its claim was superseded)"
     return f"{ticket} is no longer yours (the claim is gone from the remote)"

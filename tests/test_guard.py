@@ -191,3 +191,27 @@ def test_the_guard_as_an_update_hook(make_world, tmp_path):
     assert alice.claim("reopen", "1").code == 0
     assert alice.claim("1").code == 0
     assert ticket_state(world.repo, "1").ref == "refs/claims/1@3"
+
+
+def test_configured_and_nested_prefixes_are_judged_by_their_own_pair(make_world):
+    """A server with its own claim.refPrefix (nested under the default) and notesPrefix:
+    each claim ref belongs to the longest prefix it starts with, and its end is read
+    from that prefix's notes, whatever order Python's hashing would give."""
+    world = make_world("path", "git")  # a local push runs the hook with our environment
+    for key, value in (("claim.refPrefix", "refs/claims/team/"),
+                       ("claim.notesPrefix", "refs/notes/team/")):
+        git_in(world.repo.path, "config", key, value)
+    admin = world.agent("admin")
+    assert admin.claim("guard", "install", str(world.repo.path)).code == 0
+    alice = world.agent("alice")
+    alice.git("config", "claim.refPrefix", "refs/claims/team/")
+    alice.git("config", "claim.notesPrefix", "refs/notes/team/")
+    for seed in range(6):
+        env = with_env(alice, PYTHONHASHSEED=str(seed))
+        claimed = alice.cmd("claim", "9", env=env)
+        assert claimed.code == 0, (seed, claimed)
+        assert alice.cmd("release", "9", env=env).code == 0
+        other = alice.cmd("claim", f"1{seed}", env=env)
+        assert other.code == 0, (seed, other)
+    refs = remote_refs(world.repo)
+    assert "refs/claims/team/9@6" in refs and "refs/claims/team/15" in refs
