@@ -11,21 +11,14 @@ from pathlib import Path
 
 import pytest
 
-from agents import PausePoint, notes_log, remote_refs, tag_message, with_env
+from agents import PausePoint, notes_log, remote_refs, ticket_state, with_env
 
 FAST = ["--interval", "0.3s"]
 
 
 def state_of(world, ticket):
-    refs = remote_refs(world.repo)
-    ref = f"refs/claims/{ticket}"
-    if ref not in refs:
-        return "free"
-    body = tag_message(world.repo, refs[ref])
-    for line in body.splitlines():
-        if line.startswith("Claim-State: "):
-            return line.split(": ", 1)[1]
-    return "?"
+    """free, held, done, blocked or unknown: the ticket as the remote shows it."""
+    return ticket_state(world.repo, ticket).state
 
 
 def test_run_releases_done_on_success_and_beats_meanwhile(sampled_world):
@@ -55,8 +48,7 @@ def test_a_failing_command_and_on_failure(make_world, on_failure, expected):
     assert run.code == 3, run
     assert state_of(world, "641") == expected
     if expected == "blocked":
-        assert "Claim-Reason: exit status 3" in tag_message(
-            world.repo, remote_refs(world.repo)["refs/claims/641"])
+        assert ticket_state(world.repo, "641").reason == "exit status 3"
 
 
 def test_nothing_eligible_runs_nothing(make_world, tmp_path):
