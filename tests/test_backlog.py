@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from agents import PausePoint, remote_refs, tag_message, with_env
+from agents import PausePoint, remote_refs, tag_message, ticket_state, with_env
 
 FAKE_GH = Path(__file__).parent / "fake_gh"
 
@@ -274,7 +274,8 @@ def test_a_reap_that_cannot_check_pull_requests_is_not_a_success(make_world, gh,
     assert report["error"]["kind"] == "incomplete"
     assert [e["ticket"] for e in report["undone"]] == ["23"]
     assert report["undone"][0]["undone"] == "unchecked"
-    assert "refs/claims/23" in remote_refs(world.repo)
+    assert ticket_state(world.repo, "23").state == "held"
     # an open pull request is a deliberate skip, not a failure; --no-pr-check reaps
     forced = reaper.cmd("reap", "--ttl", "1s", "--max-skew", "0", "--no-pr-check", env=old)
     assert forced.code == 0 and "reaped 23" in forced.stdout, forced
+    assert ticket_state(world.repo, "23").state == "free"
