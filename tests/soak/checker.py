@@ -12,7 +12,15 @@ Inputs, all recorded while the soak ran (see docs/reliability.md, "The soak"):
   claim refs deleted or replaced with plain git, stale pushes), with times;
 - the server's own log of every ref update it committed (a
   `reference-transaction` hook), and at the end the notes history of each
-  ticket and the claim refs left.
+  ticket (each note's event, and a release's outcome) and each ticket's
+  newest claim and state.
+
+The protocol (docs/protocol.md) is an append-only log per ticket: each claim
+is a new ref (T, then T@2, T@3, ...; only the newest counts), created only
+as the next epoch once the newest claim ended, and never updated or deleted
+by an agent; every later change is one note on the claim in the ticket's
+notes ref: heartbeats, then at most one end (a release as free, a reap) or
+a release as done or blocked and at most one reopening after it.
 
 The server's log is the truth about what happened on the remote, the
 workers' log the truth about who worked; the operation log is what each
@@ -24,15 +32,18 @@ agent believed. The checker fails on:
   ended, or longer than the grace period after a signal to its run;
 - a double claim: two agents that both believed they held a ticket past the
   last point the earlier one could have known it lost it; a reap decided
-  before the claim's lease (its last landed beat + TTL) ran out; a claim ref
-  replaced by another claim; a beat, release or reap accepted on a claim that
-  had already ended, or that had left the claim ref before the call started;
-- a lost claim: an acknowledged claim that never reached the remote, or left
-  it without a recorded release or reap (or an injected foreign change); an
-  acknowledged beat, release or reap that the remote does not have; a state
-  change nobody recorded;
-- a stuck ticket: a claim still held after the run, once every agent stopped
-  and a final reap ran.
+  before the claim's lease (its last landed beat + TTL) ran out; a claim
+  created out of turn (not the next epoch) or while the newest claim was
+  still in force; a claim ref replaced by another claim; a beat, release,
+  reap or reopening accepted on a claim that had already ended, or that was
+  not the ticket's newest claim when the call started;
+- a lost claim: an acknowledged claim that never reached the remote, or
+  reached it at another epoch than it recorded; a claim ref deleted or
+  rewritten by anything but an injected foreign change; an acknowledged
+  beat, release or reap that the remote does not have; a state change
+  nobody recorded;
+- a stuck ticket: a newest claim still held after the run, once every agent
+  stopped and a final reap ran.
 """
 
 from __future__ import annotations
@@ -57,6 +68,44 @@ SLACK = 0.5
 KILLS = ("kill", "kill-run", "kill-group", "stop")  # SIGKILL: the tool's process is gone at once
 SIGNALS = KILLS + ("term-run", "int-run", "term-group", "int-group")
 INJECTED = ("foreign-delete", "foreign-replace", "stale-push")  # plain-git changes of claim refs
+EPOCH_MARK = "@"
+OUTCOMES = ("done", "blocked")
+
+
+def claim_of_ref(ref: str, prefix: str = CLAIM_PREFIX) -> tuple[str, int] | None:
+    """(ticket, epoch) of a claim ref: T is epoch 1, T@N (N from 2, ASCII digits, no leading
+    zero, at most 12 of them) epoch N; None for any other ref."""
+    if not ref.startswith(prefix):
+        return None
+    name = ref[len(prefix):]
+    if EPOCH_MARK not in name:
+        return (name, 1) if name and "/" not in name else None
+    ticket, _, number = name.rpartition(EPOCH_MARK)
+    if not ticket or "/" in ticket or not (number.isascii() and number.isdigit()) \
+            or number.startswith("0") or len(number) > 12 or int(number) < 2:
+        return None
+    return ticket, int(number)
+
+
+def claim_ref(prefix: str, ticket: str, epoch: int) -> str:
+    return prefix + ticket + ("" if epoch == 1 else f"{EPOCH_MARK}{epoch}")
+
+
+def ends(event: str, outcome: str = "") -> bool:
+    """Whether a note with this event frees the ticket (a reap, a release as free, a reopening)."""
+    return event in ("reaped", "reopened") or event == "released" and outcome not in OUTCOMES
+
+
+def ticket_state(claim_state: str, event: str, outcome: str) -> str:
+    """A ticket's state from its newest claim's Claim-State and that claim's latest note."""
+    event, outcome = event.lower(), outcome.lower()
+    if event == "reopened":
+        return "free"
+    if claim_state in OUTCOMES:
+        return claim_state  # an outcome tag (older remotes) stays until it is reopened
+    if event == "released" and outcome in OUTCOMES:
+        return outcome if claim_state == "held" else claim_state
+    return "free" if ends(event, outcome) else claim_state
 
 
 @dataclass
@@ -114,7 +163,12 @@ class RefChange:
 class Note:
     commit: str
     target: str  # the claim tag the note is on
-    event: str  # heartbeat, released, reaped
+    event: str  # heartbeat, released, reaped, reopened
+    outcome: str = ""  # a release's: free, done or blocked
+
+    @property
+    def ends(self) -> bool:
+        return ends(self.event, self.outcome)
 
 
 @dataclass
@@ -157,7 +211,7 @@ class History:
     faults: list[Fault]
     changes: list[RefChange]  # the server's committed ref updates, in log order
     notes: dict[str, list[Note]]  # per ticket, oldest first
-    final: dict[str, tuple[str, str]]  # ticket -> (claim ref value, its Claim-State)
+    final: dict[str, tuple[str, str]]  # ticket -> (its newest claim's tag, the ticket's state)
     ttl: float
     end: float  # when the soak stopped its agents
     workers: list[Worker] = field(default_factory=list)
@@ -405,20 +459,37 @@ class Checker:
         self.injected = self._attribute()
         self.landed_claims, self.removed = self._claim_ref_history()
         self.landed_commits = {n.commit for notes in history.notes.values() for n in notes}
+        self.note_of = {n.commit: n for notes in history.notes.values() for n in notes}
         self.note_landed: dict[str, float] = {}
         self.timeline: dict[str, tuple[list[float], list[str | None]]] = {}
+        self.epoch_refs: dict[str, dict[int, str]] = defaultdict(dict)  # ticket -> epoch -> ref
         for change in history.changes:
             if change.ref.startswith(NOTES_PREFIX) and change.new is not None:
                 self.note_landed.setdefault(change.new, change.t)
             times, values = self.timeline.setdefault(change.ref, ([], []))
             times.append(change.t)
             values.append(change.new)
+            found = claim_of_ref(change.ref, self.prefix)
+            if found is not None:
+                self.epoch_refs[found[0]][found[1]] = change.ref
 
     def flag(self, kind: str, ticket: str, message: str) -> None:
         self.violations.append(Violation(kind, ticket, message))
 
     def ticket_of(self, ref: str) -> str:
-        return ref[len(self.prefix):]
+        found = claim_of_ref(ref, self.prefix)
+        return found[0] if found else ref[len(self.prefix):]
+
+    def newest_at(self, ticket: str, at: float) -> tuple[int, str] | None:
+        """(epoch, tag) of the ticket's newest claim on the server at `at`, by its log."""
+        best: tuple[int, str] | None = None
+        for epoch, ref in self.epoch_refs.get(ticket, {}).items():
+            times, values = self.timeline[ref]
+            index = bisect.bisect_right(times, at)
+            value = values[index - 1] if index else None
+            if value is not None and (best is None or epoch > best[0]):
+                best = (epoch, value)
+        return best
 
     # ------------------------------------------------------------------
 
@@ -469,8 +540,8 @@ class Checker:
                 removed[change.old] = change
             if change.old is not None and change.new is not None and self._is_claim(change.old) \
                     and self._is_claim(change.new) and id(change) not in self.injected:
-                self.flag("double-claim", ticket, f"the claim ref went from claim {change.old[:12]}"
-                          f" straight to claim {change.new[:12]}")
+                self.flag("double-claim", ticket, f"{change.ref} went from claim"
+                          f" {change.old[:12]} straight to claim {change.new[:12]}")
         return landed, removed
 
     def _is_claim(self, oid: str) -> bool:
@@ -481,6 +552,7 @@ class Checker:
     def check(self) -> Report:
         self.check_writes_recorded()
         self.check_notes_model()
+        self.check_epochs()
         self.check_guards()
         beliefs = self.beliefs()
         self.check_leases()
@@ -513,9 +585,8 @@ class Checker:
             if not change.ref.startswith(self.prefix) or change.new is None \
                     or id(change) in self.injected:
                 continue
-            outcome = change.old is not None and self._is_claim(change.old)  # done, blocked
-            if not self._is_claim(change.new) and not outcome:
-                self.flag("unrecorded", self.ticket_of(change.ref), f"the claim ref was set"
+            if not self._is_claim(change.new):
+                self.flag("unrecorded", self.ticket_of(change.ref), f"{change.ref} was set"
                           f" to {change.new[:12]}, which no claim recorded")
 
     def _put_back(self, tag: str, before: float) -> bool:
@@ -524,50 +595,111 @@ class Checker:
                    for change in self.h.changes)
 
     def check_notes_model(self) -> None:
-        """Per claim: beats, then at most one end (release or reap), then nothing.
+        """Per claim: beats, then at most one end (a release as free, a reap), or a release as
+        done or blocked and at most one reopening after it; then nothing.
 
         Except the operator's repair: a forced release of an old claim that a
-        stale push put back on the claim ref (the tool shows it as unknown,
-        and `git release --force` is how it is cleared).
+        stale push put back on a claim ref.
         """
         for ticket, notes in self.h.notes.items():
-            ended: dict[str, str] = {}
+            ended: dict[str, str] = {}  # target -> how it ended
+            outcome: dict[str, str] = {}  # target -> the outcome in force (done, blocked)
             for note in notes:
+                wrong = ""
                 if note.target in ended:
+                    wrong = f"after it was {ended[note.target]}"
+                elif note.target in outcome and note.event != "reopened":
+                    wrong = f"after it was released as {outcome[note.target]}"
+                elif note.event == "reopened" and note.target not in outcome:
+                    wrong = "although no outcome was in force"
+                if wrong:
                     op = self.by_commit.get(note.commit)
                     repair = op is not None and op.op == "release" and op.fields.get("force") \
                         and self._put_back(note.target, op.start)
                     if not repair:
                         self.flag("double-claim", ticket, f"a {note.event} of {note.target[:12]}"
-                                  f" was accepted after it was {ended[note.target]}")
-                if note.event in ("released", "reaped"):
+                                  f" was accepted {wrong}")
+                if note.ends:
                     ended.setdefault(note.target, note.event)
+                elif note.event == "released":
+                    outcome.setdefault(note.target, note.outcome)
 
-    def ref_value(self, ticket: str, at: float) -> str | None:
-        """The claim ref's value on the server at `at`, by the server's log."""
-        times, values = self.timeline.get(self.prefix + ticket, ([], []))
-        index = bisect.bisect_right(times, at)
-        return values[index - 1] if index else None
+    def check_epochs(self) -> None:
+        """Each claim is created as its ticket's next epoch, once the newest claim has ended.
+
+        Replays the server's log in order: the claim refs present and the
+        notes landed so far. A claim ref created by an injected push is not
+        judged (it changes what the next claim finds). Each acknowledged
+        claim landed at the epoch it recorded (its fencing token).
+        """
+        present: dict[str, dict[int, str]] = defaultdict(dict)  # ticket -> epoch -> tag
+        last_note: dict[str, Note] = {}  # claim tag -> its latest note so far
+        for change in self.h.changes:
+            if change.ref.startswith(NOTES_PREFIX):
+                note = self.note_of.get(change.new or "")
+                if note is not None:
+                    last_note[note.target] = note
+                continue
+            found = claim_of_ref(change.ref, self.prefix)
+            if found is None:
+                continue
+            ticket, epoch = found
+            judged = change.old is None and change.new is not None \
+                and id(change) not in self.injected
+            if judged:
+                newest = max(present[ticket], default=0)
+                if epoch != newest + 1:
+                    self.flag("double-claim", ticket, f"claim {change.new[:12]} was created as"
+                              f" {change.ref}, out of turn: the newest claim was epoch {newest}")
+                elif newest:
+                    before = present[ticket][newest]
+                    note = last_note.get(before)
+                    if note is None or not note.ends:
+                        last = f"{note.event} {note.outcome}".strip() if note else "none"
+                        self.flag("double-claim", ticket, f"claim {change.new[:12]} was created"
+                                  f" as {change.ref} while epoch {newest}'s claim {before[:12]}"
+                                  f" was still in force (its last note: {last})")
+            if change.new is None:
+                present[ticket].pop(epoch, None)
+            else:
+                present[ticket][epoch] = change.new
+        first_ref: dict[str, str] = {}
+        for change in self.h.changes:
+            if change.new is not None and claim_of_ref(change.ref, self.prefix) is not None:
+                first_ref.setdefault(change.new, change.ref)
+        for op in self.h.ops:
+            if op.op != "claim" or op.outcome != "ok" or not op.tag or "epoch" not in op.fields:
+                continue
+            expected = claim_ref(self.prefix, op.ticket, int(op.fields["epoch"]))
+            landed = first_ref.get(op.tag)
+            if landed is not None and landed != expected:
+                self.flag("lost-claim", op.ticket, f"{op.agent}'s claim {op.tag[:12]} recorded"
+                          f" epoch {op.fields['epoch']}, but the server set it as {landed}")
+
+    def newest_value(self, ticket: str, at: float) -> str | None:
+        """The tag of the ticket's newest claim on the server at `at`, by the server's log."""
+        found = self.newest_at(ticket, at)
+        return found[1] if found else None
 
     def check_guards(self) -> None:
-        """A beat, release or reap lands only while its claim is on the claim ref.
+        """A beat, release, reap or reopening lands only while its claim is the newest claim.
 
         The guard is read with the push; a claim replaced after the call began
         may be missed by that call (docs/protocol.md: the next beat catches
         it), so only a call that started after its claim had left is judged.
         """
         for op in self.h.ops:
-            if op.op not in ("heartbeat", "release", "reap") or not op.tag:
+            if op.op not in ("heartbeat", "release", "reap", "reopen") or not op.tag:
                 continue
             for attempt in op.tries:
                 if attempt.get("commit") not in self.landed_commits:
                     continue
                 tag = attempt.get("tag") or op.tag
-                value = self.ref_value(op.ticket, op.start)
+                value = self.newest_value(op.ticket, op.start)
                 if value != tag:
                     self.flag("double-claim", op.ticket, f"{op.agent}'s {op.op} of {tag[:12]}"
-                              f" landed, but when it started at {op.start:.3f} the claim ref"
-                              f" held {str(value)[:12]}")
+                              f" landed, but when it started at {op.start:.3f} the newest claim"
+                              f" was {str(value)[:12]}")
 
     def lease_start(self, tag: str, *, before: float = INF) -> float | None:
         """When the claim's last landed beat (else the claim itself) was written."""
@@ -647,14 +779,15 @@ class Checker:
         Counted from the last time the server set the tag at or before `at`
         (a claim push retried with the same tag can set it again). A claim is
         lost when a note that ends it lands (a reap, a release: for good) or
-        when it leaves the claim ref (a completion, or a plain-git change the
-        soak injected). A claim that a foreign push removed can come back
+        when it leaves its claim ref (only a plain-git change the soak
+        injected does that). A claim that a foreign push removed can come back
         with the same tag (a stale clone's `git push --tags`): `back` is when
-        the server set it again, INF when it never did or the loss was for
-        good.
+        the server set it again as the ticket's newest claim, INF when it
+        never did or the loss was for good.
         """
         changes = self.ref_changes.get(tag, [])
         since = max((c.t for c in changes if c.new == tag and c.t <= at), default=-INF)
+        ticket = next((self.ticket_of(c.ref) for c in changes), "")
         events: list[tuple[float, int, Loss | None]] = []  # (time, order, loss or None: set)
         for change in changes:
             if change.t < since:
@@ -666,8 +799,9 @@ class Checker:
                        "stale-push": "overwritten by a stale push"}.get(
                            fault.kind if fault else "", "removed")
                 events.append((change.t, 1, Loss(change.t, how, injected=fault is not None)))
-            elif change.new == tag and change.t > since:
-                events.append((change.t, 0, None))
+            elif change.new == tag and change.t > since \
+                    and self.newest_value(ticket, change.t) == tag:
+                events.append((change.t, 0, None))  # back, as the newest claim: it counts again
         for op in self.by_tag.get(tag, ()):
             if op.op not in ("release", "reap"):
                 continue
@@ -793,26 +927,30 @@ class Checker:
                                   f" after {why}")
 
     def check_lost_claims(self) -> None:
-        """A claim leaves the remote only after a recorded release or reap decided it."""
-        ends = {n.target: n for notes in self.h.notes.values() for n in notes
-                if n.event in ("released", "reaped")}
-        for tag, change in self.removed.items():
-            if not self._is_claim(tag):
+        """A claim ref is never deleted or rewritten, but by an injected foreign change; every
+        note that ends a claim was written by a release, a reap or a reopening."""
+        for change in self.h.changes:
+            if change.old is None or id(change) in self.injected \
+                    or claim_of_ref(change.ref, self.prefix) is None:
                 continue
             ticket = self.ticket_of(change.ref)
-            note = ends.get(tag)
-            if note is None:
-                if id(change) in self.injected:
-                    continue  # deleted or overwritten by a foreign push: counted, not lost
-                self.flag("lost-claim", ticket, f"claim {tag[:12]} left the remote with no"
-                          " release or reap recorded")
-                continue
-            decider = self.by_commit.get(note.commit)
-            if decider is None or decider.op not in ("release", "reap"):
-                self.flag("lost-claim", ticket, f"claim {tag[:12]} was ended by a {note.event}"
-                          " that no release or reap recorded")
+            how = "deleted" if change.new is None else f"replaced by {change.new[:12]}"
+            kind = "lost-claim" if self._is_claim(change.old) else "unrecorded"
+            self.flag(kind, ticket, f"{change.ref} held {change.old[:12]} and was {how}, but"
+                      " claim refs are only ever created (no injected change did it)")
+        writers = {"released": "release", "reaped": "reap", "reopened": "reopen"}
+        for ticket, notes in self.h.notes.items():
+            for note in notes:
+                if note.event not in writers:
+                    continue
+                decider = self.by_commit.get(note.commit)
+                if decider is None or decider.op != writers[note.event]:
+                    by = f"a {decider.op}" if decider else "no operation"
+                    self.flag("lost-claim", ticket, f"claim {note.target[:12]} was ended by a"
+                              f" {note.event} that {by} recorded")
 
     def check_stuck(self) -> None:
+        """Every ticket's newest claim ended after the run (or records an outcome)."""
         for ticket, (value, state) in self.h.final.items():
             if state == "held":
                 self.flag("stuck", ticket, f"claim {value[:12]} is still held after the run and"
@@ -993,8 +1131,6 @@ class Checker:
                 continue
             if op.op == "claim":
                 applied = op.tag in self.landed_claims
-            elif op.op == "reopen":
-                applied = op.tag in self.removed
             else:
                 applied = any(c in self.landed_commits for c in op.commits())
             how = "killed" if op.killed else "error"
@@ -1010,6 +1146,10 @@ class Checker:
             if fences:
                 fenced["unreachable" if "unreachable" in fences[0] else "refused"] += 1
         latencies = self.crash_to_reap()
+        created = [found[1] for change in self.h.changes
+                   if change.old is None and change.new is not None
+                   and id(change) not in self.injected
+                   and (found := claim_of_ref(change.ref, self.prefix)) is not None]
         kinds = defaultdict(int)
         for v in self.violations:
             kinds[v.kind] += 1
@@ -1021,6 +1161,9 @@ class Checker:
             "releases": sum(o.op == "release" and o.outcome == "ok" for o in ops),
             "reaps": sum(o.op == "reap" and o.outcome == "ok" for o in ops),
             "runs": len(runs),
+            "epochs": {"claim refs created": len(created),
+                       "tickets claimed": len(self.epoch_refs),
+                       "highest epoch": max(created, default=0)},
             "runs_fenced": dict(fenced),
             "holders_overlapping": len(self.overlaps),
             "longest_overlap_s": round(max(self.overlaps), 3) if self.overlaps else 0.0,

@@ -1,7 +1,10 @@
 """The soak's checker on hand-written histories: clean ones pass, each kind of violation fails.
 
-Times are seconds; TTL is 10. Agent A holds claim X on ticket t1 first, B
-holds Y after it. Tag and commit ids are short stand-ins for object ids.
+Times are seconds; TTL is 10. Agent A holds claim X on ticket t1 first (its
+first epoch, refs/claims/t1), B holds Y after it (the next epoch,
+refs/claims/t1@2). Claim refs are only ever created; a heartbeat, a release
+or a reap is a note in refs/notes/claims/t1. Tag and commit ids are short
+stand-ins for object ids.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from soak.checker import (Fault, History, Note, Op, RefChange, RunRecord, Worker
 TTL = 10.0
 X, Y = "x" * 40, "y" * 40
 REF = "refs/claims/t1"
+REF2 = "refs/claims/t1@2"
 NOTES = "refs/notes/claims/t1"
 
 
@@ -36,20 +40,28 @@ def a_reaped_then_b(*, a_end: float, a_fence: float | None = None, judged: float
     """A claims X at 1, beats at 10, goes quiet; the reaper frees X; B claims Y at 22."""
     run_tries = [{"t": a_fence, "fence": "640 is no longer yours"}] if a_fence else []
     ops = [
-        op("a1", "claim", "A", 0.9, 1.0, tag=X, at=0.9),
+        op("a1", "claim", "A", 0.9, 1.0, tag=X, at=0.9, epoch=1),
         op("a2", "run", "A", 1.1, a_end, "failed", tag=X, tries=run_tries),
         beat("a3", "A", X, 10.0, 10.2, "c1"),
         op("r1", "reap", "R", judged, judged + 0.3, pid=300, tag=X, judged=judged,
            tries=[{"t": judged, "commit": "c2"}]),
-        op("b1", "claim", "B", 21.9, 22.0, tag=Y, at=21.9),
+        op("b1", "claim", "B", 21.9, 22.0, tag=Y, at=21.9, epoch=2),
         op("b2", "run", "B", 22.1, 40.0, tag=Y),
         op("b3", "release", "B", 40.1, 40.5, tag=Y, tries=[{"t": 40.2, "tag": Y, "commit": "c3"}]),
         *(extra or []),
     ]
-    changes = [RefChange(1.0, None, X, REF), RefChange(21.5, X, None, REF),
-               RefChange(22.0, None, Y, REF), RefChange(40.4, Y, None, REF)]
-    notes = [Note("c1", X, "heartbeat"), Note("c2", X, "reaped"), Note("c3", Y, "released")]
+    changes = [RefChange(1.0, None, X, REF), RefChange(10.1, None, "c1", NOTES),
+               RefChange(judged + 0.2, "c1", "c2", NOTES), RefChange(22.0, None, Y, REF2),
+               RefChange(40.3, "c2", "c3", NOTES)]
+    notes = [Note("c1", X, "heartbeat"), Note("c2", X, "reaped"),
+             Note("c3", Y, "released", "free")]
     return History(ops, [], changes, {"t1": notes}, {}, TTL, end=50.0)
+
+
+def drop_note(history: History, commit: str) -> None:
+    """The note `commit` never landed: off the notes and off the server's log."""
+    history.notes["t1"] = [n for n in history.notes["t1"] if n.commit != commit]
+    history.changes = [c for c in history.changes if c.new != commit]
 
 
 def kinds(history: History) -> list[str]:
@@ -95,7 +107,7 @@ def test_a_command_started_on_a_claim_whose_lease_ran_out_fails():
     history.ops[0] = op("a1", "claim", "A", 0.9, 12.0, tag=X, at=0.9)
     history.ops[1] = op("a2", "run", "A", 12.1, 13.0, "failed", tag=X)
     history.ops = [o for o in history.ops if not o.id.endswith(".a3")]
-    history.notes["t1"] = history.notes["t1"][1:]
+    drop_note(history, "c1")
     history.faults = [Fault("pause", 1.0, "A", until=11.9)]
     assert kinds(history) == ["stale-start"]
     history.ops[1].start = 10.8  # within the lease: allowed
@@ -109,11 +121,54 @@ def test_a_reap_before_the_lease_ran_out_fails():
     assert "1.00s before its lease ran out" in violations[0].message
 
 
-def test_a_claim_that_left_the_remote_without_a_release_or_reap_is_lost():
+def test_a_claim_ref_deleted_by_no_injected_change_is_a_lost_claim():
+    # X's ref deleted at 21.5 with no reap (agents never delete): B claims t1 afresh
     history = a_reaped_then_b(a_end=15.0)
-    history.notes["t1"] = [n for n in history.notes["t1"] if n.commit != "c2"]
+    drop_note(history, "c2")
     history.ops = [o for o in history.ops if not o.id.endswith(".r1")]
-    assert kinds(history) == ["lost-claim"]
+    history.changes[2:3] = [RefChange(21.5, X, None, REF), RefChange(22.0, None, Y, REF)]
+    history.ops[3].fields["epoch"] = 1
+    found = check(history).violations
+    assert [v.kind for v in found] == ["lost-claim"], found
+    assert "refs/claims/t1 held xxxxxxxxxxxx and was deleted" in found[0].message
+
+
+def test_a_claim_created_while_the_newest_was_in_force_is_a_double_claim():
+    # no reap: X was still held when B's claim created t1@2
+    history = a_reaped_then_b(a_end=15.0)
+    drop_note(history, "c2")
+    history.ops = [o for o in history.ops if not o.id.endswith(".r1")]
+    found = check(history).violations
+    assert [v.kind for v in found] == ["double-claim"], found
+    assert "while epoch 1's claim xxxxxxxxxxxx was still in force (its last note: heartbeat)" \
+        in found[0].message
+    done = a_reaped_then_b(a_end=15.0)  # X released as done: an outcome in force, no free ticket
+    done.notes["t1"][1] = Note("c2", X, "released", "done")
+    done.ops[3] = op("r1", "release", "A", 21.0, 21.3, tag=X, outcome="done",
+                     tries=[{"t": 21.0, "tag": X, "commit": "c2"}])
+    assert "double-claim" in kinds(done)
+    done.notes["t1"].insert(2, Note("c4", X, "reopened"))  # reopened before B claimed: fine
+    done.changes.insert(3, RefChange(21.6, "c2", "c4", NOTES))
+    done.ops.append(op("j1", "reopen", "J", 21.5, 21.7, pid=500, tag=X,
+                       tries=[{"t": 21.5, "tag": X, "commit": "c4"}]))
+    assert check(done).ok, check(done).violations
+
+
+def test_a_claim_created_out_of_turn_is_a_double_claim():
+    history = a_reaped_then_b(a_end=15.0)  # B's claim as t1@3, skipping epoch 2
+    history.changes[3] = RefChange(22.0, None, Y, "refs/claims/t1@3")
+    history.ops[4].fields["epoch"] = 3
+    found = check(history).violations
+    assert [v.kind for v in found] == ["double-claim"], found
+    assert "out of turn: the newest claim was epoch 1" in found[0].message
+
+
+def test_a_claim_that_landed_at_another_epoch_than_it_recorded_is_lost():
+    history = a_reaped_then_b(a_end=15.0)
+    history.ops[4].fields["epoch"] = 3  # B's fencing token would name the wrong claim
+    found = check(history).violations
+    assert [v.kind for v in found] == ["lost-claim"], found
+    assert "recorded epoch 3, but the server set it as refs/claims/t1@2" in found[0].message
 
 
 def test_an_acknowledged_claim_the_server_never_set_is_lost():
@@ -130,8 +185,7 @@ def test_an_acknowledged_beat_missing_from_the_notes_is_lost():
 def test_a_claim_still_held_after_the_final_reap_is_stuck():
     history = a_reaped_then_b(a_end=15.0)
     history.final = {"t1": (Y, "held")}
-    history.changes = history.changes[:-1]
-    history.notes["t1"] = history.notes["t1"][:-1]
+    drop_note(history, "c3")
     history.ops = [o for o in history.ops if not o.id.endswith(".b3")]
     assert kinds(history) == ["stuck"]
     history.final = {"t1": ("d" * 40, "done")}  # an outcome is no stuck claim
@@ -141,13 +195,36 @@ def test_a_claim_still_held_after_the_final_reap_is_stuck():
 def test_a_beat_accepted_after_the_reap_is_a_double_claim():
     history = a_reaped_then_b(a_end=15.0, extra=[beat("a5", "A", X, 21.0, 21.6, "c5")])
     history.notes["t1"].insert(2, Note("c5", X, "heartbeat"))
+    history.changes.insert(3, RefChange(21.5, "c2", "c5", NOTES))
     assert set(kinds(history)) == {"double-claim"}  # after the reap, and inside the lease
+
+
+def test_notes_after_an_end_or_an_outcome_are_double_claims():
+    # a release of X accepted after its reap
+    history = a_reaped_then_b(a_end=15.0, extra=[
+        op("a6", "release", "A", 21.3, 21.6, tag=X, tries=[{"t": 21.3, "tag": X, "commit": "c6"}])])
+    history.notes["t1"].insert(2, Note("c6", X, "released", "free"))
+    history.changes.insert(3, RefChange(21.5, "c2", "c6", NOTES))
+    assert "was accepted after it was reaped" in str(check(history).violations)
+    # a heartbeat of a claim released as done, and a reopening of a claim with no outcome
+    done = a_reaped_then_b(a_end=15.0, extra=[beat("b5", "B", Y, 40.6, 40.8, "c7"),
+                                              op("j1", "reopen", "J", 41.0, 41.2, pid=500, tag=X,
+                                                 tries=[{"t": 41.0, "tag": X, "commit": "c8"}])])
+    done.notes["t1"][2] = Note("c3", Y, "released", "done")
+    done.notes["t1"] += [Note("c7", Y, "heartbeat"), Note("c8", X, "reopened")]
+    done.changes += [RefChange(40.7, "c3", "c7", NOTES), RefChange(41.1, "c7", "c8", NOTES)]
+    found = [v.message for v in check(done).violations]
+    assert any("heartbeat of yyyyyyyyyyyy was accepted after it was released as done" in m
+               for m in found), found
+    assert any("reopened of xxxxxxxxxxxx was accepted after it was reaped" in m
+               for m in found), found
 
 
 def test_a_claim_ref_replaced_by_another_claim_is_a_double_claim():
     history = a_reaped_then_b(a_end=15.0)
-    history.changes[1:3] = [RefChange(21.5, X, Y, REF)]
-    assert "double-claim" in kinds(history)
+    history.changes[3] = RefChange(21.5, X, Y, REF)
+    history.ops[4].fields["epoch"] = 1
+    assert {"double-claim", "lost-claim"} <= set(kinds(history))  # and X left the remote
 
 
 def test_a_note_no_operation_recorded_fails():
@@ -160,7 +237,7 @@ def test_a_killed_claim_is_ambiguous_and_resolved_by_the_server():
     history = a_reaped_then_b(a_end=15.0)
     history.ops[0] = op("a1", "claim", "A", 0.9, None, tag=X, at=0.9)  # no end line
     history.ops = [o for o in history.ops if o.id[-3:] not in (".a2", ".a3")]
-    history.notes["t1"] = history.notes["t1"][1:]
+    drop_note(history, "c1")
     history.faults = [Fault("kill", 1.05, "A")]
     report = check(history)
     assert report.ok, report.violations
@@ -195,7 +272,7 @@ def worker(pid: int, run: str, loop: str, start: float, last: float, stop: str |
 
 def with_workers(history: History, a_last: float, *, a_stop: str | None = "done",
                  b_start: float = 22.3) -> History:
-    """Give the runs of `a_reaped_then_b` their command pids and workers, and the notes times."""
+    """Give the runs of `a_reaped_then_b` their command pids and workers."""
     for o in history.ops:
         if o.op == "run":
             o.fields["child"] = 1001 if o.agent == "A" else 2001
@@ -203,9 +280,6 @@ def with_workers(history: History, a_last: float, *, a_stop: str | None = "done"
                        worker(2002, "B.1", "B", b_start, 39.8)]
     history.runs = {"A.1": RunRecord("A.1", "A", 1.0, None),
                     "B.1": RunRecord("B.1", "B", 21.8, 41.0)}
-    history.changes += [RefChange(10.1, None, "c1", NOTES), RefChange(21.2, "c1", "c2", NOTES),
-                        RefChange(40.3, "c2", "c3", NOTES)]
-    history.changes.sort(key=lambda c: c.t)
     history.interval, history.grace = 2.0, 1.0
     return history
 
@@ -285,23 +359,24 @@ def test_a_worker_logging_after_its_run_reported_the_command_gone_is_flagged():
 
 
 def foreign_delete(*, refused_beat: tuple[float, float], a_last: float) -> History:
-    """A beats at 10; a foreign push deletes X at 12.0; B claims Y at 12.2 and works from 12.3;
-    A's next beat is refused (the guard) and its run stops the command."""
+    """A beats at 10; a foreign push deletes X at 12.0; B claims Y at 12.2 (t1 again: no claim
+    was left) and works from 12.3; A's next beat is refused (the guard) and its run stops the
+    command."""
     start, end = refused_beat
     ops = [
-        op("a1", "claim", "A", 0.9, 1.0, tag=X, at=0.9),
+        op("a1", "claim", "A", 0.9, 1.0, tag=X, at=0.9, epoch=1),
         op("a2", "run", "A", 1.1, end + 0.3, "failed", tag=X, child=1001,
            tries=[{"t": end + 0.05, "fence": "t1 is no longer yours"}]),
         beat("a3", "A", X, 10.0, 10.2, "c1"),
         beat("a4", "A", X, start, end, "c9", outcome="failed"),
-        op("b1", "claim", "B", 12.1, 12.2, tag=Y, at=12.1),
+        op("b1", "claim", "B", 12.1, 12.2, tag=Y, at=12.1, epoch=1),
         op("b2", "run", "B", 12.25, 30.0, tag=Y, child=2001),
         op("b3", "release", "B", 30.1, 30.5, tag=Y, tries=[{"t": 30.2, "tag": Y, "commit": "c3"}]),
     ]
     changes = [RefChange(1.0, None, X, REF), RefChange(10.1, None, "c1", NOTES),
                RefChange(12.0, X, None, REF), RefChange(12.2, None, Y, REF),
-               RefChange(30.3, "c1", "c3", NOTES), RefChange(30.4, Y, None, REF)]
-    notes = [Note("c1", X, "heartbeat"), Note("c3", Y, "released")]
+               RefChange(30.3, "c1", "c3", NOTES)]
+    notes = [Note("c1", X, "heartbeat"), Note("c3", Y, "released", "free")]
     faults = [Fault("foreign-delete", 11.95, None, until=12.05,
                     detail={"ref": REF, "ticket": "t1"})]
     history = History(ops, faults, changes, {"t1": notes}, {}, TTL, end=50.0,
@@ -339,26 +414,51 @@ def test_a_beat_that_started_after_its_claim_left_the_ref_must_not_land():
     assert "double-claim" in kinds(history)
 
 
-def test_a_live_claim_overwritten_by_a_stale_push_and_the_repair_are_no_violations():
-    # tags mode: B holds Y; a stale clone's `git push --tags --force` puts A's old,
-    # reaped X back at 30.0; an operator's `git release --force` clears it at 35.
+def test_a_live_claim_overwritten_by_a_stale_push_is_no_violation():
+    # tags mode. A's X (t1) is reaped at 21.2; B claims Y as t1@2 at 22.0 and beats at
+    # 23.0; a stale clone has fetched the tags by then. A foreign push deletes t1@2 at 24.0:
+    # B's next beat is refused and its run stops. C claims Z as t1@2 afresh at 26.0; the
+    # stale clone's `git push --tags --force` puts Y back over C's live Z at 30.0 (the
+    # newest claim again, held by B's last beat): C's next beat is refused and it stops.
+    # Y, silent since 23.0, is reaped at 40.
     tags = "refs/tags/claim/t1"
+    tags2 = tags + "@2"
+    Z = "z" * 40
     history = a_reaped_then_b(a_end=15.0)
     history.claim_prefix = "refs/tags/claim/"
-    for change in history.changes:
-        change.ref = tags
-    history.changes[-1:] = [RefChange(30.0, Y, X, tags), RefChange(35.2, X, None, tags)]
-    history.ops[-1] = op("j1", "release", "J", 35.0, 35.3, pid=500, force=True,
-                         tries=[{"t": 35.1, "tag": X, "commit": "c4"}], ended={"tag": X})
-    history.ops[-2].end = 31.0  # B's run: its beat was refused, it stopped
-    history.notes["t1"][-1] = Note("c4", X, "released")
-    history.faults = [Fault("stale-push", 29.9, None, until=30.1,
-                            detail={"force": True, "refs": {tags: X}})]
+    history.ops[5:] = [  # B's run, and then C's claim, run and beats, and the second reap
+        op("b2", "run", "B", 22.1, 25.0, "failed", tag=Y,
+           tries=[{"t": 24.6, "fence": "t1 is no longer yours"}]),
+        beat("b3", "B", Y, 23.0, 23.2, "c5"),
+        beat("b4", "B", Y, 24.3, 24.5, "c9", outcome="failed"),
+        op("c1", "claim", "C", 25.9, 26.0, pid=400, tag=Z, at=25.9, epoch=2),
+        op("c2", "run", "C", 26.1, 31.5, "failed", pid=400, tag=Z,
+           tries=[{"t": 31.4, "fence": "t1 is no longer yours"}]),
+        beat("c3", "C", Z, 28.0, 28.2, "c6"),
+        op("c4", "heartbeat", "C", 31.0, 31.3, "failed", pid=400, tag=Z,
+           tries=[{"t": 31.0, "commit": "c10", "at": 31.0}]),
+        op("r2", "reap", "R", 40.0, 40.3, pid=300, tag=Y, judged=40.0,
+           tries=[{"t": 40.0, "commit": "c7"}]),
+    ]
+    history.changes = [RefChange(1.0, None, X, tags), RefChange(10.1, None, "c1", NOTES),
+                       RefChange(21.2, "c1", "c2", NOTES), RefChange(22.0, None, Y, tags2),
+                       RefChange(23.1, "c2", "c5", NOTES), RefChange(24.0, Y, None, tags2),
+                       RefChange(26.0, None, Z, tags2), RefChange(28.1, "c5", "c6", NOTES),
+                       RefChange(30.0, Z, Y, tags2), RefChange(40.2, "c6", "c7", NOTES)]
+    history.notes["t1"] = [Note("c1", X, "heartbeat"), Note("c2", X, "reaped"),
+                           Note("c5", Y, "heartbeat"), Note("c6", Z, "heartbeat"),
+                           Note("c7", Y, "reaped")]
+    history.final = {"t1": (Y, "free")}
+    history.faults = [Fault("foreign-delete", 23.95, None, until=24.05,
+                            detail={"ref": tags2, "ticket": "t1"}),
+                      Fault("stale-push", 29.9, None, until=30.1,
+                            detail={"force": True, "refs": {tags: X, tags2: Y}})]
     report = check(history)
     assert report.ok, report.violations
     assert report.figures["setups"]["stale"]["forced pushes"] == 1
-    assert report.figures["setups"]["live claims taken by a foreign or stale push"] == 1
-    history.faults = []  # the same history without the injection: violations
+    # B's Y, deleted while held, and C's Z, overwritten while held
+    assert report.figures["setups"]["live claims taken by a foreign or stale push"] == 2
+    history.faults = []  # the same history without the injections: violations
     assert {"double-claim", "lost-claim"} <= set(kinds(history))
 
 
@@ -402,16 +502,17 @@ def test_a_worker_working_on_past_the_bound_after_its_claim_was_lost_fails_witho
 
 
 def test_a_claim_a_stale_push_put_back_before_its_holder_could_know_is_held_again():
-    # A holds X and beats at 10; a foreign push deletes X at 12.0; B claims Y (12.2) and
-    # works from 12.3; a stale `git push --tags --force` puts X back over Y at 12.5. A's
-    # next beat (12.6) lands: A holds X again. B's next beat (13.3) is refused: it stops.
+    # A holds X and beats at 10; a foreign push deletes X at 12.0; B claims Y (12.2, t1
+    # afresh: no claim was left) and works from 12.3; a stale `git push --tags --force`
+    # puts X back over Y at 12.5. A's next beat (12.6) lands: A holds X again. B's next
+    # beat (13.3) is refused: it stops.
     ops = [
-        op("a1", "claim", "A", 0.9, 1.0, tag=X, at=0.9),
+        op("a1", "claim", "A", 0.9, 1.0, tag=X, at=0.9, epoch=1),
         op("a2", "run", "A", 1.1, 20.0, tag=X, child=1001),
         beat("a3", "A", X, 10.0, 10.2, "c1"),
         beat("a4", "A", X, 12.6, 12.8, "c2"),
         op("a5", "release", "A", 20.1, 20.4, tag=X, tries=[{"t": 20.2, "tag": X, "commit": "c3"}]),
-        op("b1", "claim", "B", 12.1, 12.2, tag=Y, at=12.1),
+        op("b1", "claim", "B", 12.1, 12.2, tag=Y, at=12.1, epoch=1),
         op("b2", "run", "B", 12.25, 13.6, "failed", tag=Y, child=2001,
            tries=[{"t": 13.45, "fence": "t1 is no longer yours"}]),
         beat("b3", "B", Y, 13.3, 13.4, "c9", outcome="failed"),
@@ -419,8 +520,9 @@ def test_a_claim_a_stale_push_put_back_before_its_holder_could_know_is_held_agai
     changes = [RefChange(1.0, None, X, REF), RefChange(10.1, None, "c1", NOTES),
                RefChange(12.0, X, None, REF), RefChange(12.2, None, Y, REF),
                RefChange(12.5, Y, X, REF), RefChange(12.7, "c1", "c2", NOTES),
-               RefChange(20.3, "c2", "c3", NOTES), RefChange(20.35, X, None, REF)]
-    notes = [Note("c1", X, "heartbeat"), Note("c2", X, "heartbeat"), Note("c3", X, "released")]
+               RefChange(20.3, "c2", "c3", NOTES)]
+    notes = [Note("c1", X, "heartbeat"), Note("c2", X, "heartbeat"),
+             Note("c3", X, "released", "free")]
     faults = [Fault("foreign-delete", 11.95, None, until=12.05, detail={"ref": REF}),
               Fault("stale-push", 12.45, None, until=12.55, detail={"force": True,
                                                                     "refs": {REF: X}})]
