@@ -35,6 +35,7 @@ def test_a_short_soak_with_every_fault_passes_the_checker(tmp_path: Path):
         assert count >= 1, (kind, context)
     assert tags["figures"]["faults"].get("stale-push", 0) >= 1, context
     assert claims["figures"]["claims"]["won"] >= 6, context
+    assert claims["figures"]["epochs"]["highest epoch"] >= 2, context  # tickets claimed again
     setups = [s["figures"]["setups"] for s in (claims, tags)]
     assert setups[0]["clones"]["loops sharing a clone under the default name"] >= 2, context
     for mode in MODES:

@@ -12,9 +12,14 @@ foreground, in the background, or as a double-forked daemon). The worker
 logs when it really works. Beside the faults of the network and of the
 agents (kills, pauses, signals to `run` alone or to its whole group), a
 reaper whose clock steps back and forth, a foreign process that deletes or
-replaces claim refs with plain git, and, in tags mode
+replaces a ticket's newest claim ref with plain git (the served repository
+has no server-side guard, which would refuse both), and, in tags mode
 (claim.refPrefix refs/tags/claim/), a stale clone that pushes its old tags
 back with `git push --tags [--force]`.
+
+Claims are an append-only log per ticket (docs/protocol.md): each claim is
+a new ref (T, T@2, ...), and releases, reaps and reopenings are notes, so the
+soak reads a ticket's state from its newest claim and that claim's note.
 
 The history is recorded four ways: the tools' operation log
 (GIT_CLAIM_OPLOG, one file per loop), the workers' own log, the faults
@@ -278,9 +283,6 @@ class Soak:
             with open(self.faults_path, "a") as handle:
                 handle.write(json.dumps(record) + "\n")
 
-    def claim_ref(self, ticket: str) -> str:
-        return self.config.claim_prefix + ticket
-
     # the agents -------------------------------------------------------------------
 
     def agent_loop(self, slot: Slot) -> None:
@@ -370,7 +372,7 @@ class Soak:
 
     def reopen_loop(self) -> None:
         while not self.stopping.wait(self.config.reopen_every):
-            for ticket, (_, state) in self.claim_refs().items():
+            for ticket, (_, state, _) in self.tickets().items():
                 if state in ("done", "blocked") and not self.stopping.is_set():
                     subprocess.run(["git", "claim", "reopen", ticket],
                                    cwd=self.reaper.clone.workdir, env=self.reaper.env,
@@ -385,19 +387,20 @@ class Soak:
         rng = random.Random(f"{c.seed}-foreign")
         made = 0
         while not self.stopping.wait(rng.uniform(*c.foreign_every)):
-            held = sorted(t for t, (_, state) in self.claim_refs().items() if state == "held")
+            held = sorted((t, ref) for t, (_, state, ref) in self.tickets().items()
+                          if state == "held")
             if not held:
                 continue
-            ticket = rng.choice(held)
+            ticket, ref = rng.choice(held)
             delete = made % 2 == 0 if made < 2 else rng.random() < 0.5
             try:
-                self._foreign_change(ticket, delete=delete, number=made + 1)
+                self._foreign_change(ticket, ref, delete=delete, number=made + 1)
                 made += 1
             except Exception as error:  # reported, not fatal
                 self.errors.append(f"foreign change of {ticket}: {error!r}")
 
-    def _foreign_change(self, ticket: str, *, delete: bool, number: int) -> None:
-        ref = self.claim_ref(ticket)
+    def _foreign_change(self, ticket: str, ref: str, *, delete: bool, number: int) -> None:
+        """`ref`, the ticket's newest claim, deleted or replaced by another tag."""
         workdir = self.foreign.workdir
         if delete:
             argv = ["push", "-q", "origin", f":{ref}"]
@@ -448,8 +451,10 @@ class Soak:
             due = until + rng.uniform(*c.repair_after)
             with self.lock:
                 for ref, value in refs.items():
-                    self.injected_values.add(value)
-                    self.repairs.append((due, ref[len(TAGS_PREFIX):], value))
+                    found = checker.claim_of_ref(ref, TAGS_PREFIX)
+                    if found is not None:
+                        self.injected_values.add(value)
+                        self.repairs.append((due, found[0], value))
 
     def repair_loop(self) -> None:
         while not self.stopping.wait(1.0):
@@ -458,21 +463,21 @@ class Soak:
     def repair(self, *, everything: bool) -> None:
         """An operator clears what a foreign or stale push left: `git release --force`.
 
-        Only a claim ref that still holds a value a foreign push put there and
-        that the tool itself reports as unknown (an old claim pushed back, a
-        tag that is no claim): anything else is the tool's business.
+        Only a ticket whose newest claim ref still holds a value a foreign push
+        put there and that the tool itself reports as unknown (a tag that is no
+        claim): anything else is the tool's business.
         """
         now = time.time()
         with self.lock:
             due = [r for r in self.repairs if everything or r[0] <= now]
             self.repairs = [r for r in self.repairs if r not in due]
         wanted = {(ticket, value) for _, ticket, value in due}
-        if everything:  # at the end: whatever foreign value is left on a claim ref
-            wanted |= {(t, oid) for t, (oid, _) in self.claim_refs().items()
+        if everything:  # at the end: whatever foreign value is a ticket's newest claim
+            wanted |= {(t, oid) for t, (oid, _, _) in self.tickets().items()
                        if oid in self.injected_values}
         if not wanted:
             return
-        refs = {t: oid for t, (oid, _) in self.claim_refs().items()}
+        refs = {t: oid for t, (oid, _, _) in self.tickets().items()}
         wanted = {(t, v) for t, v in wanted if refs.get(t) == v}
         if not wanted:
             return
@@ -494,7 +499,7 @@ class Soak:
                                   capture_output=True, text=True, timeout=120)
             self.fault("repair", t=t, until=time.time(), ticket=ticket, value=value,
                        code=done.returncode)
-            moved = self.claim_refs().get(ticket, (None, None))[0] != value
+            moved = self.tickets().get(ticket, (None, None, None))[0] != value
             if done.returncode != 0 and not (done.returncode == 1 and moved):
                 # (a refusal after the ref moved on, a stale push racing the
                 # operator, is the tool answering right, not a harness error)
@@ -514,7 +519,9 @@ class Soak:
                 self.errors.append(f"injecting {kind}: {error!r}")
                 made = False
             if not made and kind not in kinds:
-                kinds.insert(0, kind)  # not possible now (nothing running, a window open)
+                # not possible now (nothing running, no connection open, a window open):
+                # tried again after the next kind still to come, which must not wait for it
+                kinds.insert(1 if kinds else 0, kind)
 
     def _running(self) -> list[Slot]:
         return [s for s in self.slots
@@ -687,22 +694,45 @@ class Soak:
 
     # reading the server -----------------------------------------------------------
 
-    def claim_refs(self) -> dict[str, tuple[str, str]]:
-        """ticket -> (claim ref value, its Claim-State), read on the server."""
+    def tickets(self) -> dict[str, tuple[str, str, str]]:
+        """ticket -> (its newest claim's tag, the ticket's state, that claim's ref), on the server.
+
+        Claims are an append-only log (T, T@2, ...): only the newest counts,
+        and its latest note says whether it ended. The state is held, done,
+        blocked, free or unknown, as the tool reads it (`frees_ticket`).
+        """
         git_dir = str(self.repo.path)
         prefix = self.config.claim_prefix
         listing = subprocess.run(["git", "--git-dir", git_dir, "for-each-ref",
-                                  "--format=%(objectname) %(refname)", prefix],
+                                  "--format=%(objectname) %(refname)", prefix,
+                                  checker.NOTES_PREFIX],
                                  capture_output=True, text=True, check=True).stdout.split("\n")
-        refs = dict(reversed(line.split(" ", 1)) for line in listing if line)
-        states = {}
-        for ref, oid in refs.items():
-            body = subprocess.run(["git", "--git-dir", git_dir, "cat-file", "-p", oid],
-                                  capture_output=True, text=True).stdout
-            state = next((line.split(":", 1)[1].strip() for line in body.splitlines()
-                          if line.startswith("Claim-State:")), "unknown")
-            states[ref[len(prefix):]] = (oid, state)
-        return states
+        newest: dict[str, tuple[int, str, str]] = {}
+        tips: dict[str, str] = {}
+        for line in listing:
+            if not line:
+                continue
+            oid, ref = line.split(" ", 1)
+            found = checker.claim_of_ref(ref, prefix)
+            if found is not None:
+                ticket, epoch = found
+                if epoch > newest.get(ticket, (0, "", ""))[0]:
+                    newest[ticket] = (epoch, ref, oid)
+            elif ref.startswith(checker.NOTES_PREFIX):
+                tips[ref[len(checker.NOTES_PREFIX):]] = oid
+        names = [oid for _, _, oid in newest.values()]
+        names += [f"{tips[t]}:{oid}" for t, (_, _, oid) in newest.items() if t in tips]
+        bodies = cat_file(git_dir, names)
+        found_tickets = {}
+        for ticket, (_, ref, oid) in newest.items():
+            record = trailers(bodies.get(oid, b""))
+            note = trailers(bodies.get(f"{tips.get(ticket)}:{oid}", b""))
+            state = record.get("claim-state", "unknown")
+            if state not in ("held", "done", "blocked"):
+                state = "unknown"
+            found_tickets[ticket] = (oid, checker.ticket_state(state, note.get("claim-event", ""),
+                                                               note.get("claim-outcome", "")), ref)
+        return found_tickets
 
     def notes_history(self) -> dict[str, list[dict[str, str]]]:
         git_dir = str(self.repo.path)
@@ -719,10 +749,20 @@ class Soak:
                 if line.startswith("C "):
                     _, commit, subject = line.split(" ", 2)
                     notes.append({"commit": commit, "event": subject.split(" ", 1)[0],
-                                  "target": ""})
+                                  "target": "", "outcome": ""})
                 elif line.startswith(":") and notes:
-                    notes[-1]["target"] = line.split("\t", 1)[1].replace("/", "")
+                    modes, path = line.split("\t", 1)
+                    notes[-1]["target"] = path.replace("/", "")
+                    notes[-1]["blob"] = modes.split()[3]
             history[ref[len(checker.NOTES_PREFIX):]] = list(reversed(notes))
+        # a release's outcome (free, done, blocked) is in its note, not in the subject
+        released = [n for notes in history.values() for n in notes if n["event"] == "released"]
+        bodies = cat_file(git_dir, [n["blob"] for n in released if n.get("blob")])
+        for notes in history.values():
+            for note in notes:
+                blob = note.pop("blob", None)
+                if note["event"] == "released" and blob:
+                    note["outcome"] = trailers(bodies.get(blob, b"")).get("claim-outcome", "")
         return history
 
     # the run --------------------------------------------------------------------------
@@ -761,14 +801,14 @@ class Soak:
         c = self.config
         self.say(f"soak ({c.mode_name}): agents stopped; waiting out the TTL for the final reap")
         deadline = stopped + c.ttl + 2 * c.max_skew + 2
-        while time.time() < deadline and any(state == "held" for _, state
-                                             in self.claim_refs().values()):
+        while time.time() < deadline and any(state == "held" for _, state, _
+                                             in self.tickets().values()):
             time.sleep(min(c.reap_every, max(0.0, deadline - time.time())))
             if time.time() < deadline:
                 self.reap()  # claims of agents killed earlier need not wait for the last one
         final_reap = self.reap()
         self.proxy.stop()
-        remote = {"final": self.claim_refs(), "notes": self.notes_history()}
+        remote = {"final": self.tickets(), "notes": self.notes_history()}
         (self.folder / "remote.json").write_text(json.dumps(remote, indent=1))
         self.server.stop()
         history = checker.load(self.folder, ttl=c.ttl, end=stopped, interval=c.interval,
@@ -796,7 +836,7 @@ class Soak:
             "clones": self.clones,
             "exits": dict(sorted(exits.items())),
             "reaper_runs": self.reaps, "reopens": self.reopens,
-            "final_reap": final_reap and {k: len(final_reap[k]) for k in ("reaped", "completed")},
+            "final_reap": final_reap and {k: len(final_reap[k]) for k in ("reaped", "undone")},
             "harness_errors": self.errors,
             "figures": figures,
             "violations": [str(v) for v in report.violations],
@@ -858,6 +898,38 @@ class Soak:
             if ours:
                 self.errors.append(f"worker {pid} still running after every run ended: killed")
                 _send([pid], signal.SIGKILL)
+
+
+def cat_file(git_dir: str, names: list[str]) -> dict[str, bytes]:
+    """The objects `names` (ids or `<tree-ish>:<path>`) by name, in one `git cat-file --batch`;
+    names that do not resolve are left out."""
+    if not names:
+        return {}
+    out = subprocess.run(["git", "--git-dir", git_dir, "cat-file", "--batch"],
+                         input=("\n".join(names) + "\n").encode(), capture_output=True,
+                         check=True).stdout
+    found: dict[str, bytes] = {}
+    at = 0
+    for name in names:
+        end = out.index(b"\n", at)
+        header = out[at:end].split()
+        at = end + 1
+        if len(header) != 3 or header[-1] == b"missing":
+            continue
+        size = int(header[2])
+        found[name] = out[at:at + size]
+        at += size + 1
+    return found
+
+
+def trailers(body: bytes) -> dict[str, str]:
+    """A record's `Key: value` lines, keys lowercased, the first of each kept."""
+    found: dict[str, str] = {}
+    for line in body[:65536].decode("utf-8", "replace").splitlines():
+        key, sep, value = line.partition(":")
+        if sep and key.strip() and " " not in key.strip():
+            found.setdefault(key.strip().lower(), value.strip())
+    return found
 
 
 def tool_process(leader: int) -> int | None:

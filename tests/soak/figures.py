@@ -37,6 +37,8 @@ def _rows(hostile_cases: int | None) -> list[Row]:
         ("claim pushes (won)", lambda s: f"{f(s)['claims']['pushes']} ({f(s)['claims']['won']})"),
         ("races run: claim pushes contended by another loop's push on the same ticket",
          lambda s: str(f(s)["claims"]["contended"])),
+        ("claim refs created (each claim a new epoch: T, T@2, ...), tickets claimed, the"
+         " highest epoch", _epochs),
         ("**double holds** in the workers' logs (two workers on one ticket at once, beyond"
          " the bound)", lambda s: str(f(s).get("double_holds", 0))),
         ("workers that worked on past the bound after their claim was lost (no second worker"
@@ -58,7 +60,8 @@ def _rows(hostile_cases: int | None) -> list[Row]:
          " {grace}s)", lambda s: _signals(setups(s).get("signals", {}))),
         ("reaper clock steps (back 15 min, forward within half the max skew), claims reaped"
          " by a stepped reaper", _clock),
-        ("claim refs deleted, replaced by a foreign process (plain git)", _foreign),
+        ("newest claim refs deleted, replaced by a foreign process (plain git, no server-side"
+         " guard)", _foreign),
         ("stale clone: fetches, `git push --tags`, `git push --tags --force`, claim refs they"
          " changed", _stale),
         ("live claims taken by a foreign or stale push; unknown refs cleared with"
@@ -146,6 +149,13 @@ def _signals(signals: dict[str, dict[str, Any]]) -> str:
 def _clock(s: dict[str, Any]) -> str:
     r = s["figures"].get("setups", {}).get("reaper_clock", {})
     return f"{r.get('back', 0)}, {r.get('forward', 0)}, {r.get('claims reaped while stepped', 0)}"
+
+
+def _epochs(s: dict[str, Any]) -> str:
+    e = s["figures"].get("epochs")
+    if not e:
+        return "-"
+    return f"{e['claim refs created']}, {e['tickets claimed']}, {e['highest epoch']}"
 
 
 def _foreign(s: dict[str, Any]) -> str:
