@@ -20,11 +20,14 @@ def history(session: Session, ticket: str, limit: int = 10000) -> list[dict[str,
     view = read_claim(session, ticket)
     events: list[dict[str, Any]] = []
     claims_seen: set[str] = set()
+    listed = {oid for _, oid in view.claims}
     if view.notes_tip:
         for commit, changed in session.local.notes_history(view.notes_tip, limit):
             for claim_oid, blob in changed.items():
-                claims_seen.add(claim_oid)
                 note = parse_liveness(session.local.read_blob(blob) or b"")
+                if note.event == "unknown" and claim_oid not in listed:
+                    continue  # a note someone put on another object: not this ticket's history
+                claims_seen.add(claim_oid)
                 events.append({
                     "time": iso(note.time) if note.time else None, "event": note.event,
                     "agent": note.agent, "holder": note.holder or None, "seq": note.seq,

@@ -200,10 +200,10 @@ class LocalRepo:
             return None
         try:
             tree = self.repo[notes_tip].peel(pygit2.Tree)
-            entry = tree[annotated]
         except LOOKUP_ERRORS:
             return None
-        return self.read_blob(str(entry.id))
+        found = _note_entry(tree, annotated)
+        return self.read_blob(found[1]) if found else None
 
     def note_set_by(self, commit: str | None, annotated: str) -> bool:
         """Whether notes commit `commit` itself wrote the note on `annotated`.
@@ -218,15 +218,15 @@ class LocalRepo:
             current = self.repo[commit]
             if not isinstance(current, pygit2.Commit):
                 return False
-            entry = current.tree[annotated] if annotated in current.tree else None
+            entry = _note_entry(current.tree, annotated)
             if entry is None:
                 return False
             if not current.parents:
                 return True
-            parent_tree = current.parents[0].tree
+            before = _note_entry(current.parents[0].tree, annotated)
         except LOOKUP_ERRORS:
             return False
-        return annotated not in parent_tree or parent_tree[annotated].id != entry.id
+        return before is None or before[1] != entry[1]
 
     def notes_commit(self, parent: str | None, annotated: str, text: str, *, message: str,
                      author: str, email: str, time: float) -> str:
@@ -245,12 +245,14 @@ class LocalRepo:
             except LOOKUP_ERRORS:
                 raise GitError(f"the remote's notes ref points to {parent[:12]}, which is not a"
                                " notes commit: fix or delete that ref on the remote")
-            builder = repo.TreeBuilder(base_tree)
         else:
-            builder = repo.TreeBuilder()
+            base_tree = None
         blob = repo.create_blob(text.encode("utf-8"))
-        builder.insert(annotated, blob, pygit2.enums.FileMode.BLOB)
-        tree = builder.write()
+        # where git keeps it: flat, or in fan-out directories (ab/cdef…) once
+        # git has rewritten a large notes tree; a second copy would be ambiguous
+        found = _note_entry(base_tree, annotated) if base_tree is not None else None
+        path = found[0] if found else annotated
+        tree = _tree_with(repo, base_tree, path.split("/"), blob)
         signature = pygit2.Signature(author, email, int(time), 0)
         parents = [pygit2.Oid(hex=parent)] if parent else []
         return str(repo.create_commit(None, signature, signature, message, tree, parents))
@@ -267,13 +269,10 @@ class LocalRepo:
         for count, current in enumerate(repo.walk(commit.id, pygit2.enums.SortMode.TOPOLOGICAL)):
             if count >= limit:
                 return
-            tree = current.tree
-            parent_tree = current.parents[0].tree if current.parents else None
-            changed: dict[str, str] = {}
-            for entry in tree:
-                if parent_tree is None or entry.name not in parent_tree or \
-                        parent_tree[entry.name].id != entry.id:
-                    changed[entry.name] = str(entry.id)
+            notes = _flat_notes(current.tree)
+            before = _flat_notes(current.parents[0].tree) if current.parents else {}
+            changed = {annotated: blob for annotated, blob in notes.items()
+                       if before.get(annotated) != blob}
             yield str(current.id), changed
 
     def commit_time(self, oid: str) -> float | None:
@@ -301,3 +300,49 @@ def check_identity_text(value: str, what: str) -> str:
     if any(ch in value for ch in "<>\n\r\0"):
         raise UsageError(f"{what} must not contain '<', '>' or control characters")
     return value
+
+
+def _note_entry(tree: pygit2.Tree, annotated: str) -> tuple[str, str] | None:
+    """(path, blob id) of the note on `annotated`: flat, or under git's fan-out directories.
+
+    git keeps notes flat until a notes tree grows large, then moves them into
+    two-hex-digit directories (ab/cdef…, ab/cd/ef…); either may be on a remote.
+    """
+    for depth in range(0, 4):
+        parts = [annotated[2 * i: 2 * i + 2] for i in range(depth)] + [annotated[2 * depth:]]
+        path = "/".join(parts)
+        try:
+            entry = tree[path]
+        except (KeyError, ValueError, TypeError):
+            continue
+        if entry.type_str == "blob":
+            return path, str(entry.id)
+    return None
+
+
+def _flat_notes(tree: pygit2.Tree, prefix: str = "") -> dict[str, str]:
+    """{annotated id: note blob id} of a notes tree, fan-out directories flattened."""
+    found: dict[str, str] = {}
+    for entry in tree:
+        name = prefix + (entry.name or "")
+        if entry.type_str == "tree" and len(name) < 40:
+            found.update(_flat_notes(entry, name))  # type: ignore[arg-type]
+        elif entry.type_str == "blob":
+            found[name] = str(entry.id)
+    return found
+
+
+def _tree_with(repo: pygit2.Repository, base: pygit2.Tree | None, parts: list[str],
+               blob: pygit2.Oid) -> pygit2.Oid:
+    """`base` with the blob at the path `parts`, sub-trees rebuilt as needed."""
+    builder = repo.TreeBuilder(base) if base is not None else repo.TreeBuilder()
+    if len(parts) == 1:
+        builder.insert(parts[0], blob, pygit2.enums.FileMode.BLOB)
+        return builder.write()
+    subtree = None
+    if base is not None and parts[0] in base:
+        existing = repo[base[parts[0]].id]
+        subtree = existing if isinstance(existing, pygit2.Tree) else None
+    inner = _tree_with(repo, subtree, parts[1:], blob)
+    builder.insert(parts[0], inner, pygit2.enums.FileMode.TREE)
+    return builder.write()
