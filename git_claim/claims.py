@@ -95,8 +95,7 @@ def _view(session: Session, ticket: str, claims: dict[int, str],
     if note is not None and record.state == STATE_HELD and note.event == EVENT_RELEASED \
             and note.outcome in OUTCOME_STATES:
         record = replace(record, state=note.outcome, agent=note.agent or record.agent,
-                         time=note.time, reason=note.reason, forced_by=note.forced_by,
-                         claim_of=oid)
+                         time=note.time, reason=note.reason, forced_by=note.forced_by)
     return ClaimView(ticket, ref, oid, record, notes_tip, note, epoch, claims=listed)
 
 

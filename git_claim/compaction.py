@@ -2,11 +2,13 @@
 
 Each claim of a ticket is a new ref (refs/claims/640, 640@2, ...), and only
 the newest counts. The older ones are history: `git claim compact` deletes
-them. It needs the right to delete under the claim namespace, which agents
-do not need: run it as a maintenance identity (docs/hosting.md). It is safe
-while agents claim: the newest claim of a ticket is never touched (a claimer
-reads it to choose the next epoch), and each delete is a compare-and-swap on
-the superseded tag. Notes stay: `git claim log` keeps the whole history.
+them, all but two per ticket. It needs the right to delete under the claim
+namespace, which agents do not need: run it as a maintenance identity
+(docs/hosting.md). It is safe while agents claim: the newest claim of a
+ticket is never touched (a claimer reads it to choose the next epoch), nor
+the first (the bare ref: a claimer that read the ticket before it was ever
+claimed creates it with no other check, so it must never become free
+again), and each delete is a compare-and-swap on the superseded tag. Notes stay: `git claim log` keeps the whole history.
 This module never prints.
 """
 
@@ -30,7 +32,7 @@ class CompactReport:
 
 
 def compact(session: Session, *, dry_run: bool = False) -> CompactReport:
-    """Delete every claim ref below its ticket's newest epoch; one listing, one push."""
+    """Delete every claim ref between its ticket's first and newest; one listing, one push."""
     settings = session.settings
     listed = session.transport.list_refs([settings.ref_prefix])
     by_ticket: dict[str, dict[int, tuple[str, str]]] = {}
@@ -43,7 +45,7 @@ def compact(session: Session, *, dry_run: bool = False) -> CompactReport:
     for epochs in by_ticket.values():
         newest = max(epochs)
         for epoch, (ref, oid) in sorted(epochs.items()):
-            if epoch < newest:
+            if 1 < epoch < newest:
                 report.superseded.append(ref)
                 updates.append(RefUpdate(ref, None, oid))
     if dry_run or not updates:

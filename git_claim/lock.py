@@ -212,7 +212,10 @@ def claim(session: Session, ticket: str, *, no_gate: bool = False,
     mine = _adopt_pending(session, [r for r in ours if r.pending])
     for _ in range(MAX_ROUNDS):
         if mine is not None and mine.tag == view.oid:
-            return _won(session, mine)  # a push of ours that landed (an earlier try's)
+            if view.held:
+                return _won(session, mine)  # a push of ours that landed (an earlier try's)
+            store.drop(mine)  # it landed, and someone has ended it as done or blocked since
+            mine = None
         if mine is not None and (mine.tag in dict(view.claims).values() or mine.ref != view.ref
                                  or not session.local.has(mine.tag)):
             # it landed once and ended since, or was minted for an epoch now taken
@@ -225,6 +228,9 @@ def claim(session: Session, ticket: str, *, no_gate: bool = False,
                 store.drop(mine)
             raise RefusedError(describe_holder(view, me=settings.agent),
                                holder=holder_fields(view))
+        if settings.claim_of_ref(view.ref) is None:
+            raise GitError(f"cannot claim {clean(ticket)}: its next epoch would not be readable"
+                           f" ({clean(view.ref, 80)}); a foreign ref holds an absurd epoch")
         if mine is None:
             mine = _new_ownership(session, view, no_gate=no_gate)
         pause("claim:before-push")
@@ -246,8 +252,17 @@ def claim(session: Session, ticket: str, *, no_gate: bool = False,
 
 
 def _won(session: Session, mine: Ownership) -> ClaimResult:
+    """Record the win; renew a claim whose time is old (an earlier attempt's push).
+
+    A claim pushed again long after it was made carries its old time, and a
+    reaper would judge it stale at once: one heartbeat renews it.
+    """
     mine.pending = False
     session.store.put(mine)
+    if now() - mine.claimed_at >= session.settings.heartbeat:
+        from .liveness import heartbeat
+
+        heartbeat(session, mine.ticket, mine)
     found = session.settings.claim_of_ref(mine.ref)
     return ClaimResult(mine.ticket, mine.ref, mine.tag, _own_record(session, mine), mine=mine,
                        epoch=found[1] if found else 1)

@@ -88,8 +88,8 @@ class Settings:
         if EPOCH_MARK not in name:
             return (name, 1) if name and "/" not in name else None
         ticket, _, number = name.rpartition(EPOCH_MARK)
-        if not ticket or "/" in ticket or not number.isdigit() or number.startswith("0") \
-                or len(number) > 12 or int(number) < 2:
+        if not ticket or "/" in ticket or not (number.isascii() and number.isdigit()) \
+                or number.startswith("0") or len(number) > MAX_EPOCH_DIGITS or int(number) < 2:
             return None
         return ticket, int(number)
 
@@ -109,6 +109,8 @@ class Settings:
 
 
 EPOCH_MARK = "@"
+# int() refuses longer digit strings; a claim never makes one (it adds 1 to the largest epoch)
+MAX_EPOCH_DIGITS = 4000
 
 
 def _get(config: dict[str, list[str]], key: str) -> str:

@@ -143,13 +143,17 @@ def test_gitolite_refuses_deletes_and_rewinds_and_the_maintainer_compacts(gitoli
     assert forced.returncode != 0, forced
     assert "+ refs/claims/T@2" in forced.stderr and "DENIED" in forced.stderr, forced.stderr
     assert remote_refs_bytes(world.repo) == before
-    # nor compaction: it needs the delete right, which agents lack (exit 5)
+    # nor compaction: it needs the delete right, which agents lack (exit 5); T@2 is
+    # superseded once T@3 exists (the first claim, the bare T, is always kept)
+    assert bob.release("T").code == 0
+    assert alice.claim("T").code == 0  # T@3
+    held = ticket_state(world.repo, "T")
+    before = remote_refs_bytes(world.repo)
     not_allowed = alice.claim("compact")
     assert not_allowed.code == 5, not_allowed
-    assert "refs/claims/T" in not_allowed.stderr, not_allowed
+    assert "refs/claims/T@2" in not_allowed.stderr, not_allowed
     assert remote_refs_bytes(world.repo) == before
-    assert bob.claim("heartbeat", "T").code == 0 and alice.claim("heartbeat", "U").code == 0
-    assert ticket_state(world.repo, "T").agent == "bob"
+    assert alice.claim("heartbeat", "T").code == 0 and alice.claim("heartbeat", "U").code == 0
 
     # the maintainer key deletes superseded claims, on both transports
     admin = maintainer(world, gitolite_server, "libgit2")
@@ -157,18 +161,18 @@ def test_gitolite_refuses_deletes_and_rewinds_and_the_maintainer_compacts(gitoli
     assert compacted.code == 0, compacted
     assert compacted.stdout.strip() == "deleted 1 superseded claim of 2 tickets", compacted
     claims = sorted(ref for ref in remote_refs(world.repo) if ref.startswith("refs/claims/"))
-    assert claims == ["refs/claims/T@2", "refs/claims/U"]
+    assert claims == ["refs/claims/T", "refs/claims/T@3", "refs/claims/U"]
     after = ticket_state(world.repo, "T")
-    assert (after.state, after.epoch, after.tag) == ("held", 2, held.tag)
-    assert bob.claim("heartbeat", "T").code == 0
-    assert alice.claim("T").code == 1  # still bob's
+    assert (after.state, after.epoch, after.tag) == ("held", 3, held.tag)
+    assert alice.claim("heartbeat", "T").code == 0
+    assert bob.claim("T").code == 1  # still alice's
 
-    assert bob.release("T").code == 0
-    assert alice.claim("T").code == 0  # T@3
+    assert alice.release("T").code == 0
+    assert bob.claim("T").code == 0  # T@4
     admin.git("config", "claim.transport", "git")
     compacted = admin.claim("compact")
     assert compacted.code == 0, compacted
     assert compacted.stdout.strip() == "deleted 1 superseded claim of 2 tickets", compacted
     claims = sorted(ref for ref in remote_refs(world.repo) if ref.startswith("refs/claims/"))
-    assert claims == ["refs/claims/T@3", "refs/claims/U"]
-    assert ticket_state(world.repo, "T").agent == "alice"
+    assert claims == ["refs/claims/T", "refs/claims/T@4", "refs/claims/U"]
+    assert ticket_state(world.repo, "T").agent == "bob"
