@@ -7,9 +7,17 @@ pushed ref under the claim and notes namespaces against the protocol:
   then 640@2, ...), pointing at an annotated tag, and only once the claim
   before it has ended (its latest note is a release, a reap or a reopening);
 - a claim ref is never rewritten; it may be deleted only when a newer claim
-  of the same ticket exists (compaction of history), never the newest;
-- a notes ref may be created, then only fast-forwarded; never rewound or
-  deleted.
+  of the same ticket exists (compaction of history), never the newest, and
+  never the first (epoch 1: a claimer whose view predates every claim of the
+  ticket creates the bare ref with no other check);
+- a notes ref (`<notes prefix><ticket>`) may be created, then only
+  fast-forwarded, never rewound or deleted; each step may add notes and
+  replace a heartbeat, but never remove a note or replace one that ended its
+  claim (a release as done or blocked gives way to a reopening only);
+- no ref may be created that would keep git from creating the protocol's
+  own (`refs/notes/claims`, `refs/claims`, `refs/notes/claims/640/x`: a ref
+  cannot also be a folder); such refs, and other names under a claim or
+  notes prefix, may be deleted, so an admin can clear them away.
 
 So `git push --mirror` from a stale clone, a `--force` push of old tags, or a
 buggy client cannot erase or replace anyone's claim, and agents need no
@@ -21,12 +29,16 @@ CLI reports its verdicts.
 
 from __future__ import annotations
 
+import re
 import subprocess
 from dataclasses import dataclass, field
 from typing import Iterable
 
-from .record import frees_ticket, parse_claim, parse_liveness
+from .errors import BadTicketError
+from .record import (EVENT_REAPED, EVENT_RELEASED, EVENT_REOPENED, OUTCOME_STATES, frees_ticket,
+                     parse_claim, parse_liveness)
 from .settings import DEFAULTS, EPOCH_MARK
+from .ticket import parse_ticket
 
 ZERO = "0" * 40
 TAGS_PREFIX = "refs/tags/claim/"
@@ -52,7 +64,20 @@ class Namespaces:
 
     @property
     def notes(self) -> list[str]:
-        return list(dict.fromkeys(notes for _, notes in self.pairs))
+        """The notes prefixes, longest first (a ref belongs to the longest it starts with)."""
+        return sorted(dict.fromkeys(notes for _, notes in self.pairs), key=len, reverse=True)
+
+    def blockers(self) -> dict[str, str]:
+        """{ref name: the namespace it would block}: each guarded prefix without its
+        trailing '/', and its parents under refs/. git cannot create refs/notes/claims/640
+        while a ref refs/notes/claims (or refs/notes) exists."""
+        found: dict[str, str] = {}
+        for prefix in [claims for claims, _ in self.pairs] + self.notes:
+            name = prefix.rstrip("/")
+            while name.count("/") >= 1:
+                found.setdefault(name, prefix)
+                name = name.rsplit("/", 1)[0]
+        return found
 
 
 def _git(*args: str, input_text: str | None = None) -> subprocess.CompletedProcess[str]:
@@ -80,16 +105,22 @@ def namespaces() -> Namespaces:
 def judge(updates: Iterable[PushedUpdate], spaces: Namespaces | None = None) -> list[str]:
     """One refusal per ref the protocol would never push; empty when all may go in."""
     spaces = spaces or namespaces()
+    blockers = spaces.blockers()
     refusals = []
     created: dict[str, str] = {}  # refs this push creates, for a ticket's next epoch
     for update in updates:
         pair = next((p for p in spaces.pairs if update.ref.startswith(p[0])), None)
         claim_prefix = pair[0] if pair else None
         notes_prefix = next((p for p in spaces.notes if update.ref.startswith(p)), None)
-        if pair is not None:
+        if update.ref in blockers:
+            claim_prefix = None
+            why = None if update.new == ZERO else (
+                f"it would keep git from creating refs under {blockers[update.ref]}"
+                " (a ref cannot also be a folder); only its deletion is accepted")
+        elif pair is not None:
             why = _judge_claim(update, pair[0], pair[1], created)
         elif notes_prefix is not None:
-            why = _judge_notes(update)
+            why = _judge_notes(update, notes_prefix)
         else:
             why = None
         if why:
@@ -99,12 +130,20 @@ def judge(updates: Iterable[PushedUpdate], spaces: Namespaces | None = None) -> 
     return refusals
 
 
+def _is_ticket(name: str) -> bool:
+    """Whether `name` is a ticket id as the commands write it (git_claim.ticket)."""
+    try:
+        return parse_ticket(name) == name
+    except BadTicketError:
+        return False
+
+
 def _epoch_of(name: str) -> tuple[str, int] | None:
     if EPOCH_MARK not in name:
-        return (name, 1) if name and "/" not in name else None
+        return (name, 1) if _is_ticket(name) else None
     ticket, _, number = name.rpartition(EPOCH_MARK)
-    if not ticket or "/" in ticket or not number.isdigit() or number.startswith("0") \
-            or int(number) < 2:
+    if not _is_ticket(ticket) or not number.isdigit() or number.startswith("0") \
+            or len(number) > 12 or int(number) < 2:
         return None
     return ticket, int(number)
 
@@ -127,6 +166,8 @@ def _judge_claim(update: PushedUpdate, prefix: str, notes_prefix: str,
                  created: dict[str, str]) -> str | None:
     parsed = _epoch_of(update.ref[len(prefix):])
     if parsed is None:
+        if update.new == ZERO:
+            return None  # not a claim: an admin may clear it away
         return "not a claim ref (<ticket> or <ticket>@<epoch>)"
     ticket, epoch = parsed
     epochs = _epochs(prefix, ticket, created)
@@ -134,6 +175,10 @@ def _judge_claim(update: PushedUpdate, prefix: str, notes_prefix: str,
     if update.new == ZERO:
         if update.ref in created or epoch >= newest:
             return "the newest claim of a ticket is never deleted"
+        if epoch == 1:
+            # a claimer whose view predates every claim of the ticket creates the bare
+            # ref with no other check: were it gone, that claimer would win beside the newest
+            return "the first claim of a ticket is kept (later superseded epochs may go)"
         return None  # compaction: a newer claim supersedes this one
     if update.old != ZERO:
         return "claim refs are never rewritten (each claim is a new ref)"
@@ -157,13 +202,118 @@ def _ended(tag: str, notes_ref: str) -> bool:
     return frees_ticket(record, parse_liveness(shown.stdout.encode()))
 
 
-def _judge_notes(update: PushedUpdate) -> str | None:
+def _judge_notes(update: PushedUpdate, prefix: str) -> str | None:
+    if not _is_ticket(update.ref[len(prefix):]):
+        if update.new == ZERO:
+            return None  # not a ticket's notes: an admin may clear it away
+        return f"not a ticket's notes ref ({prefix}<ticket>)"
     if update.new == ZERO:
         return "claim notes are never deleted"
-    if update.old == ZERO:
-        return None
-    if _git("merge-base", "--is-ancestor", update.old, update.new).returncode != 0:
+    if update.old != ZERO and \
+            _git("merge-base", "--is-ancestor", update.old, update.new).returncode != 0:
         return "claim notes only move forward (a fast-forward)"
+    return _judge_note_changes(update.old, update.new)
+
+
+# Where git and git-claim both look for the note on an object: a regular blob named by
+# the object's id in lower-case hex, flat or under up to three two-digit fan-out
+# directories (git rewrites a large notes tree from abcdef… to ab/cdef…).
+_NOTE_PATH = re.compile(r"(?:[0-9a-f]{2}/){0,3}[0-9a-f]+\Z")
+_NOTE_MODES = ("100644", "100755")
+
+
+@dataclass
+class _NotesTree:
+    notes: dict[str, list[str]]  # annotated object id -> note blob ids (more than one: ambiguous)
+    other: set[bytes]  # entries that are not notes, as listed
+
+
+def _notes_tree(commit: str, width: int) -> _NotesTree | None:
+    """The notes of a notes commit as {annotated id: [note blob]}, whatever the fan-out."""
+    listed = subprocess.run(["git", "ls-tree", "-r", "-z", "--full-tree", commit],
+                            capture_output=True, check=False)
+    if listed.returncode != 0:
+        return None
+    tree = _NotesTree({}, set())
+    for entry in listed.stdout.split(b"\0"):
+        if not entry:
+            continue
+        info, _, raw_path = entry.partition(b"\t")
+        fields = info.decode("ascii", "replace").split(" ")
+        path = raw_path.decode("utf-8", "replace")
+        annotated = path.replace("/", "")
+        if len(fields) == 3 and fields[0] in _NOTE_MODES and fields[1] == "blob" \
+                and len(annotated) == width and _NOTE_PATH.match(path):
+            tree.notes.setdefault(annotated, []).append(fields[2])
+        else:
+            tree.other.add(entry)
+    return tree
+
+
+def _blobs(oids: list[str]) -> dict[str, bytes]:
+    """The contents of `oids`, read with one `git cat-file --batch`."""
+    wanted = list(dict.fromkeys(oids))
+    if not wanted:
+        return {}
+    output = subprocess.run(["git", "cat-file", "--batch"], capture_output=True, check=False,
+                            input="".join(f"{oid}\n" for oid in wanted).encode()).stdout
+    found: dict[str, bytes] = {}
+    at = 0
+    for oid in wanted:
+        end = output.find(b"\n", at)
+        if end < 0:
+            break
+        header = output[at:end].split(b" ")
+        at = end + 1
+        if len(header) == 3 and header[2].isdigit():
+            size = int(header[2])
+            found[oid] = output[at:at + size]
+            at += size + 1
+    return found
+
+
+def _judge_note_changes(old: str, new: str) -> str | None:
+    """Refuse a notes step that removes a note or replaces one that ended its claim.
+
+    Old (none for a new notes ref) and new trees are compared as {annotated
+    object id: note blob}, so a note moved between flat and fan-out layouts is
+    no change. The new tree holds notes only, each stored once, where git and
+    git-claim both find it, so both read the same note. A heartbeat may be
+    replaced (by the next beat or the claim's end); a release as free, a reap
+    and a reopening never; a release as done or blocked only by a reopening.
+    """
+    before = _NotesTree({}, set()) if old == ZERO else _notes_tree(old, len(old))
+    after = _notes_tree(new, len(new))
+    if before is None or after is None:
+        return "the notes trees could not be read"
+    for entry in after.other - before.other:
+        shown = entry.partition(b"\t")[2].decode("utf-8", "replace")
+        return f"{shown!r} is not a note (a blob named by an object id, as git notes writes it)"
+    for annotated, blobs in after.notes.items():
+        if len(blobs) > 1 and sorted(blobs) != sorted(before.notes.get(annotated, [])):
+            return f"the note on {annotated} would be stored twice"
+    for annotated in before.notes:
+        if annotated not in after.notes:
+            return f"claim notes are never removed (the note on {annotated})"
+    changed = {annotated: blobs for annotated, blobs in before.notes.items()
+               if sorted(blobs) != sorted(after.notes[annotated])}
+    if not changed:
+        return None
+    needed = [blob for blobs in changed.values() for blob in blobs] \
+        + [after.notes[annotated][0] for annotated in changed]
+    contents = _blobs(needed)
+    if not set(needed) <= set(contents):
+        return "the changed notes could not be read"
+    for annotated, blobs in changed.items():
+        now = parse_liveness(contents[after.notes[annotated][0]])
+        for blob in blobs:
+            was = parse_liveness(contents[blob])
+            if was.event == EVENT_RELEASED and was.outcome in OUTCOME_STATES:
+                if now.event != EVENT_REOPENED:
+                    return (f"the note on {annotated} releases its claim as {was.outcome}:"
+                            " only a reopening replaces it")
+            elif was.event in (EVENT_RELEASED, EVENT_REAPED, EVENT_REOPENED):
+                return f"the note on {annotated} ended its claim ({was.event}): it stays"
     return None
 
 

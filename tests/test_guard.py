@@ -133,10 +133,18 @@ def test_the_guard_judges_each_change(make_world):
 
     assert alice.release("5").code == 0
     assert alice.claim("5").code == 0  # 5@2
-    compacted = push(":refs/claims/5")  # superseded by 5@2: history may go
+    # superseded, yet kept: a claimer whose view predates every claim of 5 creates
+    # the bare ref with no other check, and would win beside the newest were it gone
+    first = push(":refs/claims/5")
+    assert first.code != 0 and "first claim of a ticket is kept" in first.stderr, first
+    assert alice.release("5").code == 0
+    assert alice.claim("5").code == 0  # 5@3
+    compacted = push(":refs/claims/5@2")  # superseded by 5@3: history may go
     assert compacted.code == 0, compacted
-    assert "refs/claims/5" not in remote_refs(world.repo)
-    assert "refs/claims/5@2" in remote_refs(world.repo)
+    refs = remote_refs(world.repo)
+    assert "refs/claims/5@2" not in refs
+    assert "refs/claims/5" in refs and "refs/claims/5@3" in refs
+    assert ticket_state(world.repo, "5").ref == "refs/claims/5@3"
     assert push(":refs/notes/claims/5").code != 0
     assert push("refs/heads/main:refs/heads/other").code == 0  # other refs pass
 
@@ -146,6 +154,161 @@ def test_the_guard_judges_each_change(make_world):
     assert while_done.code != 0 and "has not ended" in while_done.stderr, while_done
     assert alice.claim("reopen", "9").code == 0
     assert push("refs/tags/mine:refs/claims/9@2").code == 0
+
+
+class Scratch:
+    """A plain clone (not an agent's) that writes the served repo's notes by hand."""
+
+    def __init__(self, world, folder):
+        self.world, self.folder = world, folder
+        subprocess.run(["git", "clone", "-q", world.repo.url, str(folder)], check=True,
+                       capture_output=True, env=world.env)
+
+    def git(self, *args, check=True, input=None):
+        done = subprocess.run(["git", *args], cwd=self.folder, capture_output=True, text=True,
+                              env=self.world.env, input=input)
+        assert not check or done.returncode == 0, done
+        return done
+
+    def fetch_notes(self, ticket):
+        self.git("fetch", "-q", "origin", f"+refs/notes/claims/{ticket}:refs/notes/claims/{ticket}",
+                 f"+refs/claims/{ticket}:refs/seen/{ticket}")
+        return self.git("rev-parse", f"refs/seen/{ticket}").stdout.strip()
+
+    def note(self, ticket, tag, text):
+        """One notes commit on top of the served tip setting the note on `tag` to `text`."""
+        self.fetch_notes(ticket)
+        self.git("notes", f"--ref=claims/{ticket}", "add", "-f", "-m", text, tag)
+        return self.push_notes(ticket)
+
+    def push_notes(self, ticket):
+        return self.git("push", "origin", f"refs/notes/claims/{ticket}", check=False)
+
+    def commit_tree(self, ticket, entries):
+        """A notes commit on the local notes tip whose tree holds `entries` {path: blob}."""
+        def tree(level):
+            lines, subdirs = [], {}
+            for path, blob in level.items():
+                head, _, rest = path.partition("/")
+                if rest:
+                    subdirs.setdefault(head, {})[rest] = blob
+                else:
+                    lines.append(f"100644 blob {blob}\t{head}\n")
+            for name, inner in subdirs.items():
+                lines.append(f"040000 tree {tree(inner)}\t{name}\n")
+            return self.git("mktree", input="".join(lines)).stdout.strip()
+
+        ref = f"refs/notes/claims/{ticket}"
+        commit = self.git("commit-tree", tree(entries), "-p", ref, "-m", "by hand").stdout.strip()
+        self.git("update-ref", ref, commit)
+        return self.push_notes(ticket)
+
+
+def note_text(event, outcome=""):
+    return (f"Claim-Event: {event}\nClaim-Time: 2030-01-01T00:00:00Z\nClaim-Agent: mallory\n"
+            + (f"Claim-Outcome: {outcome}\n" if outcome else "") + "Claim-Version: 1\n")
+
+
+def test_a_notes_fast_forward_may_not_remove_or_replace_a_claims_end(make_world, tmp_path):
+    """A notes step is a fast-forward, yet it could drop every note (a done ticket would
+    read held again) or put a heartbeat over a release. Only additions, replaced
+    heartbeats and a reopening over a release as done or blocked go in; git's fan-out
+    layout (ab/cdef…) is no change."""
+    world = guarded_world(make_world, "git", "git")
+    alice, reaper = world.agent("alice"), world.agent("reaper")
+    mallory = Scratch(world, tmp_path / "mallory")
+
+    assert alice.claim("50").code == 0
+    assert alice.release("50", "--done").code == 0
+    # as the review found it: the claim tag is not in a plain clone, so prune drops its note
+    mallory.git("fetch", "-q", "origin", "+refs/notes/claims/50:refs/notes/claims/50")
+    mallory.git("notes", "--ref=claims/50", "prune")
+    assert mallory.git("notes", "--ref=claims/50", "list").stdout == ""
+    pruned = mallory.push_notes("50")
+    assert pruned.returncode != 0 and "never removed" in pruned.stderr, pruned
+    assert ticket_state(world.repo, "50").state == "done"
+    tag = mallory.fetch_notes("50")
+    beat = mallory.note("50", tag, note_text("heartbeat"))
+    assert beat.returncode != 0 and "only a reopening" in beat.stderr, beat
+    freed = mallory.note("50", tag, note_text("released", "free"))
+    assert freed.returncode != 0 and "only a reopening" in freed.stderr, freed
+    assert ticket_state(world.repo, "50").state == "done"
+
+    # git's fan-out layout holds the same notes: accepted, nothing changes
+    mallory.fetch_notes("50")
+    blob = mallory.git("rev-parse", f"refs/notes/claims/50:{tag}").stdout.strip()
+    fanned = mallory.commit_tree("50", {f"{tag[:2]}/{tag[2:]}": blob})
+    assert fanned.returncode == 0, fanned
+    assert ticket_state(world.repo, "50").state == "done"
+    # where neither git nor git-claim finds it, or twice: refused
+    odd = mallory.commit_tree("50", {f"{tag[:3]}/{tag[3:]}": blob})
+    assert odd.returncode != 0 and "not a note" in odd.stderr, odd
+    mallory.fetch_notes("50")
+    twice = mallory.commit_tree("50", {tag: blob, f"{tag[:2]}/{tag[2:]}": blob})
+    assert twice.returncode != 0 and "stored twice" in twice.stderr, twice
+    assert alice.claim("reopen", "50").code == 0  # a reopening replaces the release
+    assert ticket_state(world.repo, "50").state == "free"
+    undone = mallory.note("50", tag, note_text("released", "done"))
+    assert undone.returncode != 0 and "ended its claim" in undone.stderr, undone
+    assert ticket_state(world.repo, "50").state == "free"
+
+    assert alice.claim("51").code == 0
+    assert alice.claim("heartbeat", "51").code == 0
+    tag51 = mallory.fetch_notes("51")
+    assert mallory.note("51", tag51, note_text("heartbeat")).returncode == 0  # beats may go on
+    assert alice.release("51").code == 0
+    held_again = mallory.note("51", tag51, note_text("heartbeat"))
+    assert held_again.returncode != 0 and "ended its claim" in held_again.stderr, held_again
+    assert ticket_state(world.repo, "51").state == "free"
+
+    assert alice.claim("52").code == 0
+    reaper.git("config", "claim.heartbeat", "1s")
+    reaped = reaper.cmd("reap", "--ttl", "1s", "--max-skew", "0",
+                        env=with_env(reaper, GIT_CLAIM_CLOCK_OFFSET="100"))
+    assert reaped.code == 0, reaped
+    tag52 = mallory.fetch_notes("52")
+    revived = mallory.note("52", tag52, note_text("heartbeat"))
+    assert revived.returncode != 0 and "ended its claim" in revived.stderr, revived
+    assert ticket_state(world.repo, "52").state == "free"
+    assert alice.claim("52").code == 0  # the next claim, 52@2, still goes in
+    assert ticket_state(world.repo, "52").ref == "refs/claims/52@2"
+
+
+def test_no_ref_may_keep_git_from_creating_the_protocols_own(make_world):
+    """A ref that is a folder of, or inside, a name the protocol needs (refs/notes/claims
+    beside refs/notes/claims/640, or refs/notes/claims/640/x) makes git unable to create
+    that name, so the ticket could never be released. Such refs are refused, and ones
+    already there (and other junk under the prefixes) may be deleted by an admin."""
+    world = guarded_world(make_world, "git", "git")
+    alice = world.agent("alice")
+    url = world.repo.url
+
+    def push(*specs):
+        return alice.git("push", url, *specs, check=False)
+
+    alice.git("tag", "-a", "-m", "agent=mallory nonce=1", "mine", "HEAD")
+    for ref in ("refs/notes/claims/640/x", "refs/notes/claims", "refs/claims", "refs/tags/claim",
+                "refs/notes/claims/640@2", "refs/claims/640/x", "refs/notes"):
+        blocked = push(f"refs/tags/mine:{ref}")
+        assert blocked.code != 0 and "git-claim guard: refused" in blocked.stderr, (ref, blocked)
+    assert not [ref for ref in remote_refs(world.repo) if "claim" in ref]
+    assert alice.claim("640").code == 0
+    assert alice.release("640").code == 0
+    assert ticket_state(world.repo, "640").state == "free"
+
+    # junk made on the server before the guard: an admin pushes its deletion
+    main = git_in(world.repo.path, "rev-parse", "refs/heads/main").stdout.strip()
+    junk = ["refs/notes/claims/641/x", "refs/claims/641/x", "refs/claims/team/x"]
+    for ref in junk:
+        git_in(world.repo.path, "update-ref", ref, main)
+    assert alice.claim("641").code == 3  # git cannot create refs/claims/641
+    for ref in junk:
+        cleared = push(f":{ref}")
+        assert cleared.code == 0, (ref, cleared)
+    assert not set(junk) & set(remote_refs(world.repo))
+    assert alice.claim("641").code == 0
+    assert alice.release("641", "--done").code == 0
+    assert ticket_state(world.repo, "641").state == "done"
 
 
 def test_install_never_replaces_a_foreign_hook(make_world):
