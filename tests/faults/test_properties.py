@@ -27,7 +27,7 @@ from git_claim.settings import Settings
 from git_claim.ticket import MAX_TICKET_LENGTH, parse_ticket
 
 ID_CHARS = string.ascii_letters + string.digits + "._-"
-MAX_EPOCH = 10**12 - 1  # the highest epoch a claim ref may carry (12 digits)
+MAX_EPOCH = 10**40 - 1  # epochs have no cap of their own (thousands of digits are read)
 SETTINGS = [Settings(remote="origin", ref_prefix=prefix, notes_prefix="refs/notes/claims/",
                      transport="auto", agent="a", host="h", ttl=900.0, max_skew=300.0,
                      heartbeat=300.0, branch_prefix="claim/")
