@@ -69,12 +69,13 @@ KILLS = ("kill", "kill-run", "kill-group", "stop")  # SIGKILL: the tool's proces
 SIGNALS = KILLS + ("term-run", "int-run", "term-group", "int-group")
 INJECTED = ("foreign-delete", "foreign-replace", "stale-push")  # plain-git changes of claim refs
 EPOCH_MARK = "@"
+MAX_EPOCH_DIGITS = 4000  # as the tool reads them
 OUTCOMES = ("done", "blocked")
 
 
 def claim_of_ref(ref: str, prefix: str = CLAIM_PREFIX) -> tuple[str, int] | None:
     """(ticket, epoch) of a claim ref: T is epoch 1, T@N (N from 2, ASCII digits, no leading
-    zero, at most 12 of them) epoch N; None for any other ref."""
+    zero, at most MAX_EPOCH_DIGITS of them) epoch N; None for any other ref."""
     if not ref.startswith(prefix):
         return None
     name = ref[len(prefix):]
@@ -82,7 +83,7 @@ def claim_of_ref(ref: str, prefix: str = CLAIM_PREFIX) -> tuple[str, int] | None
         return (name, 1) if name and "/" not in name else None
     ticket, _, number = name.rpartition(EPOCH_MARK)
     if not ticket or "/" in ticket or not (number.isascii() and number.isdigit()) \
-            or number.startswith("0") or len(number) > 12 or int(number) < 2:
+            or number.startswith("0") or len(number) > MAX_EPOCH_DIGITS or int(number) < 2:
         return None
     return ticket, int(number)
 

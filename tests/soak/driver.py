@@ -721,12 +721,16 @@ class Soak:
             elif ref.startswith(checker.NOTES_PREFIX):
                 tips[ref[len(checker.NOTES_PREFIX):]] = oid
         names = [oid for _, _, oid in newest.values()]
-        names += [f"{tips[t]}:{oid}" for t, (_, _, oid) in newest.items() if t in tips]
+        for ticket, (_, _, oid) in newest.items():
+            if ticket in tips:  # the note, flat or in git's fan-out directories
+                names += [f"{tips[ticket]}:{oid}", f"{tips[ticket]}:{oid[:2]}/{oid[2:]}"]
         bodies = cat_file(git_dir, names)
         found_tickets = {}
         for ticket, (_, ref, oid) in newest.items():
             record = trailers(bodies.get(oid, b""))
-            note = trailers(bodies.get(f"{tips.get(ticket)}:{oid}", b""))
+            tip = tips.get(ticket)
+            note = trailers(bodies.get(f"{tip}:{oid}", bodies.get(f"{tip}:{oid[:2]}/{oid[2:]}",
+                                                                  b"")))
             state = record.get("claim-state", "unknown")
             if state not in ("held", "done", "blocked"):
                 state = "unknown"
