@@ -32,12 +32,14 @@ from .clock import elapsed, now
 from .errors import ClaimError, RefusedError
 from .liveness import heartbeat
 from .session import Session
-from .watchdog import Watchdog, process_tree
+from .testpoints import pause
+from .watchdog import LeaseRanOut, Watchdog, process_tree
 
 __all__ = ["RunOutcome", "child_environment", "process_tree", "run_with_heartbeat"]
 
 FORWARDED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 MIN_RETRY = 1.0
+NOT_STARTED_STATUS = 125  # the status reported for a command that never started (as env(1) does)
 
 
 class NotStarted(Exception):
@@ -115,6 +117,7 @@ def run_with_heartbeat(session: Session, ticket: str, command: Sequence[str], *,
         for sig, handler in previous.items():
             signal.signal(sig, handler)
         raise NotStarted(pending[0])
+    pause("run:before-start")
     try:
         # The locks on our claim's records go to the watchdog (and the command)
         # too: they stay held, and the claim stays ours to no other process of
@@ -129,6 +132,12 @@ def run_with_heartbeat(session: Session, ticket: str, command: Sequence[str], *,
         for sig, handler in previous.items():
             signal.signal(sig, handler)
         raise ClaimError(f"cannot run {command[0]!r}: {error.strerror or error}")
+    except LeaseRanOut:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        lost = _expired(session, ticket, elapsed() - leased_at, False)
+        report(f"{lost}; the command was not started")
+        return RunOutcome(NOT_STARTED_STATUS, lost, beats, 0, interrupted)
     started.append(watch)
     op = oplog.begin("run", ticket, agent=session.settings.agent, tag=mine.tag if mine else None,
                      child=watch.pid)

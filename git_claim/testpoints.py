@@ -6,7 +6,8 @@ process reaching that point creates `<dir>/<point>.reached` and waits until
 interleaving (a heartbeat landing between a reaper's read and write) or to
 SIGKILL a process at an exact step. Points: claim:before-push,
 claim:after-push, heartbeat:before-push, release:before-decide,
-reap:before-decide.
+reap:before-decide, run:before-start (the lease is taken, the command not
+yet started).
 """
 
 from __future__ import annotations

@@ -406,6 +406,19 @@ class Watch:
         self.stop()
         return None
 
+    def take_waiting_orders(self) -> None:
+        """Obey the orders already in the pipe, without waiting for more."""
+        if self.orders is None:
+            return
+        os.set_blocking(self.orders, False)
+        try:
+            self.read_orders()
+        except BlockingIOError:
+            pass
+        finally:
+            if self.orders is not None:
+                os.set_blocking(self.orders, True)
+
     def read_orders(self) -> None:
         assert self.orders is not None
         data = os.read(self.orders, 512)
@@ -458,6 +471,12 @@ class Watch:
             os.set_blocking(end, False)
         signal.set_wakeup_fd(wake_write, warn_on_full_buffer=False)
         signal.signal(signal.SIGCHLD, lambda *_: None)  # wakes select() through the pipe
+        self.take_waiting_orders()  # the first lease is in the pipe before we start
+        if self.lease_at is not None and self.lease_at <= boot_clock():
+            # run was frozen (or crawled) between taking its lease and starting us:
+            # the claim may be reaped by now, so the command must not start at all
+            self.report("expired")
+            return 0
         try:
             self.main = spawn(command)
         except OSError as error:
@@ -645,6 +664,10 @@ def main(argv: Sequence[str]) -> int:
 # run's end of it
 
 
+class LeaseRanOut(Exception):
+    """The first lease had run out before the command could start: it never started."""
+
+
 class Watchdog:
     """`run`'s handle on the watchdog: start it with the command, give orders, read reports.
 
@@ -723,6 +746,8 @@ class Watchdog:
         os.close(orders_write)
         os.close(reports_read)
         process.wait()
+        if words == [b"expired"]:
+            raise LeaseRanOut()
         if words[:1] == [b"error"] and len(words) == 2 and words[1].isdigit():
             code = int(words[1])
             raise OSError(code, os.strerror(code))

@@ -73,3 +73,24 @@ def test_a_late_win_is_renewed_at_once(make_world):
     assert again.code == 0, again
     events = [e["event"] for e in alice.claim("log", "12", "--json").json()]
     assert events == ["claimed", "heartbeat"], events
+
+
+def test_run_never_starts_its_command_on_a_lease_that_ran_out(make_world, tmp_path):
+    """`run` frozen after taking its lease and before starting the command: the
+    watchdog finds the lease out and never starts it; the claim is not released."""
+    world = make_world("path", "libgit2")
+    alice = world.agent("alice")
+    for key, value in (("claim.ttl", "3s"), ("claim.maxSkew", "0"), ("claim.heartbeat", "1s")):
+        alice.git("config", key, value)
+    pause = PausePoint(world.root / "pauses", "run:before-start")
+    marker = tmp_path / "started"
+    run = alice.popen("claim", "run", "44", "--grace", "0.2s", "--", "touch", str(marker),
+                      env=pause.env(alice.env))
+    pause.wait_reached(run)
+    time.sleep(3.5)  # longer than the lease (under the TTL of 3 s)
+    pause.go()
+    out, err = run.communicate(timeout=60)
+    assert run.returncode == 4, (out, err)
+    assert "not started" in err, err
+    assert not marker.exists()
+    assert ticket_state(world.repo, "44").state == "held"  # never released: it may be reaped
