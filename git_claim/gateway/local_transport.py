@@ -64,7 +64,7 @@ class LocalTransport(Libgit2Transport):
             if name.startswith(tuple(prefixes)):
                 try:
                     target = remote.references[name].target
-                except (KeyError, pygit2.GitError):
+                except (KeyError, ValueError, pygit2.GitError):  # a name libgit2 will not read
                     continue
                 if isinstance(target, pygit2.Oid):
                     found[name] = str(target)
@@ -219,7 +219,7 @@ def _copy_objects(oid: str, source: pygit2.Odb, target: pygit2.Odb, *,
 def _read_ref(repo: pygit2.Repository, name: str) -> str | None:
     try:
         target = repo.references[name].target
-    except KeyError:
+    except (KeyError, ValueError):
         return None
     return str(target) if isinstance(target, pygit2.Oid) else None
 

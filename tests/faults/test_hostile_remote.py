@@ -414,8 +414,6 @@ def test_a_claim_after_a_huge_epoch_is_one_the_tool_can_read(make_world):
     assert_clean_output(carol.cmd("claim", "list"), allowed=(0,))
 
 
-@pytest.mark.xfail(strict=True, reason="product bug: the path transport fails every listing"
-                   " (internal error, exit 3) on a ref name longer than libgit2 reads")
 def test_a_very_long_claim_ref_name_spoils_nothing(make_world):
     world = make_world("path", "libgit2")
     alice, olga = world.agent("alice"), observer(world)
