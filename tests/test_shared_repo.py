@@ -125,16 +125,20 @@ def test_what_the_tool_creates_in_a_shared_bare_repo_has_gits_modes(
     _run(["git", "clone", "-q", bare.as_uri() if scheme == "file" else str(bare), str(clone)])
     before = _snapshot(bare)
 
-    for command in (["claim", "1"], ["claim", "heartbeat", "1"]):
+    for command in (["claim", "1"], ["claim", "heartbeat", "1"], ["release", "1"],
+                    ["claim", "1"], ["release", "1"]):
         _run(["git", *command], cwd=clone, umask=umask)
     _run(["git", "--git-dir", str(bare), "pack-refs", "--all"], umask=umask)
     packed = (bare / "packed-refs").stat().st_ino
-    for command in (["release", "1"], ["claim", "2"], ["claim", "1"], ["claim", "compact"]):
+    for command in (["claim", "2"], ["claim", "1"], ["claim", "heartbeat", "1"],
+                    ["claim", "compact"]):
         _run(["git", *command], cwd=clone, umask=umask)
 
     created = _created(before, _snapshot(bare))
-    # compaction deleted the packed, superseded refs/claims/1 (1@2 is the claim in force)
+    # compaction deleted the packed, superseded refs/claims/1@2 (1@3 is in force,
+    # and the first claim is kept)
     assert (bare / "packed-refs").stat().st_ino != packed
+    assert "refs/claims/1@2" not in (bare / "packed-refs").read_text()
     for path in ("refs/claims", "refs/claims/2", "refs/notes/claims/1", "logs/refs/claims/2",
                  "logs/refs/notes/claims", "packed-refs"):
         assert path in created, sorted(created)
