@@ -136,6 +136,12 @@ def make_world(server_root: Path, tmp_path: Path) -> Callable[..., World]:
 
 
 @pytest.fixture
+def world_on() -> Callable[..., World]:
+    """World itself, for a test that starts its own server (tests import no conftest by name)."""
+    return World
+
+
+@pytest.fixture
 def world(make_world: Callable[..., World], scheme: str, transport: str) -> World:
     """Every server scheme with both transports: for the compare-and-swap scenarios."""
     return make_world(scheme, transport)

@@ -13,19 +13,24 @@ from __future__ import annotations
 
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from agents import Agent, remote_refs, remote_refs_bytes, ticket_state, with_env
-from conftest import TRANSPORTS, World
 from gitolite import GitoliteServer, gitolite_server, install_gitolite_client_home  # noqa: F401
 
 
-def gitolite_world(server: GitoliteServer, root: Path, transport: str) -> World:
-    return World("ssh", transport, server, root)  # the agent key: ssh to gitolite
+# `conftest` is not imported by name: under pytest-xdist that name may resolve to
+# tests/faults/conftest.py. The World class comes through the `world_on` fixture.
+TRANSPORTS = ["libgit2", "git"]
 
 
-def maintainer(world: World, server: GitoliteServer, transport: str) -> Agent:
+def gitolite_world(world_on: Any, server: GitoliteServer, root: Path, transport: str) -> Any:
+    return world_on("ssh", transport, server, root)  # the agent key: ssh to gitolite
+
+
+def maintainer(world: Any, server: GitoliteServer, transport: str) -> Agent:
     """A clone that logs in with the maintainer key (its own HOME and ssh command)."""
     home = world.root / "maintainer-home"
     home.mkdir()
@@ -42,8 +47,8 @@ def maintainer(world: World, server: GitoliteServer, transport: str) -> Agent:
 
 
 @pytest.mark.parametrize("transport", TRANSPORTS)
-def test_the_whole_loop_with_the_agent_key(gitolite_server, tmp_path, transport):
-    world = gitolite_world(gitolite_server, tmp_path / "world", transport)
+def test_the_whole_loop_with_the_agent_key(gitolite_server, world_on, tmp_path, transport):
+    world = gitolite_world(world_on, gitolite_server, tmp_path / "world", transport)
     alice, bob, reaper = world.agent("alice"), world.agent("bob"), world.agent("reaper")
     reaper.git("config", "claim.heartbeat", "1s")
 
@@ -105,9 +110,9 @@ def test_the_whole_loop_with_the_agent_key(gitolite_server, tmp_path, transport)
             "refs/claims/D@2", "refs/claims/N"} <= set(remote_refs(world.repo))
 
 
-def test_gitolite_refuses_deletes_and_rewinds_and_the_maintainer_compacts(gitolite_server,
+def test_gitolite_refuses_deletes_and_rewinds_and_the_maintainer_compacts(gitolite_server, world_on,
                                                                         tmp_path):
-    world = gitolite_world(gitolite_server, tmp_path / "world", "git")
+    world = gitolite_world(world_on, gitolite_server, tmp_path / "world", "git")
     alice, bob = world.agent("alice"), world.agent("bob")
     assert alice.claim("T").code == 0
     assert alice.claim("U").code == 0
