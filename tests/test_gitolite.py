@@ -23,7 +23,6 @@ from gitolite import GitoliteServer, gitolite_server, install_gitolite_client_ho
 
 # `conftest` is not imported by name: under pytest-xdist that name may resolve to
 # tests/faults/conftest.py. The World class comes through the `world_on` fixture.
-TRANSPORTS = ["libgit2", "git"]
 
 
 def gitolite_world(world_on: Any, server: GitoliteServer, root: Path, transport: str) -> Any:
@@ -46,7 +45,7 @@ def maintainer(world: Any, server: GitoliteServer, transport: str) -> Agent:
     return Agent("maintainer", workdir, env, world.repo)
 
 
-@pytest.mark.parametrize("transport", TRANSPORTS)
+@pytest.mark.parametrize("transport", ["libgit2", pytest.param("git", marks=pytest.mark.slow)])
 def test_the_whole_loop_with_the_agent_key(gitolite_server, world_on, tmp_path, transport):
     world = gitolite_world(world_on, gitolite_server, tmp_path / "world", transport)
     alice, bob, reaper = world.agent("alice"), world.agent("bob"), world.agent("reaper")

@@ -17,8 +17,10 @@ import pytest
 
 from agents import remote_refs, remote_refs_bytes, ticket_state, with_env
 
-LOOP_SETUPS = [("path", "git"), ("git", "libgit2"), ("git", "git"), ("http", "libgit2"),
-               ("http", "git")]
+# path, git:// and HTTP, each transport on a network server; the rest with -m slow
+LOOP_SETUPS = [("path", "git"), ("git", "libgit2"), ("http", "git"),
+               pytest.param("git", "git", marks=pytest.mark.slow),
+               pytest.param("http", "libgit2", marks=pytest.mark.slow)]
 
 
 def guarded_world(make_world, scheme, transport):
@@ -36,7 +38,7 @@ def git_in(repo_path, *args, check=True):
 
 
 @pytest.mark.parametrize("scheme,transport", LOOP_SETUPS,
-                         ids=[f"{s}-{t}" for s, t in LOOP_SETUPS])
+                         ids=["path-git", "git-libgit2", "http-git", "git-git", "http-libgit2"])
 def test_the_whole_loop_with_create_only_rights(make_world, tmp_path, scheme, transport):
     world = guarded_world(make_world, scheme, transport)
     alice, bob, reaper = world.agent("alice"), world.agent("bob"), world.agent("reaper")
