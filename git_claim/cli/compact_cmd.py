@@ -6,7 +6,7 @@ import click
 
 from .claim_cmd import claim_group
 from .common import CONTEXT_SETTINGS, json_option, remote_options, session_from
-from .output import emit_json, reporting
+from .output import emit_report, reporting
 
 
 @claim_group.command("compact", context_settings=CONTEXT_SETTINGS)
@@ -37,15 +37,9 @@ def compact_command(dry_run: bool, remote: str | None, agent: str | None,
                 f"{'s' if len(report.refused) != 1 else ''} (needs the right to delete under"
                 f" the claim namespace): {first[0]}: {first[1]}")
         if as_json:
-            document = {"ok": failure is None, "dry_run": dry_run, "tickets": report.tickets,
-                        "superseded": report.superseded, "deleted": report.deleted,
-                        "refused": report.refused}
-            if failure is not None:
-                document.update(error={"kind": failure.kind, "message": failure.message},
-                                exit_code=int(failure.exit_code))
-            emit_json(document)
-            if failure is not None:
-                raise SystemExit(int(failure.exit_code))
+            emit_report({"dry_run": dry_run, "tickets": report.tickets,
+                         "superseded": report.superseded, "deleted": report.deleted,
+                         "refused": report.refused}, failure)
             return
         verb = "would delete" if dry_run else "deleted"
         count = len(report.superseded) if dry_run else len(report.deleted)

@@ -26,6 +26,21 @@ def error_document(message: str, kind: str, code: int, **details: Any) -> dict[s
             **details}
 
 
+def emit_report(document: dict[str, Any], failure: ClaimError | None) -> None:
+    """Print a command's report; when part of its work was left undone, say so and exit.
+
+    The whole report is printed either way (what was done matters to a
+    script too), with `ok`, the error and its exit code when it failed.
+    """
+    document["ok"] = failure is None
+    if failure is not None:
+        document.update(error={"kind": failure.kind, "message": failure.message},
+                        exit_code=int(failure.exit_code))
+    emit_json(document)
+    if failure is not None:
+        raise SystemExit(int(failure.exit_code))
+
+
 @contextmanager
 def reporting(*, as_json: bool, command: str) -> Iterator[None]:
     """Turn every failure into one line (or one JSON object) and a documented exit code."""

@@ -6,7 +6,7 @@ import click
 
 from .claim_cmd import run_group
 from .common import CONTEXT_SETTINGS, json_option, parse_tickets, remote_options, session_from
-from .output import emit_json, reporting
+from .output import emit_report, reporting
 
 
 @click.command(context_settings=CONTEXT_SETTINGS)
@@ -91,7 +91,7 @@ def reap_command(ttl: str | None, max_skew: str | None, dry_run: bool, tickets: 
                 + "; ".join(f"{clean(e.ticket)}: {clean(e.reason, 200)}" for e in undone[:3])
                 + (f"; and {len(undone) - 3} more" if len(undone) > 3 else ""))
         if as_json:
-            document = {"ok": failure is None, "dry_run": dry_run, "ttl": settings.ttl,
+            document = {"dry_run": dry_run, "ttl": settings.ttl,
                         "max_skew": settings.max_skew, "summary": summary,
                         "reaped": [e.as_dict() for e in report.reaped],
                         "live": [e.as_dict() for e in report.live],
@@ -99,12 +99,7 @@ def reap_command(ttl: str | None, max_skew: str | None, dry_run: bool, tickets: 
                         "revived": [e.as_dict() for e in report.lost_races],
                         "undone": [e.as_dict() for e in undone],
                         "repaired": repaired, "warnings": warnings}
-            if failure is not None:
-                document.update(error={"kind": failure.kind, "message": failure.message},
-                                exit_code=int(failure.exit_code))
-            emit_json(document)
-            if failure is not None:
-                raise SystemExit(int(failure.exit_code))
+            emit_report(document, failure)
             return
         from ..clock import format_duration
 
