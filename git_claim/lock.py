@@ -123,7 +123,7 @@ def swap(session: Session, update: RefUpdate) -> str | None:
             raise GuardBroken(result.message)
         if result.status is UpdateStatus.STALE and result.current_known:
             return result.current
-        current = session.transport.list_refs([update.ref]).get(update.ref)
+        current = _read_back(session, update.ref)
         refused = result.status is UpdateStatus.REJECTED and current == update.expect
         if refused and _lock_contention(result.message) and monotonic() < deadline:
             # another writer held the ref's lock past the server's own patience
@@ -136,6 +136,23 @@ def swap(session: Session, update: RefUpdate) -> str | None:
                               f" {clean(result.message or 'rejected', 300)}",
                               ref=update.ref, host_message=clean(result.message, 300))
         return current
+
+
+def _read_back(session: Session, ref: str) -> str | None:
+    """What `ref` holds now, to settle a push whose answer was lost or refused.
+
+    The connection that lost the answer may have been cut with others: a
+    failed read is tried twice more before the outcome is reported unknown
+    (GitError, exit 3).
+    """
+    for pause_seconds in (0.2, 0.5, None):
+        try:
+            return session.transport.list_refs([ref]).get(ref)
+        except GitError:
+            if pause_seconds is None:
+                raise
+            time.sleep(pause_seconds)
+    return None  # not reached
 
 
 def _verb(update: RefUpdate) -> str:

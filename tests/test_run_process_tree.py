@@ -26,6 +26,7 @@ from agents import ticket_state, with_env
 
 GRACE = 2.0
 MARGIN = 1.0  # for the machine: the worker itself ends 0.3 s after its SIGTERM
+STUBBORN_GRACE = 8.0  # a worker that ignores SIGTERM, while a second run is tried
 TICKET = "700"
 
 WORKER = r'''
@@ -353,8 +354,13 @@ def test_a_command_that_exits_leaving_a_worker_is_done_only_once_the_worker_is_g
 
 
 def test_a_killed_runs_claim_is_not_reused_until_its_tree_is_gone(start_run):
-    """The locks on the claim's records live in the watchdog and the command too."""
-    run = start_run(SCRIPTS["stubborn"])
+    """The locks on the claim's records live in the watchdog and the command too.
+
+    The stubborn worker lives a grace period after the guardian's SIGTERM; the
+    grace is long enough here for a second `run` to start and read the remote
+    while it lives, on a loaded machine too (CI once took longer than 2 s).
+    """
+    run = start_run(SCRIPTS["stubborn"], grace=STUBBORN_GRACE)
     worker = run.worker()
     os.kill(run.process.pid, signal.SIGKILL)
     run.finish()
@@ -363,7 +369,8 @@ def test_a_killed_runs_claim_is_not_reused_until_its_tree_is_gone(start_run):
     early = subprocess.run(["git", "claim", "run", TICKET, "--", "true"], cwd=clone, env=env,
                            capture_output=True, text=True, timeout=60)
     still_working = alive(worker)
-    poll(lambda: not alive(worker), GRACE + MARGIN + 5, "the stubborn worker outlived grace")
+    poll(lambda: not alive(worker), STUBBORN_GRACE + MARGIN + 5,
+         "the stubborn worker outlived grace")
     assert still_working, "the worker ended before the second run was tried"
     assert early.returncode == 1 and "another process" in early.stderr, early
     resumed = subprocess.run(["git", "claim", "run", TICKET, "--", "true"], cwd=clone, env=env,
