@@ -37,7 +37,7 @@ from typing import Iterable
 from .errors import BadTicketError
 from .record import (EVENT_REAPED, EVENT_RELEASED, EVENT_REOPENED, OUTCOME_STATES, frees_ticket,
                      parse_claim, parse_liveness)
-from .settings import DEFAULTS, EPOCH_MARK
+from .settings import DEFAULTS, EPOCH_MARK, parse_claim_name
 from .ticket import parse_ticket
 
 ZERO = "0" * 40
@@ -139,13 +139,9 @@ def _is_ticket(name: str) -> bool:
 
 
 def _epoch_of(name: str) -> tuple[str, int] | None:
-    if EPOCH_MARK not in name:
-        return (name, 1) if _is_ticket(name) else None
-    ticket, _, number = name.rpartition(EPOCH_MARK)
-    if not _is_ticket(ticket) or not number.isdigit() or number.startswith("0") \
-            or len(number) > 12 or int(number) < 2:
-        return None
-    return ticket, int(number)
+    """The client's reading of a claim name, with a valid ticket id on top."""
+    found = parse_claim_name(name)
+    return found if found is not None and _is_ticket(found[0]) else None
 
 
 def _epochs(prefix: str, ticket: str, created: dict[str, str]) -> dict[int, str]:

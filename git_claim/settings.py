@@ -84,14 +84,7 @@ class Settings:
         """(ticket, epoch) of a claim ref; None for a ref that is not one."""
         if not ref.startswith(self.ref_prefix):
             return None
-        name = ref[len(self.ref_prefix):]
-        if EPOCH_MARK not in name:
-            return (name, 1) if name and "/" not in name else None
-        ticket, _, number = name.rpartition(EPOCH_MARK)
-        if not ticket or "/" in ticket or not (number.isascii() and number.isdigit()) \
-                or number.startswith("0") or len(number) > MAX_EPOCH_DIGITS or int(number) < 2:
-            return None
-        return ticket, int(number)
+        return parse_claim_name(ref[len(self.ref_prefix):])
 
     def is_claim_ref_of(self, ticket: str, ref: str) -> bool:
         found = self.claim_of_ref(ref)
@@ -111,6 +104,21 @@ class Settings:
 EPOCH_MARK = "@"
 # int() refuses longer digit strings; a claim never makes one (it adds 1 to the largest epoch)
 MAX_EPOCH_DIGITS = 4000
+
+
+def parse_claim_name(name: str) -> tuple[str, int] | None:
+    """(ticket, epoch) of a claim ref's name under its prefix: `640` or `640@2`.
+
+    The one reading of claim names, for the client and the server-side guard
+    alike, so the two never disagree on which refs are claims.
+    """
+    if EPOCH_MARK not in name:
+        return (name, 1) if name and "/" not in name else None
+    ticket, _, number = name.rpartition(EPOCH_MARK)
+    if not ticket or "/" in ticket or not (number.isascii() and number.isdigit()) \
+            or number.startswith("0") or len(number) > MAX_EPOCH_DIGITS or int(number) < 2:
+        return None
+    return ticket, int(number)
 
 
 def _get(config: dict[str, list[str]], key: str) -> str:
