@@ -56,11 +56,6 @@ class ClaimView:
         return self.record is not None and self.record.state == STATE_HELD
 
     @property
-    def newest_tag(self) -> str | None:
-        """The newest claim's tag, in force or ended: notes about it are its history."""
-        return self.oid or self.previous
-
-    @property
     def last_alive(self) -> float | None:
         """The holder's last sign of life: its last heartbeat, else the claim time."""
         if self.note is not None and self.note.event == EVENT_HEARTBEAT and self.note.time:

@@ -86,16 +86,8 @@ class Settings:
             return None
         return parse_claim_name(ref[len(self.ref_prefix):])
 
-    def is_claim_ref_of(self, ticket: str, ref: str) -> bool:
-        found = self.claim_of_ref(ref)
-        return found is not None and found[0] == ticket
-
     def notes_ref(self, ticket: str) -> str:
         return self.notes_prefix + ticket
-
-    def ticket_of_ref(self, ref: str) -> str | None:
-        found = self.claim_of_ref(ref)
-        return found[0] if found else None
 
     def ticket_of_notes_ref(self, ref: str) -> str | None:
         return ref[len(self.notes_prefix):] if ref.startswith(self.notes_prefix) else None
