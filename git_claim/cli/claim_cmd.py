@@ -7,22 +7,8 @@ from typing import Any
 import click
 
 from .common import CONTEXT_SETTINGS, json_option, parse_tickets, remote_options, session_from
+from .group import DEFAULT_COMMAND, ClaimGroup, run_group
 from .output import emit_json, reporting
-
-DEFAULT_COMMAND = "take"
-
-
-class ClaimGroup(click.Group):
-    """`git claim 640` means `git claim take 640`: tickets need no subcommand word."""
-
-    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
-        if args and args[0] not in self.commands and args[0] not in ("-h", "--help", "--version"):
-            args = [DEFAULT_COMMAND, *args]
-        return super().parse_args(ctx, args)
-
-    def format_usage(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
-        formatter.write_usage("git claim", "[OPTIONS] TICKET... | COMMAND [ARGS]...")
-
 
 @click.group(cls=ClaimGroup, context_settings=CONTEXT_SETTINGS, invoke_without_command=False)
 @click.version_option(package_name="git-claim", prog_name="git-claim", message="%(prog)s %(version)s")
@@ -270,42 +256,6 @@ def reopen_command(ticket: str, remote: str | None, agent: str | None, as_json: 
             emit_json({"ok": True, "ticket": ticket_id, "was": view.state})
         else:
             click.echo(f"reopened {ticket_id} (was {view.state})")
-
-
-def run_group(group: click.Group, args: list[str] | None = None, prog: str = "git claim") -> Any:
-    """Run a click command with our exit codes: usage errors exit 2, as JSON under --json."""
-    import sys
-
-    argv = _bare_worktree(sys.argv[1:] if args is None else args)
-    try:
-        return group.main(args=argv, prog_name=prog, standalone_mode=False)
-    except click.exceptions.NoArgsIsHelpError as error:
-        click.echo(error.ctx.get_help() if error.ctx else str(error))
-        raise SystemExit(2)
-    except click.UsageError as error:
-        if "--json" in argv:
-            from .output import error_document
-
-            emit_json(error_document(error.format_message(), "usage", 2))
-        else:
-            click.echo(f"{prog}: {error.format_message()} (see `{prog} -h`)", err=True)
-        raise SystemExit(2)
-    except click.exceptions.Abort:
-        click.echo("interrupted", err=True)
-        raise SystemExit(130)
-    except click.exceptions.Exit as done:
-        raise SystemExit(done.exit_code)
-
-
-def _bare_worktree(argv: list[str]) -> list[str]:
-    """`--worktree` alone means the default place: it never takes the next word as a path
-    (`git claim --worktree 640`); a path is given as `--worktree=PATH`."""
-    out: list[str] = []
-    for index, word in enumerate(argv):
-        if word == "--":
-            return out + argv[index:]
-        out.append("--worktree=" if word == "--worktree" else word)
-    return out
 
 
 def main() -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from .claim_cmd import run_group
+from .group import run_group
 from .common import CONTEXT_SETTINGS, json_option, parse_tickets, remote_options, session_from
 from .output import emit_report, reporting
 
