@@ -192,73 +192,8 @@ def _claim_next(session: Any, labels: tuple[str, ...], excluded: tuple[str, ...]
         f"claimed {result.ticket.id} ({result.claim.ref}){title}"]
 
 
-@claim_group.command("list", context_settings=CONTEXT_SETTINGS)
-@click.option("--watch", "watch", is_flag=False, flag_value="2", default=None,
-              metavar="[SECONDS]", help="Redraw the board in place every SECONDS (default 2);"
-                                        " with --json, one JSON array per refresh.")
-@remote_options
-@json_option
-def list_command(watch: str | None, remote: str | None, agent: str | None,
-                 as_json: bool) -> None:
-    """The board: every claim in force on the remote, by state then age (--json for scripts).
-
-    One row per ticket whose newest claim is in force. Columns: ticket (*
-    marks ours), state (live, stale, done, blocked, unknown), holder, age,
-    last heartbeat, time left before it can be reaped, and the tracker title
-    when the last backlog listing knew it.
-    """
-    with reporting(as_json=as_json, command="git claim list"):
-        import os
-        import shutil
-        import sys
-        import time
-
-        from ..backlog_cache import titles
-        from ..board import board_rows, render_table
-        from ..clock import parse_duration
-
-        session = session_from(remote, agent)
-        pause = parse_duration(watch, what="watch interval") if watch else 0.0
-        terminal = sys.stdout.isatty()
-        colour = terminal and not os.environ.get("NO_COLOR")
-        while True:
-            rows = board_rows(session)
-            if as_json:
-                emit_json(rows)
-            else:
-                width = shutil.get_terminal_size((100, 24)).columns if terminal else None
-                table = render_table(rows, width=width, colour=colour,
-                                     titles=titles(session.location.common_dir))
-                if watch and terminal:
-                    click.echo("\x1b[H\x1b[2J", nl=False)
-                click.echo(table, nl=False)
-            if not watch:
-                return
-            try:
-                time.sleep(max(0.2, pause))
-            except KeyboardInterrupt:
-                return
-
-
-@claim_group.command("reopen", context_settings=CONTEXT_SETTINGS)
-@click.argument("ticket")
-@remote_options
-@json_option
-def reopen_command(ticket: str, remote: str | None, agent: str | None, as_json: bool) -> None:
-    """Make a done or blocked TICKET claimable again."""
-    with reporting(as_json=as_json, command="git claim reopen"):
-        from ..lock import reopen
-
-        (ticket_id,) = parse_tickets((ticket,))
-        session = session_from(remote, agent)
-        view = reopen(session, ticket_id)
-        if as_json:
-            emit_json({"ok": True, "ticket": ticket_id, "was": view.state})
-        else:
-            click.echo(f"reopened {ticket_id} (was {view.state})")
-
-
 def main() -> None:
-    from . import compact_cmd, completion_cmd, guard_cmd, liveness_cmd, run_cmd  # noqa: F401  (they register their commands)
+    from . import (  # noqa: F401  (they register their commands)
+        board_cmd, compact_cmd, completion_cmd, guard_cmd, liveness_cmd, run_cmd)
 
     run_group(claim_group)

@@ -1,0 +1,32 @@
+"""Enums shared by the operations' results: states and outcomes are named once.
+
+Results themselves are frozen dataclasses in the module of the operation that
+returns them; what several operations (and the renderer) share lives here.
+"""
+
+from __future__ import annotations
+
+from enum import Enum
+
+from ..errors import ExitCode
+
+__all__ = ["ClaimState", "ExitCode", "Outcome"]
+
+
+class ClaimState(str, Enum):
+    """What a ticket's newest claim is, as the board and the reaper see it."""
+
+    FREE = "free"  # no claim in force
+    LIVE = "live"  # in force, heartbeat within the TTL
+    STALE = "stale"  # in force, no heartbeat for longer than the TTL: reapable
+    DONE = "done"
+    BLOCKED = "blocked"
+    UNKNOWN = "unknown"  # in force but unreadable: never reaped by guesswork
+
+
+class Outcome(str, Enum):
+    """How a claim was ended by its holder (recorded in the release note)."""
+
+    FREE = "free"
+    DONE = "done"
+    BLOCKED = "blocked"
