@@ -43,9 +43,9 @@ import importlib
 import pkgutil
 import re
 import sys
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
 
 ROOT = Path(__file__).resolve().parent.parent
 MAN = ROOT / "man"
@@ -252,7 +252,7 @@ def sections(troff: str) -> dict[str, str]:
     """Section title -> its text."""
     found: dict[str, str] = {}
     parts = re.split(r"^\.SH +(.*)$", troff, flags=re.M)
-    for title, body in zip(parts[1::2], parts[2::2]):
+    for title, body in zip(parts[1::2], parts[2::2], strict=True):
         found[troff_text(".SH " + title).strip().upper()] = troff_text(body)
     return found
 
@@ -346,7 +346,7 @@ def entry_command(script: str, target: str) -> object | None:
         entry()
     except _Reached as found:
         return found.command
-    except (Exception, SystemExit):  # noqa: BLE001  (so it does not reach click)
+    except (Exception, SystemExit):  # so it does not reach click
         return None
     finally:
         if own is None:
