@@ -17,9 +17,10 @@ import subprocess
 import tempfile
 import threading
 import time
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any
 
 Sample = Mapping[str, float]
 
@@ -47,7 +48,7 @@ class Proc:
     def json(self) -> Any:
         return json.loads(self.stdout)
 
-    def check(self, *codes: int) -> "Proc":
+    def check(self, *codes: int) -> Proc:
         if self.code not in (codes or (0,)):
             raise BenchError(f"{' '.join(self.argv)} exited {self.code}\n"
                              f"stdout: {self.stdout[-2000:]}\nstderr: {self.stderr[-2000:]}")
@@ -116,8 +117,9 @@ class Running:
     def __init__(self, argv: Sequence[str], *, cwd: Path | str | None, env: Mapping[str, str],
                  stdin_fd: int | None = None, peak_rss: bool = False) -> None:
         self.argv = list(argv)
-        self._out = tempfile.TemporaryFile()
-        self._err = tempfile.TemporaryFile()
+        # the child writes into these until finish() reads and closes them
+        self._out = tempfile.TemporaryFile()  # noqa: SIM115
+        self._err = tempfile.TemporaryFile()  # noqa: SIM115
         self._rss_report: str | None = None
         command = self.argv
         if peak_rss:
@@ -278,7 +280,7 @@ class Stat:
     n: int
 
     @classmethod
-    def of(cls, values: Sequence[float]) -> "Stat | None":
+    def of(cls, values: Sequence[float]) -> Stat | None:
         if not values:
             return None
         return cls(statistics.median(values), min(values), max(values), len(values))
@@ -372,7 +374,8 @@ def render_text(rows: Sequence[Row]) -> str:
     widths = [max(len(line[i]) for line in cells) for i in range(len(COLUMNS))]
     out = []
     for number, line in enumerate(cells):
-        out.append("  ".join(text.ljust(width) for text, width in zip(line, widths)).rstrip())
+        padded = (text.ljust(width) for text, width in zip(line, widths, strict=True))
+        out.append("  ".join(padded).rstrip())
         if number == 0:
             out.append("  ".join("-" * width for width in widths))
     return "\n".join(out) + "\n"

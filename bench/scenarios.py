@@ -19,9 +19,10 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from .harness import BenchError, Gate, Row, Running, judge, quiet, repeat, run
 
@@ -406,8 +407,8 @@ def scenario_race(b: Bench) -> list[Row]:
             opened = gate.open()
             procs = gate.finish_all()
             times = [r.ended - opened for r in gate.running if r.ended is not None]
-            winners = [t for p, t in zip(procs, times) if p.code == 0]
-            losers = [t for p, t in zip(procs, times) if p.code != 0]
+            winners = [t for p, t in zip(procs, times, strict=True) if p.code == 0]
+            losers = [t for p, t in zip(procs, times, strict=True) if p.code != 0]
             if len(winners) != 1:
                 raise BenchError(f"race {kind}, N={n}: {len(winners)} winners for {ticket}")
             if kind == "git-claim" and any(p.code != 1 for p in procs if p.code != 0):
@@ -499,7 +500,7 @@ def _write_claims(b: Bench, scheme: str, count: int) -> Populated:
                  input="\n".join(paths) + "\n").split()
     if len(oids) != count:
         raise BenchError(f"hash-object wrote {len(oids)} tags, not {count}")
-    claims = dict(zip(refs, oids))
+    claims = dict(zip(refs, oids, strict=True))
     quiet([*git, "update-ref", "--stdin"], env=b.env,
           input="".join(f"create {ref} {oid}\n" for ref, oid in claims.items()))
     quiet([*git, "repack", "-adq"], env=b.env)
@@ -864,7 +865,7 @@ def _write_history(b: Bench, repo: ServedRepo, count: int) -> None:
     oids = quiet([*git, "hash-object", "-t", "tag", "-w", "--stdin-paths"], env=b.env,
                  input="\n".join(paths) + "\n").split()
     quiet([*git, "update-ref", "--stdin"], env=b.env,
-          input="".join(f"create {ref} {oid}\n" for ref, oid in zip(refs, oids)))
+          input="".join(f"create {ref} {oid}\n" for ref, oid in zip(refs, oids, strict=True)))
     quiet([*git, "repack", "-adq"], env=b.env)
     shutil.rmtree(folder, ignore_errors=True)
 
