@@ -8,6 +8,7 @@ from __future__ import annotations
 import getpass
 import hashlib
 import os
+import re
 import socket
 from dataclasses import dataclass
 
@@ -38,6 +39,7 @@ DEFAULTS = {
     "claim.worktree": "false",
     "claim.worktreeDir": "",
     "claim.assign": "",
+    "claim.idPattern": "",
 }
 AGENT_VARIABLE = "GIT_CLAIM_AGENT"
 MAX_AGENT_LENGTH = 100
@@ -69,6 +71,7 @@ class Settings:
     worktree: bool = False
     worktree_dir: str = ""
     assign: str = ""
+    id_pattern: re.Pattern[str] | None = None
 
     def claim_ref(self, ticket: str, epoch: int = 1) -> str:
         """The ref of a ticket's `epoch`-th claim: refs/claims/640, then 640@2, 640@3, ...
@@ -186,7 +189,21 @@ def load_settings(location: Location, config: dict[str, list[str]], *,
         worktree=_get(config, "claim.worktree").lower() in ("true", "yes", "on", "1"),
         worktree_dir=_get(config, "claim.worktreeDir"),
         assign=_get(config, "claim.assign"),
+        id_pattern=_id_pattern(_get(config, "claim.idPattern")),
     )
+
+
+def _id_pattern(value: str) -> re.Pattern[str] | None:
+    """claim.idPattern: a regular expression every ticket id given to claim must match
+    in full (`[0-9]+`, `PROJ-[0-9]+`), so that a word of another shape is refused
+    before anything is claimed. Empty (the default): any id parse_ticket accepts."""
+    if not value:
+        return None
+    try:
+        return re.compile(value)
+    except re.error as error:
+        raise UsageError(f"claim.idPattern {value!r} is not a regular expression: {error}")\
+            from None
 
 
 def _positive_int(value: str, key: str) -> int:

@@ -7,6 +7,7 @@ of a safe, unambiguous ref component. `TicketId` can only be made here.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from typing import NewType
 
 from .errors import BadTicketError
@@ -45,3 +46,18 @@ def parse_ticket(raw: str) -> TicketId:
         raise BadTicketError(f"invalid ticket id {shown}: it ends in '.lock'")
     return TicketId(text)
 
+
+def check_id_pattern(tickets: Iterable[str], pattern: re.Pattern[str] | None) -> None:
+    """Refuse (exit 2) an id that claim.idPattern does not match in full.
+
+    For teams whose ids all look alike (`640`, `KEY-123`): a word of another
+    shape is then a mistake, not a ticket, even after `take` or `--`. Checked
+    for every id before the first is claimed; ids read from the remote or the
+    backlog are not checked (they were not typed).
+    """
+    if pattern is None:
+        return
+    for ticket in tickets:
+        if not pattern.fullmatch(ticket):
+            raise BadTicketError(f"ticket id {quoted(ticket)} does not match claim.idPattern"
+                                 f" {quoted(pattern.pattern)}")
