@@ -12,15 +12,15 @@ import os
 import shutil
 import subprocess
 import sys
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Callable, Iterator
 
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from agents import Agent, base_env  # noqa: E402
-from servers import GitServer, ServedRepo, SshServer, install_ssh_client_home, start_server  # noqa: E402
+from agents import Agent, base_env
+from servers import GitServer, ServedRepo, SshServer, install_ssh_client_home, start_server
 
 SCHEMES = ["path", "file", "git", "http", "ssh"]
 TRANSPORTS = ["libgit2", "git"]
@@ -32,7 +32,8 @@ def _bin_dir() -> Path:
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    if shutil.which("git-claim", path=str(_bin_dir())) is None and shutil.which("git-claim") is None:
+    if shutil.which("git-claim", path=str(_bin_dir())) is None \
+            and shutil.which("git-claim") is None:
         raise pytest.UsageError("git-claim is not installed: run `pip install .` first")
 
 
@@ -48,6 +49,29 @@ def hermetic(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
         monkeypatch.setenv(key, value)
     monkeypatch.setenv("PATH", f"{_bin_dir()}{os.pathsep}{os.environ.get('PATH', '')}")
     return home
+
+
+@pytest.fixture(autouse=True)
+def hermetic_libgit2(hermetic: Path) -> Iterator[None]:
+    """libgit2 in this process reads no system config, and only the test's HOME.
+
+    GIT_CONFIG_NOSYSTEM does not reach libgit2, and libgit2 took its global
+    and XDG paths from $HOME when pygit2 was first imported, before the test
+    set HOME: so its search paths are set here, and put back afterwards.
+    """
+    import pygit2
+    from pygit2.enums import ConfigLevel
+
+    paths = pygit2.settings.search_path
+    wanted = {ConfigLevel.SYSTEM: "", ConfigLevel.PROGRAMDATA: "",
+              ConfigLevel.XDG: str(hermetic / ".config" / "git"),
+              ConfigLevel.GLOBAL: str(hermetic)}
+    saved = {level: paths[level] for level in wanted}
+    for level, path in wanted.items():
+        paths[level] = path
+    yield
+    for level, path in saved.items():
+        paths[level] = path
 
 
 _servers: dict[str, GitServer] = {}

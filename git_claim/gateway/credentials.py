@@ -16,10 +16,10 @@ import sys
 from pathlib import Path
 from urllib.parse import urlsplit
 
-import pygit2
 from pygit2.enums import CredentialType
 
 from ..errors import GitError
+from .libgit2_env import pygit2
 
 MAX_SSH_ATTEMPTS = 4
 KEY_FILES = ("id_ed25519", "id_ecdsa", "id_rsa")

@@ -14,12 +14,12 @@ from __future__ import annotations
 import re
 from typing import Sequence
 
-import pygit2
 from pygit2.enums import Option
 
 from ..errors import AmbiguousOutcome, GitError
 from ..safetext import clean
 from .credentials import AuthFailed, Callbacks, safe_url
+from .libgit2_env import pygit2
 from .localrepo import LocalRepo
 from .transport import ZERO_OID, RefUpdate, Transport, UpdateResult, UpdateStatus
 

@@ -21,9 +21,8 @@ from pathlib import Path
 from typing import Sequence
 from urllib.parse import unquote, urlsplit
 
-import pygit2
-
 from ..errors import GitError
+from .libgit2_env import pygit2
 from .libgit2_transport import Libgit2Transport
 from .localrepo import LOOKUP_ERRORS, MAX_OBJECT_BYTES, LocalRepo
 from .shared_perms import shared_writes

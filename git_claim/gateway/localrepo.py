@@ -14,10 +14,10 @@ from functools import cached_property
 from pathlib import Path
 from typing import Iterator
 
-import pygit2
 from pygit2.enums import ObjectType
 
 from ..errors import GitError, UsageError
+from .libgit2_env import pygit2
 
 _TYPE_NAMES = {
     ObjectType.COMMIT: "commit",

@@ -25,9 +25,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator, Sequence
 
-import pygit2
-
 from ..errors import GitError
+from .libgit2_env import pygit2
 
 PERM_UMASK = 0
 PERM_GROUP = 0o660
