@@ -2,20 +2,31 @@
 
 A ticket's state on the remote is its claim refs (an append-only log, one
 ref per claim: refs/claims/640, 640@2, ...) and the ticket's notes ref
-(heartbeats, and the decisions that end a claim or record its outcome). Tag and note objects are immutable, so whatever is already in the
-local object database is never fetched again.
+(heartbeats, and the decisions that end a claim or record its outcome). Tag
+and note objects are immutable, so whatever is already in the local object
+database is never fetched again.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
-from typing import Any, Callable, Sequence
+from typing import Any
 
 from .clock import now
 from .errors import GitError
-from .record import (EVENT_HEARTBEAT, EVENT_RELEASED, OUTCOME_STATES, STATE_HELD,
-                     STATE_UNKNOWN, ClaimRecord, LivenessRecord, frees_ticket, parse_claim,
-                     parse_liveness)
+from .record import (
+    EVENT_HEARTBEAT,
+    EVENT_RELEASED,
+    OUTCOME_STATES,
+    STATE_HELD,
+    STATE_UNKNOWN,
+    ClaimRecord,
+    LivenessRecord,
+    frees_ticket,
+    parse_claim,
+    parse_liveness,
+)
 from .session import Session
 
 CACHE_NAMESPACE = "refs/claim-cache/"

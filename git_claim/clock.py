@@ -27,7 +27,8 @@ def _offset() -> float:
     try:
         return float(raw)
     except ValueError:
-        raise UsageError(f"{CLOCK_OFFSET_VARIABLE} must be a number of seconds, not {raw!r}")
+        message = f"{CLOCK_OFFSET_VARIABLE} must be a number of seconds, not {raw!r}"
+        raise UsageError(message) from None
 
 
 def offset() -> float:
@@ -89,7 +90,8 @@ def parse_iso(text: str) -> float | None:
     if match is None:
         return None
     try:
-        parsed = datetime(*map(int, match.groups()), tzinfo=timezone.utc)
+        year, month, day, hour, minute, second = map(int, match.groups())
+        parsed = datetime(year, month, day, hour, minute, second, tzinfo=timezone.utc)
     except ValueError:
         return None
     return parsed.timestamp()

@@ -9,9 +9,10 @@ that ticket is still ours on the remote. Deletions and tags pass.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, TextIO
+from typing import TextIO
 
 from .atomicfile import write_atomic
 from .errors import ClaimError, RefusedError, UsageError

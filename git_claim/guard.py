@@ -31,12 +31,19 @@ from __future__ import annotations
 
 import re
 import subprocess
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Iterable
 
 from .errors import BadTicketError
-from .record import (EVENT_REAPED, EVENT_RELEASED, EVENT_REOPENED, OUTCOME_STATES, frees_ticket,
-                     parse_claim, parse_liveness)
+from .record import (
+    EVENT_REAPED,
+    EVENT_RELEASED,
+    EVENT_REOPENED,
+    OUTCOME_STATES,
+    frees_ticket,
+    parse_claim,
+    parse_liveness,
+)
 from .settings import DEFAULTS, EPOCH_MARK, parse_claim_name
 from .ticket import parse_ticket
 
@@ -95,9 +102,10 @@ def namespaces() -> Namespaces:
     pairs = [(setting("claim.refPrefix"), notes),
              (DEFAULTS["claim.refPrefix"], DEFAULTS["claim.notesPrefix"]),
              (TAGS_PREFIX, notes)]
-    unique = list(dict.fromkeys(pairs))
-    seen: set[str] = set()
-    kept = [pair for pair in unique if not (pair[0] in seen or seen.add(pair[0]))]
+    kept: list[tuple[str, str]] = []
+    for pair in dict.fromkeys(pairs):  # the first pair for each ref prefix, in order
+        if all(pair[0] != other[0] for other in kept):
+            kept.append(pair)
     kept.sort(key=lambda pair: len(pair[0]), reverse=True)
     return Namespaces(kept)
 

@@ -101,7 +101,7 @@ TYPE_CHECKING = False  # not imported from typing: that import alone costs a few
 if TYPE_CHECKING:
     import subprocess
     import threading
-    from typing import Callable, Sequence
+    from collections.abc import Callable, Sequence
 
 WATCHED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 PR_SET_CHILD_SUBREAPER = 36
@@ -232,7 +232,8 @@ def become_subreaper() -> bool:
         import ctypes
 
         libc = ctypes.CDLL(None, use_errno=True)
-        return libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0
+        answer: int = libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
+        return answer == 0
     except (OSError, AttributeError):
         return False
 
@@ -785,7 +786,10 @@ class Watchdog:
             pass  # the watchdog has gone: so has the command
 
     def forward(self, signum: int) -> None:
-        """Pass `signum` on to the command and every process it started. Safe in a signal handler."""
+        """Pass `signum` on to the command and every process it started.
+
+        Safe in a signal handler.
+        """
         self._order(f"signal {int(signum)}")
 
     def stop(self) -> None:

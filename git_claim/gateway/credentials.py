@@ -85,7 +85,8 @@ class Callbacks(pygit2.RemoteCallbacks):
         self.host_key_rejected = False
 
     def credentials(self, url: str, username_from_url: str | None,
-                    allowed_types: CredentialType) -> object:
+                    allowed_types: CredentialType
+                    ) -> pygit2.Username | pygit2.UserPass | pygit2.Keypair:
         if allowed_types & CredentialType.SSH_KEY:
             return self._ssh_key(username_from_url or getpass.getuser())
         if allowed_types & CredentialType.USERNAME:
@@ -103,9 +104,9 @@ class Callbacks(pygit2.RemoteCallbacks):
             return pygit2.UserPass(*found)
         raise AuthFailed(f"no supported authentication method for {safe_url(url)}")
 
-    def _ssh_key(self, user: str) -> object:
+    def _ssh_key(self, user: str) -> pygit2.Keypair:
         self.ssh_attempts += 1
-        candidates: list[object] = []
+        candidates: list[pygit2.Keypair] = []
         if os.environ.get("SSH_AUTH_SOCK"):
             candidates.append(pygit2.KeypairFromAgent(user))
         ssh_dir = Path(os.environ.get("HOME", str(Path.home()))) / ".ssh"

@@ -27,8 +27,8 @@ from __future__ import annotations
 
 import re
 import subprocess
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 from ..errors import GitError
 from ..safetext import clean
@@ -83,7 +83,7 @@ class GitCliTransport(Transport):
         try:
             return run_git([*self.base_args, *args], timeout=timeout, check=check)
         except GitError as error:
-            raise GitError(f"{safe_url(self.url)}: {error.message}")
+            raise GitError(f"{safe_url(self.url)}: {error.message}") from error
 
     def list_refs(self, prefixes: Sequence[str]) -> dict[str, str]:
         patterns = [prefix + "*" for prefix in prefixes]
@@ -115,13 +115,13 @@ class GitCliTransport(Transport):
     def _read_back_guards(self, updates: Sequence[RefUpdate],
                           results: list[UpdateResult]) -> list[UpdateResult]:
         """Guards checked after the fact, for the updates that may have been written."""
-        written = [u for u, r in zip(updates, results) if u.guard is not None
+        written = [u for u, r in zip(updates, results, strict=True) if u.guard is not None
                    and r.status in (UpdateStatus.OK, UpdateStatus.UNKNOWN)]
         if not written:
             return results  # nothing was written: the report settled every update
         current = self.list_refs(sorted({u.guard.ref for u in written if u.guard}))
         checked = []
-        for update, result in zip(updates, results):
+        for update, result in zip(updates, results, strict=True):
             guard = update.guard
             if update in written and guard is not None and current.get(guard.ref) != guard.expect:
                 result = UpdateResult(update.ref, UpdateStatus.GUARD_BROKEN,

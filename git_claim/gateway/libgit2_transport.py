@@ -12,14 +12,19 @@ against the same advertisement, read from the open connection.
 from __future__ import annotations
 
 import re
-from typing import Sequence
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from pygit2.enums import Option
 
-from ..errors import AmbiguousOutcome, GitError
+from .libgit2_env import pygit2
+
+if TYPE_CHECKING:
+    from pygit2.remotes import PushUpdate
+
+from ..errors import GitError
 from ..safetext import clean
 from .credentials import AuthFailed, Callbacks, safe_url
-from .libgit2_env import pygit2
 from .localrepo import LocalRepo
 from .transport import ZERO_OID, RefUpdate, Transport, UpdateResult, UpdateStatus
 
@@ -45,7 +50,8 @@ class _PushCallbacks(Callbacks):
         super().__init__(url)
         self.expected = {u.ref: u.expect for u in updates}
         self.guards = [u for u in updates if u.guard is not None]
-        self.remote = remote
+        # not `self.remote`: pygit2's callbacks object uses that name for its clone hook
+        self.pushing_to = remote
         self.negotiated = False
         self.stale: dict[str, str | None] = {}
         self.unguarded: dict[str, str | None] = {}  # update ref -> its guard ref's value
@@ -59,7 +65,7 @@ class _PushCallbacks(Callbacks):
         """The server's own explanation (a hook's or policy's lines), one clean line."""
         return host_words("".join(self.host_text))
 
-    def push_negotiation(self, updates: list[pygit2.PushUpdate]) -> None:
+    def push_negotiation(self, updates: list[PushUpdate]) -> None:
         for update in updates:
             remote_old = str(update.src)
             current = None if remote_old == ZERO_OID else remote_old
@@ -68,7 +74,7 @@ class _PushCallbacks(Callbacks):
         if self.guards:
             # The advertisement this push negotiated against, from the open connection.
             advertised = {head.name: str(head.oid)
-                          for head in self.remote.list_heads(connect=False)}
+                          for head in self.pushing_to.list_heads(connect=False)}
             for guarded in self.guards:
                 assert guarded.guard is not None
                 value = advertised.get(guarded.guard.ref)
@@ -118,9 +124,9 @@ class Libgit2Transport(Transport):
         try:
             heads = self.remote.list_heads(callbacks=callbacks, proxy=True)
         except (pygit2.GitError, OSError, AuthFailed) as error:
-            raise describe_error(error, self.url, callbacks)
-        return {head.name: str(head.oid) for head in heads
-                if head.name.startswith(tuple(prefixes)) and not head.name.endswith("^{}")}
+            raise describe_error(error, self.url, callbacks) from error
+        return {head.name: str(head.oid) for head in heads if head.name is not None
+                and head.name.startswith(tuple(prefixes)) and not head.name.endswith("^{}")}
 
     def fetch(self, refspecs: Sequence[str]) -> None:
         if not refspecs:
@@ -130,7 +136,7 @@ class Libgit2Transport(Transport):
             self.remote.fetch(list(refspecs), callbacks=callbacks, proxy=True,
                               message="git-claim: fetch claims")
         except (pygit2.GitError, OSError, AuthFailed) as error:
-            raise describe_error(error, self.url, callbacks)
+            raise describe_error(error, self.url, callbacks) from error
 
     def push(self, updates: Sequence[RefUpdate]) -> list[UpdateResult]:
         specs = [f"+{u.new}:{u.ref}" if u.new else f":{u.ref}" for u in updates]
@@ -142,7 +148,7 @@ class Libgit2Transport(Transport):
             return [_broken(u, callbacks) for u in updates]
         except (pygit2.GitError, OSError, AuthFailed) as error:
             if not callbacks.negotiated:
-                raise describe_error(error, self.url, callbacks)
+                raise describe_error(error, self.url, callbacks) from error
             # Sent but not confirmed: the server may have applied any of them.
             message = describe_error(error, self.url, callbacks).message
             return [self._reported(u, callbacks) if u.ref in callbacks.reports else
@@ -195,4 +201,4 @@ def _broken(update: RefUpdate, callbacks: _PushCallbacks) -> UpdateResult:
     return UpdateResult(update.ref, UpdateStatus.NOT_TRIED)
 
 
-__all__ = ["Libgit2Transport", "AmbiguousOutcome"]
+__all__ = ["Libgit2Transport"]

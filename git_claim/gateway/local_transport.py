@@ -17,8 +17,8 @@ from __future__ import annotations
 import os
 import random
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 from urllib.parse import unquote, urlsplit
 
 from ..errors import GitError
@@ -54,7 +54,7 @@ class LocalTransport(Libgit2Transport):
         try:
             return pygit2.Repository(str(self.path))
         except (pygit2.GitError, KeyError) as error:
-            raise GitError(f"{self.url}: not a git repository ({error})")
+            raise GitError(f"{self.url}: not a git repository ({error})") from error
 
     def list_refs(self, prefixes: Sequence[str]) -> dict[str, str]:
         remote = self._remote_repo()

@@ -9,14 +9,14 @@ from __future__ import annotations
 
 import os
 import subprocess
+from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
-from typing import Iterator
 
 from pygit2.enums import ObjectType
 
-from ..errors import GitError, UsageError
+from ..errors import GitError
 from .libgit2_env import pygit2
 
 _TYPE_NAMES = {
@@ -42,9 +42,9 @@ def run_git(args: list[str], *, cwd: Path | None = None, input_text: str | None 
             timeout=timeout, env=env, errors="replace",
         )
     except FileNotFoundError:
-        raise GitError("git is not installed or not on PATH")
+        raise GitError("git is not installed or not on PATH") from None
     except subprocess.TimeoutExpired:
-        raise GitError(f"git {args[0]} did not finish within {int(timeout)}s")
+        raise GitError(f"git {args[0]} did not finish within {int(timeout)}s") from None
     if check and completed.returncode != 0:
         raise GitError(first_line(completed.stderr) or f"git {args[0]} failed")
     return completed
@@ -125,7 +125,7 @@ class LocalRepo:
         try:
             return pygit2.Repository(str(self.location.git_dir))
         except (pygit2.GitError, KeyError) as error:
-            raise GitError(f"cannot open repository: {error}")
+            raise GitError(f"cannot open repository: {error}") from error
 
     def has(self, oid: str) -> bool:
         return bool(self.repo.odb.exists(oid))
@@ -172,6 +172,8 @@ class LocalRepo:
             return TagInfo(oid, "oversized", "", None, b"")
         try:
             tag = self.repo[oid]
+            if not isinstance(tag, pygit2.Tag):  # never: the header said tag (narrows the type)
+                return None
             tagger = tag.tagger
             target_kind = self.repo.odb.read_header(tag.target)[0] \
                 if self.repo.odb.exists(tag.target) else None
@@ -188,7 +190,8 @@ class LocalRepo:
             kind, size = self.repo.odb.read_header(oid)
             if kind != ObjectType.BLOB or size > limit:
                 return None
-            return self.repo[oid].data
+            blob = self.repo[oid]
+            return blob.data if isinstance(blob, pygit2.Blob) else None
         except LOOKUP_ERRORS:
             return None
 
@@ -244,7 +247,7 @@ class LocalRepo:
                     raise ValueError("not a commit")
             except LOOKUP_ERRORS:
                 raise GitError(f"the remote's notes ref points to {parent[:12]}, which is not a"
-                               " notes commit: fix or delete that ref on the remote")
+                               " notes commit: fix or delete that ref on the remote") from None
         else:
             base_tree = None
         blob = repo.create_blob(text.encode("utf-8"))
@@ -275,31 +278,9 @@ class LocalRepo:
                        if before.get(annotated) != blob}
             yield str(current.id), changed
 
-    def commit_time(self, oid: str) -> float | None:
-        try:
-            return float(self.repo[oid].commit_time)
-        except LOOKUP_ERRORS:
-            return None
-
-    def set_ref(self, name: str, oid: str) -> None:
-        self.repo.references.create(name, oid, force=True)
-
-    def delete_ref(self, name: str) -> None:
-        try:
-            self.repo.references.delete(name)
-        except (KeyError, pygit2.GitError):
-            pass
-
 
 def _sig_text(signature: pygit2.Signature) -> str:
     return f"{signature.name} <{signature.email}> {signature.time} +0000"
-
-
-def check_identity_text(value: str, what: str) -> str:
-    """Names go into tag headers: refuse what would corrupt one."""
-    if any(ch in value for ch in "<>\n\r\0"):
-        raise UsageError(f"{what} must not contain '<', '>' or control characters")
-    return value
 
 
 def _note_entry(tree: pygit2.Tree, annotated: str) -> tuple[str, str] | None:

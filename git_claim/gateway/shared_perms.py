@@ -21,9 +21,9 @@ import os
 import re
 import stat
 import threading
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator, Sequence
 
 from ..errors import GitError
 from .libgit2_env import pygit2

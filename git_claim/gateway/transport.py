@@ -11,9 +11,9 @@ transport here applies a multi-ref push atomically.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import Enum
-from typing import Sequence
 
 ZERO_OID = "0" * 40
 
@@ -80,5 +80,5 @@ class Transport(ABC):
     def push(self, updates: Sequence[RefUpdate]) -> list[UpdateResult]:
         """Apply each update as a compare-and-swap; results in the order given."""
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027 (optional: most transports hold no connection)
         """Release connections; a no-op for most transports."""

@@ -3,8 +3,7 @@
 The tracker is display only; the git remote stays the lock. See `base`.
 """
 
-from .base import (BacklogSourceError, PullRequest, Ticket, Tracker, TrackerError,
-                   open_tracker)
+from .base import BacklogSourceError, PullRequest, Ticket, Tracker, TrackerError, open_tracker
 from .filesource import FileTracker
 from .gh import GhAuthError, GhCommandError, GhTracker
 

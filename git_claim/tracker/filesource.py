@@ -24,8 +24,17 @@ from typing import Any, TextIO
 from ..errors import BadTicketError
 from ..safetext import quoted
 from ..ticket import parse_ticket
-from .base import (MAX_TITLE, MAX_URL, PullRequest, Ticket, Tracker, TrackerError, bound_labels,
-                   bound_text, missing_source)
+from .base import (
+    MAX_TITLE,
+    MAX_URL,
+    PullRequest,
+    Ticket,
+    Tracker,
+    TrackerError,
+    bound_labels,
+    bound_text,
+    missing_source,
+)
 
 MAX_BYTES = 10 * 1024 * 1024
 MAX_TICKETS = 100_000

@@ -26,13 +26,22 @@ import signal
 import subprocess
 import unicodedata
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeGuard
 
 from ..errors import BadTicketError
 from ..safetext import clean, quoted
 from ..ticket import parse_ticket
-from .base import (MAX_BODY, MAX_TITLE, MAX_URL, PullRequest, Ticket, Tracker, TrackerError,
-                   bound_labels, bound_text)
+from .base import (
+    MAX_BODY,
+    MAX_TITLE,
+    MAX_URL,
+    PullRequest,
+    Ticket,
+    Tracker,
+    TrackerError,
+    bound_labels,
+    bound_text,
+)
 
 DEFAULT_LIMIT = 1000  # issues per backlog listing
 PR_LIMIT = 200
@@ -63,13 +72,13 @@ projectV2(number: $number) {
   field(name: "%s") {
     ... on ProjectV2SingleSelectField { id options { id name } }
   }
-}""" % STATUS_FIELD
+}""" % STATUS_FIELD  # noqa: UP031 (GraphQL braces: an f-string doubles each)
 LOOKUP_OWNER = """query($owner: String!, $number: Int!) {
   repositoryOwner(login: $owner) { ... on ProjectV2Owner { %s } }
-}""" % _PROJECT_FRAGMENT
+}""" % _PROJECT_FRAGMENT  # noqa: UP031
 LOOKUP_VIEWER = """query($number: Int!) {
   viewer { %s }
-}""" % _PROJECT_FRAGMENT
+}""" % _PROJECT_FRAGMENT  # noqa: UP031
 ADD_ITEM = """mutation($project: ID!, $content: ID!) {
   addProjectV2ItemById(input: {projectId: $project, contentId: $content}) { item { id } }
 }"""
@@ -212,7 +221,7 @@ class GhTracker(Tracker):
             return None
         raw_labels = entry.get("labels")
         labels_known = isinstance(raw_labels, list)
-        labels = ()
+        labels: tuple[str, ...] = ()
         if labels_known:
             labels = bound_labels(item.get("name") if isinstance(item, dict) else None
                                   for item in raw_labels)
@@ -405,7 +414,7 @@ def _issue_number(ticket_id: str) -> str:
     return canonical
 
 
-def _is_issue_number(value: Any) -> bool:
+def _is_issue_number(value: object) -> TypeGuard[int]:
     return isinstance(value, int) and not isinstance(value, bool) and value > 0
 
 
