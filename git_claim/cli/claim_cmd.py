@@ -17,9 +17,14 @@ def claim_group() -> None:
 
     `git claim 640` creates the claim ref refs/claims/640 on the remote (a later
     claim of 640: refs/claims/640@2, ...); of two agents claiming at once, the
-    server accepts exactly one. `git claim 640 641`
-    claims the first it can win. A ticket named like a command is claimed with
-    `git claim -- list`.
+    server accepts exactly one. `git claim 640 641` claims the first it can win.
+
+    No word becomes a claim by accident: a ticket word that looks like a
+    command (a subcommand or one slip from one, as `lsit`; `status`, `release`,
+    `push`, ...) is refused with exit 2 and a "did you mean". Such a ticket is
+    claimed with `git claim take list` or `git claim -- list`. Options may come
+    before a subcommand (`git claim --json list`); `git claim help [COMMAND]`
+    prints the help.
 
     `git claim --next` claims from the backlog instead (see --from).
 
