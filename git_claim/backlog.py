@@ -10,8 +10,8 @@ over the backlog instead of all pushing for the top ticket.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
-from typing import Callable, Sequence
 
 from .errors import GitError, RefusedError
 from .lock import ClaimResult, claim
@@ -63,7 +63,7 @@ def check_gate(session: Session, ticket_id: str, tracker: Tracker | None) -> Tic
     except TrackerError as error:
         raise TrackerError(f"cannot read the labels of {clean(ticket_id)} from {tracker.name}:"
                            f" {error.message}; the design gate fails closed"
-                           " (a human may pass --no-gate)")
+                           " (a human may pass --no-gate)") from None
     refusal = gate_refusal(session, ticket)
     if refusal:
         raise RefusedError(refusal)
@@ -127,8 +127,12 @@ def _still_free(session: Session, candidates: Sequence[Ticket], passed: set[str]
 
 def claim_next(session: Session, backlog: Sequence[Ticket], *, tracker: Tracker | None,
                labels: Sequence[str] = (), exclude: Sequence[str] = (), gate: bool = True,
-               progress: Callable[[int], None] | None = None) -> NextResult:
-    """Claim one eligible ticket; on a lost race try the next; RefusedError when none is left."""
+               progress: Callable[[int], None] | None = None,
+               skip_ids: Collection[str] = ()) -> NextResult:
+    """Claim one eligible ticket; on a lost race try the next; RefusedError when none is left.
+
+    `skip_ids`: tickets a drain (`run --until-empty`) already ran, never picked again.
+    """
     settings = session.settings
     skipped: dict[str, int] = {}
 
@@ -142,6 +146,8 @@ def claim_next(session: Session, backlog: Sequence[Ticket], *, tracker: Tracker 
             progress(1)
         if not ticket.open:
             skip("closed")
+        elif ticket.id in skip_ids:
+            skip("already run by this drain")
         elif ticket.id in taken:
             skip("claimed, done or blocked")
         elif ticket.labels_known and not _has_all(ticket, labels):

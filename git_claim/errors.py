@@ -17,6 +17,7 @@ class ExitCode(IntEnum):
     GIT_ERROR = 3  # remote or local git error: unreachable, auth, not a repository
     LOST = 4  # `git claim run`: the claim was lost while the command ran
     INCOMPLETE = 5  # work left undone: claims a reap or a compaction could not change
+    EMPTY = 6  # `--next`: nothing in the backlog is eligible (nothing was claimed)
     INTERRUPTED = 130  # Ctrl-C
 
 

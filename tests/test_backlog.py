@@ -74,7 +74,7 @@ def test_the_design_gate(make_world, gh):
     assert picked.code == 0, picked
     assert picked.json()["ticket"] == "647"
     nothing = alice.claim("--next")
-    assert nothing.code == 1
+    assert nothing.code == 6  # nothing eligible: its own exit status
     assert "nothing eligible" in nothing.stderr and "1 needs design approval" in nothing.stderr
     # the tracker is down: fail closed, and say why
     down = alice.cmd("claim", "645", env=with_env(alice, FAKE_GH_FAIL="auth"))
@@ -115,7 +115,7 @@ def test_next_from_files_and_stdin_with_filters(make_world, tmp_path):
     plain = alice.cmd("claim", "--next", "--from", "-", input="2\n3\n1\n")
     assert plain.code == 0 and plain.stdout.startswith("claimed 1 "), plain
     empty = alice.cmd("claim", "--next", "--from", "-", input="1\n2\n")
-    assert empty.code == 1 and "nothing eligible (2 claimed, done or blocked)" in empty.stderr
+    assert empty.code == 6 and "nothing eligible (2 claimed, done or blocked)" in empty.stderr
     assert "\x1b" not in shown.stdout + first.stdout
     missing = alice.claim("--next", "--from", str(tmp_path / "nope.txt"))
     assert missing.code == 2 and missing.stderr.count("\n") == 1

@@ -2,16 +2,24 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import click
 
-from .common import CONTEXT_SETTINGS, json_option, parse_tickets, remote_options, session_from
+from .common import (
+    CONTEXT_SETTINGS,
+    claim_options,
+    claim_request,
+    json_option,
+    parse_tickets,
+    remote_options,
+    session_from,
+)
 from .group import DEFAULT_COMMAND, ClaimGroup, run_group
-from .output import emit_json, reporting
+from .output import emit_claimed, reporting
+
 
 @click.group(cls=ClaimGroup, context_settings=CONTEXT_SETTINGS, invoke_without_command=False)
-@click.version_option(package_name="git-claim", prog_name="git-claim", message="%(prog)s %(version)s")
+@click.version_option(package_name="git-claim", prog_name="git-claim",
+                      message="%(prog)s %(version)s")
 def claim_group() -> None:
     """Claim tickets atomically through the shared git remote.
 
@@ -36,23 +44,7 @@ def claim_group() -> None:
 
 @claim_group.command(DEFAULT_COMMAND, context_settings=CONTEXT_SETTINGS)
 @click.argument("tickets", nargs=-1, metavar="TICKET...")
-@click.option("--next", "pick_next", is_flag=True,
-              help="Claim the next eligible ticket of the backlog (see --from).")
-@click.option("--from", "source", metavar="SOURCE",
-              help="Backlog for --next: gh, a file (ids or JSON lines), or - for stdin"
-                   " [claim.source].")
-@click.option("--label", "labels", multiple=True, metavar="LABEL",
-              help="--next: only tickets with this label (repeatable).")
-@click.option("--exclude-label", "excluded", multiple=True, metavar="LABEL",
-              help="--next: skip tickets with this label (repeatable).")
-@click.option("--no-gate", is_flag=True,
-              help="Skip the design gate (for humans; recorded in the claim).")
-@click.option("--worktree", "worktree", is_flag=False, flag_value="", default=None,
-              metavar="[PATH]",
-              help="After a win, make a linked worktree on claim/<ticket> [claim.worktree].")
-@click.option("--base", metavar="REV",
-              help="The worktree branch starts here [the remote's default branch as last"
-                   " fetched].")
+@claim_options
 @remote_options
 @json_option
 def take_command(tickets: tuple[str, ...], pick_next: bool, source: str | None,
@@ -61,144 +53,37 @@ def take_command(tickets: tuple[str, ...], pick_next: bool, source: str | None,
                  remote: str | None, agent: str | None, as_json: bool) -> None:
     """Claim the first TICKET that can be won, or --next from the backlog (the default command)."""
     with reporting(as_json=as_json, command="git claim"):
+        import sys
+
         from ..errors import UsageError
+        from ..ops.claim import take
+        from .progress import StatusLine
 
         ids = parse_tickets(tickets)
-        if pick_next and ids:
-            raise UsageError("give ticket ids or --next, not both")
-        if not pick_next and (labels or excluded or source):
-            raise UsageError("--from, --label and --exclude-label go with --next")
         if not ids and not pick_next:
             raise UsageError("give at least one ticket id (e.g. `git claim 640`) or --next")
+        line = StatusLine("reading the backlog")
+        request = claim_request(ids, pick_next=pick_next, labels=labels, excluded=excluded,
+                                source=source, no_gate=no_gate, worktree=worktree, base=base,
+                                **({"stdin": sys.stdin, "progress": line.update}
+                                   if pick_next else {}))
         session = session_from(remote, agent, source=source)
-        if pick_next:
-            document, lines = _claim_next(session, labels, excluded, gate=not no_gate)
-        else:
-            document, lines = _claim_ids(session, ids, gate=not no_gate)
-        if worktree is not None or session.settings.worktree:
-            tree = worktree_or_release(session, document, worktree or None, base)
-            document["worktree"] = str(tree.path)
-            document["branch"] = tree.branch
-            lines.append(f"{'made' if tree.created else 'reusing'} worktree {tree.path}"
-                         f" on {tree.branch}")
-        if as_json:
-            emit_json(document)
-        else:
-            for line in lines:
-                click.echo(line, err=line.startswith(("warning:", "refused:")))
-
-
-def make_worktree(session: Any, ticket: str, path: str | None, base: str | None,
-                  document: dict[str, Any]) -> Any:
-    """A worktree for a won claim; the ownership record goes with it."""
-    from pathlib import Path
-
-    from ..errors import UsageError
-    from ..worktree import branch_name, ensure_worktree
-
-    settings = session.settings
-    start = base or session.local.remote_default_commit(settings.remote)
-    if base and not session.local.resolve(base):
-        raise UsageError(f"--base {base!r} does not name a commit")
-    tree = ensure_worktree(
-        session.location, ticket=ticket, branch=branch_name(settings.branch_prefix, ticket),
-        base=session.local.resolve(start) or start, claim_tag=document["tag"],
-        path=Path(path) if path else None, worktree_dir=settings.worktree_dir or None,
-        ticket_info={"title": document.get("title") or "", "labels": document.get("labels") or []})
-    record = session.store.get(ticket, ref=settings.claim_ref(ticket),
-                               remote_url=session.remote_url)
-    if record is not None and tree.git_dir is not None:
-        session.store.copy_to(tree.git_dir, record)
-    return tree
-
-
-def worktree_or_release(session: Any, document: dict[str, Any], path: str | None,
-                        base: str | None) -> Any:
-    """Make the worktree of a fresh win; if that fails, give the ticket back."""
-    from ..errors import ClaimError
-    from ..lock import release
-
-    try:
-        return make_worktree(session, document["ticket"], path, base, document)
-    except ClaimError as error:
-        if not document.get("already_ours"):
-            try:
-                release(session, document["ticket"])
-                error.message += f" (the claim on {document['ticket']} was released)"
-            except ClaimError:
-                error.message += f" (the claim on {document['ticket']} is still held)"
-        raise
-
-
-def _claim_ids(session: Any, ids: list[str], *, gate: bool) -> tuple[dict[str, Any], list[str]]:
-    from ..backlog import check_gate
-    from ..errors import RefusedError
-    from ..lock import claim
-    from ..mirror import on_claimed, open_label_tracker
-
-    tracker = open_label_tracker(session)
-    refusals: list[str] = []
-    for ticket in ids:
         try:
-            info = check_gate(session, ticket, tracker) if gate else None
-            won = claim(session, ticket, no_gate=not gate)
-        except RefusedError as refusal:
-            refusals.append(refusal.message)
-            continue
-        warnings = on_claimed(session, tracker, ticket) if not won.already_ours else []
-        note = " (already yours)" if won.already_ours else ""
-        document = {"ok": True, "ticket": won.ticket, "ref": won.ref, "tag": won.tag,
-                    "epoch": won.epoch,
-                    "agent": won.record.agent, "already_ours": won.already_ours,
-                    "title": info.title if info else None,
-                    "labels": list(info.labels) if info else None,
-                    "refused": refusals, "warnings": warnings}
-        lines = [f"refused: {r}" for r in refusals] + [f"warning: {w}" for w in warnings]
-        return document, lines + [f"claimed {won.ticket} ({won.ref}){note}"]
-    if len(ids) == 1:
-        raise RefusedError(refusals[0])
-    raise RefusedError(f"none of {', '.join(ids)} could be claimed: " + "; ".join(refusals),
-                       refused=refusals)
-
-
-def _claim_next(session: Any, labels: tuple[str, ...], excluded: tuple[str, ...], *,
-                gate: bool) -> tuple[dict[str, Any], list[str]]:
-    import sys
-
-    from ..backlog import claim_next
-    from ..errors import UsageError
-    from ..mirror import on_claimed, open_label_tracker
-    from ..safetext import clean
-    from ..tracker.base import open_tracker
-
-    source = session.settings.source
-    if not source:
-        raise UsageError("--next needs a backlog: --from gh|FILE|- or git config claim.source")
-    backlog_tracker = open_tracker(source, stdin=sys.stdin, cwd=session.location.worktree,
-                                   timeout=session.settings.tracker_timeout)
-    label_tracker = open_label_tracker(session)
-    from .progress import StatusLine, counter
-
-    backlog = backlog_tracker.backlog()
-    line = StatusLine("reading the backlog")
-    try:
-        result = claim_next(session, backlog, tracker=label_tracker, labels=labels,
-                            exclude=excluded, gate=gate, progress=counter(line, len(backlog)))
-    finally:
-        line.finish()
-    warnings = on_claimed(session, label_tracker, result.ticket.id)
-    document = {"ok": True, "ticket": result.ticket.id, "title": result.ticket.title,
-                "labels": list(result.ticket.labels), "ref": result.claim.ref,
-                "epoch": result.claim.epoch,
-                "tag": result.claim.tag, "agent": result.claim.record.agent,
-                "pushes": result.pushes, "skipped": result.skipped, "warnings": warnings}
-    title = f": {clean(result.ticket.title, 100)}" if result.ticket.title else ""
-    return document, [f"warning: {w}" for w in warnings] + [
-        f"claimed {result.ticket.id} ({result.claim.ref}){title}"]
+            claimed = take(session, request)
+        finally:
+            line.finish()
+        emit_claimed(claimed, as_json=as_json)
 
 
 def main() -> None:
-    from . import (  # noqa: F401  (they register their commands)
-        board_cmd, compact_cmd, completion_cmd, guard_cmd, liveness_cmd, run_cmd)
+    # imported for their effect: they register their commands on the group
+    from . import (  # noqa: F401
+        board_cmd,
+        compact_cmd,
+        completion_cmd,
+        guard_cmd,
+        liveness_cmd,
+        run_cmd,
+    )
 
     run_group(claim_group)

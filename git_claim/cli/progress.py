@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import sys
-from typing import Callable
 
 MIN_TOTAL = 50  # below this, work is quick enough to need no progress
 
@@ -29,12 +28,3 @@ class StatusLine:
             sys.stderr.write("\r\x1b[K")
             sys.stderr.flush()
 
-
-def counter(line: StatusLine, total: int) -> Callable[[int], None]:
-    done = [0]
-
-    def step(count: int) -> None:
-        done[0] += count
-        line.update(done[0], total)
-
-    return step
