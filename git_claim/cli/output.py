@@ -7,12 +7,15 @@ import os
 import sys
 import traceback
 from contextlib import contextmanager
-from typing import Any, Iterator
+from typing import TYPE_CHECKING, Any, Iterator
 
 import click
 
 from ..errors import ClaimError, ExitCode
 from ..safetext import clean
+
+if TYPE_CHECKING:
+    from ..ops.claim import Claimed
 
 DEBUG_VARIABLE = "GIT_CLAIM_DEBUG"
 
@@ -71,3 +74,47 @@ def _fail(message: str, kind: str, code: int, as_json: bool, command: str,
     else:
         click.echo(f"{command}: {message}", err=True)
     raise SystemExit(code)
+
+
+# claim, run, gc ---------------------------------------------------------------
+
+
+def claimed_document(claimed: Claimed) -> dict[str, Any]:
+    """`git claim TICKET --json` and `git claim --next --json` (see git-claim(1))."""
+    document: dict[str, Any] = {
+        "ok": True, "ticket": claimed.ticket, "ref": claimed.ref, "tag": claimed.tag,
+        "epoch": claimed.epoch, "agent": claimed.agent, "title": claimed.title,
+        "labels": list(claimed.labels) if claimed.labels is not None else None,
+        "warnings": list(claimed.warnings)}
+    if claimed.from_backlog:
+        document.update(pushes=claimed.pushes, skipped=dict(claimed.skipped))
+    else:
+        document.update(already_ours=claimed.already_ours, refused=list(claimed.refused))
+    if claimed.worktree is not None:
+        document.update(worktree=str(claimed.worktree.path), branch=claimed.worktree.branch)
+    return document
+
+
+def claimed_lines(claimed: Claimed) -> list[str]:
+    """What a claim says in text: refusals and warnings first, then the win."""
+    lines = [f"refused: {message}" for message in claimed.refused]
+    lines += [f"warning: {warning}" for warning in claimed.warnings]
+    if claimed.from_backlog:
+        title = f": {clean(claimed.title, 100)}" if claimed.title else ""
+        lines.append(f"claimed {claimed.ticket} ({claimed.ref}){title}")
+    else:
+        note = " (already yours)" if claimed.already_ours else ""
+        lines.append(f"claimed {claimed.ticket} ({claimed.ref}){note}")
+    tree = claimed.worktree
+    if tree is not None:
+        lines.append(f"{'made' if tree.created else 'reusing'} worktree {tree.path}"
+                     f" on {tree.branch}")
+    return lines
+
+
+def emit_claimed(claimed: Claimed, *, as_json: bool) -> None:
+    if as_json:
+        emit_json(claimed_document(claimed))
+        return
+    for line in claimed_lines(claimed):
+        click.echo(line, err=line.startswith(("warning:", "refused:")))
