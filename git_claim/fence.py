@@ -154,8 +154,7 @@ def install_hook(session: Session) -> dict[str, str]:
     elif chained.exists():
         result["chained"] = str(chained)
     # Replaced, never written through: a link named pre-push may lead to a shared file.
-    write_atomic(path, HOOK_SCRIPT)
-    path.chmod(0o755)
+    write_atomic(path, HOOK_SCRIPT, mode=0o755)
     return result
 
 

@@ -349,6 +349,9 @@ def install(git_dir: str, executable: str) -> str:
     theirs instead: docs/hosting.md.
     """
     import os
+    from pathlib import Path
+
+    from .atomicfile import write_atomic
 
     hooks = os.path.join(git_dir, "hooks")
     path = os.path.join(hooks, "pre-receive")
@@ -356,10 +359,5 @@ def install(git_dir: str, executable: str) -> str:
         with open(path, encoding="utf-8", errors="replace") as existing:
             if HOOK_MARK not in existing.read():
                 raise FileExistsError(path)
-    os.makedirs(hooks, exist_ok=True)
-    temporary = path + ".git-claim-new"
-    with open(temporary, "w", encoding="utf-8") as hook:
-        hook.write(hook_text(executable))
-    os.chmod(temporary, 0o755)
-    os.replace(temporary, path)
+    write_atomic(Path(path), hook_text(executable), mode=0o755)
     return path

@@ -16,6 +16,8 @@ import os
 import time
 from pathlib import Path
 
+from .atomicfile import write_atomic
+
 PAUSE_VARIABLE = "GIT_CLAIM_TEST_PAUSE"
 PAUSE_DIR_VARIABLE = "GIT_CLAIM_TEST_PAUSE_DIR"
 MAX_WAIT = 120.0
@@ -27,9 +29,7 @@ def pause(point: str) -> None:
     folder = Path(os.environ.get(PAUSE_DIR_VARIABLE, "."))
     name = point.replace(":", "-")
     reached = folder / f"{name}.reached"
-    temporary = folder / f".{name}.{os.getpid()}"
-    temporary.write_text(str(os.getpid()))
-    os.replace(temporary, reached)  # the file appears whole: a test reads our pid from it
+    write_atomic(reached, str(os.getpid()))  # appears whole: a test reads our pid from it
     go = folder / f"{name}.go"
     deadline = time.monotonic() + MAX_WAIT
     while not go.exists() and time.monotonic() < deadline:
