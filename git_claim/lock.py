@@ -23,15 +23,25 @@ import time
 from dataclasses import dataclass, replace
 from time import monotonic
 
-from .claims import ClaimView, read_claim
 from . import oplog
+from .claims import ClaimView, read_claim
 from .clock import format_duration, local_hhmm, now
 from .errors import GitError, HostRefused, RefusedError
 from .gateway.transport import Guard, RefUpdate, UpdateStatus
 from .ownership import Ownership
-from .record import (EVENT_REAPED, EVENT_RELEASED, EVENT_REOPENED, OUTCOME_STATES, STATE_HELD,
-                     STATE_UNKNOWN, ClaimRecord, LivenessRecord, new_claim, parse_claim,
-                     parse_liveness)
+from .record import (
+    EVENT_REAPED,
+    EVENT_RELEASED,
+    EVENT_REOPENED,
+    OUTCOME_STATES,
+    STATE_HELD,
+    STATE_UNKNOWN,
+    ClaimRecord,
+    LivenessRecord,
+    new_claim,
+    parse_claim,
+    parse_liveness,
+)
 from .safetext import clean
 from .session import Session
 from .testpoints import pause
@@ -297,8 +307,9 @@ def _reusable(session: Session, view: ClaimView, held: list[Ownership], *,
     for record in held:
         if view.oid == record.tag and view.held:
             if not reuse:
-                raise RefusedError(f"{clean(ticket)} is already held by you ({clean(record.agent, 80)});"
-                                   " --next takes only free tickets", holder=holder_fields(view))
+                raise RefusedError(f"{clean(ticket)} is already held by you"
+                                   f" ({clean(record.agent, 80)}); --next takes only free"
+                                   " tickets", holder=holder_fields(view))
             if store.hold(record):
                 return record
             pid = store.holder_pid(record)
@@ -411,49 +422,72 @@ def release(session: Session, ticket: str, *, outcome: str = OUTCOME_FREE, reaso
 
 def _release(session: Session, ticket: str, mine: Ownership | None, op: oplog.Op, *,
              outcome: str, reason: str, force: bool, pinned: bool = False) -> ReleaseResult:
-    settings = session.settings
-    store = session.store
+    """Read, judge, write one note; again when the notes ref moved under us."""
     for _ in range(MAX_ROUNDS):
         view = read_claim(session, ticket)
         if not pinned:
             mine = find_mine(session, ticket, view.oid) or mine
-        is_mine = mine is not None and view.oid == mine.tag
-        if mine is not None:
-            earlier = _released_by_us(session, view, mine)
-            if earlier is not None:
-                store.drop(mine)  # our own earlier release: repeating it succeeds
-                return ReleaseResult(ticket, earlier, False, mine.agent, noop=True)
-        if view.oid is None or (view.record and view.record.state in OUTCOME_STATES):
-            if mine is not None and view.record and view.record.claim_of == mine.tag:
-                store.drop(mine)  # our release, finished by an older version
-                return ReleaseResult(ticket, view.record.state, False, mine.agent, noop=True)
-            if mine is not None and not force:
-                raise RefusedError(lost_message(session, view, mine))
-            if view.oid is None:
-                raise RefusedError(f"{clean(ticket)} is not claimed")
-            raise RefusedError(describe_holder(view))
-        if not is_mine and not force:
-            if mine is not None:
-                raise RefusedError(lost_message(session, view, mine))
-            raise RefusedError(f"{describe_holder(view)}, not by you"
-                               " (only the holder may release it; --force overrides)")
-        if is_mine and not force:
-            assert mine is not None
-            _refuse_if_supervised(session, mine)
-        holder = view.record.agent if view.record else ""
-        forced_by = settings.agent if not is_mine else ""
-        seq = view.note.seq + 1 if view.note else 1
-        event = LivenessRecord(event=EVENT_RELEASED, time=now(), agent=settings.agent,
-                               seq=seq, outcome=outcome, reason=reason, forced_by=forced_by,
-                               holder=holder)
+        earlier = _already_released(session, view, mine)
+        if earlier is not None:
+            return earlier
+        is_mine = _check_releasable(session, view, mine, force=force)
+        event = _release_event(session, view, outcome=outcome, reason=reason, is_mine=is_mine)
         pause("release:before-decide")
         if decide(session, view, event, op):
             op.end(oplog.OK, tag=view.oid)  # decided: the release happened
-            if is_mine:
-                assert mine is not None
-                store.drop(mine)
-            return ReleaseResult(ticket, outcome, bool(forced_by), holder)
+            if is_mine and mine is not None:
+                session.store.drop(mine)
+            return ReleaseResult(ticket, outcome, bool(event.forced_by), event.holder)
     raise GitError(f"could not settle the release of {ticket} after {MAX_ROUNDS} attempts")
+
+
+def _already_released(session: Session, view: ClaimView,
+                      mine: Ownership | None) -> ReleaseResult | None:
+    """Our own earlier release of this claim: repeating it succeeds, changing nothing."""
+    if mine is None:
+        return None
+    earlier = _released_by_us(session, view, mine)
+    if earlier is None and view.record is not None and view.record.claim_of == mine.tag \
+            and view.record.state in OUTCOME_STATES:
+        earlier = view.record.state  # our release, finished by an older version
+    if earlier is None:
+        return None
+    session.store.drop(mine)
+    return ReleaseResult(view.ticket, earlier, False, mine.agent, noop=True)
+
+
+def _check_releasable(session: Session, view: ClaimView, mine: Ownership | None, *,
+                      force: bool) -> bool:
+    """Whether the claim in force is ours; RefusedError when we may not end it."""
+    ticket = clean(view.ticket)
+    ended = view.oid is None or (view.record is not None
+                                 and view.record.state in OUTCOME_STATES)
+    if ended and mine is not None and not force:
+        raise RefusedError(lost_message(session, view, mine))
+    if view.oid is None:
+        raise RefusedError(f"{ticket} is not claimed")
+    if ended:
+        raise RefusedError(describe_holder(view))
+    is_mine = mine is not None and view.oid == mine.tag
+    if force:
+        return is_mine
+    if mine is None:
+        raise RefusedError(f"{describe_holder(view)}, not by you"
+                           " (only the holder may release it; --force overrides)")
+    if not is_mine:
+        raise RefusedError(lost_message(session, view, mine))
+    _refuse_if_supervised(session, mine)
+    return True
+
+
+def _release_event(session: Session, view: ClaimView, *, outcome: str, reason: str,
+                   is_mine: bool) -> LivenessRecord:
+    """The note that ends the claim: who ended it, for whom, and how."""
+    agent = session.settings.agent
+    return LivenessRecord(event=EVENT_RELEASED, time=now(), agent=agent,
+                          seq=view.note.seq + 1 if view.note else 1, outcome=outcome,
+                          reason=reason, forced_by="" if is_mine else agent,
+                          holder=view.record.agent if view.record else "")
 
 
 def _refuse_if_supervised(session: Session, mine: Ownership) -> None:
