@@ -72,9 +72,3 @@ class IncompleteError(ClaimError):
 
     exit_code = ExitCode.INCOMPLETE
     kind = "incomplete"
-
-
-class AmbiguousOutcome(GitError):
-    """The remote may or may not have applied an update; re-read to settle it."""
-
-    kind = "ambiguous"
