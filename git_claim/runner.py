@@ -23,19 +23,20 @@ no lease: the command goes on.
 from __future__ import annotations
 
 import signal
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Sequence
 
 from . import oplog
 from .clock import elapsed, now
 from .errors import ClaimError, RefusedError
 from .liveness import heartbeat
+from .ownership import Ownership
 from .session import Session
 from .testpoints import pause
 from .watchdog import LeaseRanOut, Watchdog, process_tree
 
-__all__ = ["RunOutcome", "child_environment", "process_tree", "run_with_heartbeat"]
+__all__ = ["NotStarted", "RunOutcome", "process_tree", "run_with_heartbeat"]
 
 FORWARDED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 MIN_RETRY = 1.0
@@ -57,6 +58,57 @@ class RunOutcome:
     beats: int
     failed_beats: int
     interrupted: bool
+    signal: int | None = None  # the first signal passed on to the command, if any
+
+
+@dataclass
+class _Lease:
+    """What the beats have done so far, and until when the claim is known to be ours.
+
+    Times are on `clock.elapsed()`. `last_success` is the start of the last
+    beat that went through (the lease runs from when a beat is written, not
+    from its acknowledgement); `wait` is the time until the next beat.
+    """
+
+    last_success: float
+    wait: float
+    beats: int = 0
+    failed: int = 0
+    lost: str | None = None
+
+
+class _Forwarding:
+    """SIGINT, SIGTERM and SIGHUP go to the command's tree once it runs.
+
+    A signal before the start is kept in `pending` (the caller's list of
+    signals noted while it claimed, when it gave one): the command is then
+    never started. Handlers are installed before the start, so no signal
+    falls between the two; a signal ignored when we started stays ignored.
+    """
+
+    def __init__(self, pending: list[int]) -> None:
+        self.pending = pending
+        self.watch: Watchdog | None = None
+        self.first: int | None = None
+        self.previous = {sig: signal.signal(sig, self._forward) for sig in FORWARDED
+                         if signal.getsignal(sig) is not signal.SIG_IGN}
+
+    def _forward(self, signum: int, _frame: object) -> None:
+        if self.first is None:
+            self.first = signum
+        if self.watch is not None:
+            self.watch.forward(signum)
+        else:
+            self.pending.append(signum)  # arrived before the command started
+
+    def started(self, watch: Watchdog) -> None:
+        self.watch = watch
+        for signum in self.pending:
+            watch.forward(signum)
+
+    def restore(self) -> None:
+        for sig, handler in self.previous.items():
+            signal.signal(sig, handler)
 
 
 def run_with_heartbeat(session: Session, ticket: str, command: Sequence[str], *,
@@ -77,46 +129,17 @@ def run_with_heartbeat(session: Session, ticket: str, command: Sequence[str], *,
     With `stop_on_lost`, the watchdog stops the tree `lease_for` seconds
     (default `give_up_after`) after the start of the last beat that went
     through, whatever this process is doing then; the claim then counts as
-    lost.
+    lost. Signals in `early` (noted by the caller while it claimed) mean the
+    command is never started: NotStarted.
     """
     lease_span = give_up_after if lease_for is None else lease_for
-    started: list[Watchdog] = []
-    # Signals that came before the command started (`early`: those the caller
-    # noted while it claimed): the command is then never started.
-    pending: list[int] = early if early is not None else []
-    interrupted = False
-
-    def forward(signum: int, _frame: object) -> None:
-        nonlocal interrupted
-        interrupted = True
-        if started:
-            started[0].forward(signum)
-        else:
-            pending.append(signum)  # arrived before the command started
-
     mine = session.store.get(ticket, ref=session.settings.claim_ref(ticket),
                              remote_url=session.remote_url)
-    lease_age = 0.0
-    if mine is not None and mine.seq == 0:  # not beaten yet: the lease began at the claim
-        lease_age = max(0.0, now() - mine.claimed_at)
-    leased_at = elapsed() - lease_age
-    beats = 0
-    if lease_age >= give_up_after:
-        # A win that came late (the claimer froze or crawled between its push and
-        # the answer, or an old push of its own landed): a reaper may have freed
-        # the ticket already. A beat renews the lease or says it is lost, before
-        # the command starts.
-        leased_at = elapsed()
-        heartbeat(session, ticket)
-        beats = 1
-
-    # Handlers first: a signal between the start and the handlers must not be lost.
-    previous = {sig: signal.signal(sig, forward) for sig in FORWARDED
-                if signal.getsignal(sig) is not signal.SIG_IGN}  # ignored stays ignored
-    if pending:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-        raise NotStarted(pending[0])
+    lease = _first_lease(session, ticket, mine, give_up_after, interval)
+    signals = _Forwarding(early if early is not None else [])
+    if signals.pending:
+        signals.restore()
+        raise NotStarted(signals.pending[0])
     pause("run:before-start")
     try:
         # The locks on our claim's records go to the watchdog (and the command)
@@ -125,80 +148,114 @@ def run_with_heartbeat(session: Session, ticket: str, command: Sequence[str], *,
         # `run` itself was killed and the tree is still being stopped.
         watch = Watchdog.start(list(command), cwd=cwd, env=env, grace=grace,
                                keep_fds=session.store.hold_fds(mine) if mine else (),
-                               lease_at=leased_at + lease_span if stop_on_lost else None,
+                               lease_at=lease.last_success + lease_span if stop_on_lost
+                               else None,
                                on_stuck=lambda pids: report("waiting for " + _processes(
                                    pids, "process", "that SIGKILL did not end")))
     except OSError as error:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-        raise ClaimError(f"cannot run {command[0]!r}: {error.strerror or error}")
+        signals.restore()
+        raise ClaimError(f"cannot run {command[0]!r}: {error.strerror or error}") from None
     except LeaseRanOut:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-        lost = _expired(session, ticket, elapsed() - leased_at, False)
+        signals.restore()
+        lost = _expired(session, ticket, elapsed() - lease.last_success, False)
         report(f"{lost}; the command was not started")
-        return RunOutcome(NOT_STARTED_STATUS, lost, beats, 0, interrupted)
-    started.append(watch)
+        return RunOutcome(NOT_STARTED_STATUS, lost, lease.beats, 0, signals.first is not None,
+                          signals.first)
+    signals.started(watch)
     op = oplog.begin("run", ticket, agent=session.settings.agent, tag=mine.tag if mine else None,
                      child=watch.pid)
-    for signum in pending:
-        watch.forward(signum)
-    finished = watch.finished
-    failed = 0
-    lost: str | None = None
-    last_success = leased_at
-    wait = interval
     try:
-        while not finished.wait(wait):
-            # The lease runs from the moment the beat is written, not from its
-            # acknowledgement: silence is counted from the start of the call.
-            attempt = elapsed()
-            try:
-                heartbeat(session, ticket)
-                beats += 1
-                last_success = attempt
-                wait = interval
-                if stop_on_lost:
-                    watch.lease(attempt + lease_span)
-            except RefusedError as refusal:
-                lost = refusal.message
-            except ClaimError as error:
-                failed += 1
-                silent = elapsed() - last_success
-                if silent >= give_up_after:
-                    lost = (f"{ticket}: the remote has been unreachable for {int(silent)}s,"
-                            f" longer than the TTL allows: assuming the claim is lost")
-                else:
-                    retry = MIN_RETRY if wait >= interval else min(wait * 2, interval)
-                    wait = max(0.1, min(retry, give_up_after - silent))
-                    report(f"heartbeat failed ({error.message}); retrying in {wait:.0f}s")
-            if lost is None and watch.expired:
-                lost = _expired(session, ticket, elapsed() - last_success, failed > 0)
-            if lost is not None:
-                op.step(fence=lost[:200])
-                report(lost)
-                if not stop_on_lost:
-                    report("--on-lost warn: the command goes on without a claim")
-                    break
-                watch.stop()
-                break
-        finished.wait()  # signals go on to the tree till its last process is gone
-        if lost is None and watch.expired:  # the lease ran out while we waited
-            lost = _expired(session, ticket, elapsed() - last_success, failed > 0)
-            op.step(fence=lost[:200])
-            report(lost)
+        _beat_until_done(session, ticket, watch, lease, op, interval=interval,
+                         give_up_after=give_up_after, lease_span=lease_span,
+                         stop_on_lost=stop_on_lost, report=report)
     except BaseException:
         watch.stop()  # we are failing: the command must not outlive what we know of it
-        finished.wait()
+        watch.finished.wait()
         raise
     finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
+        signals.restore()
     watch.close()
     _report_tree(watch, report)
     status = watch.status
-    op.end(oplog.OK if status == 0 else oplog.FAILED, status=status, lost=lost is not None)
-    return RunOutcome(status, lost, beats, failed, interrupted)
+    op.end(oplog.OK if status == 0 else oplog.FAILED, status=status, lost=lease.lost is not None)
+    return RunOutcome(status, lease.lost, lease.beats, lease.failed, signals.first is not None,
+                      signals.first)
+
+
+def _first_lease(session: Session, ticket: str, mine: Ownership | None, give_up_after: float,
+                 interval: float) -> _Lease:
+    """When the lease of a claim not yet beaten began: at the claim itself.
+
+    A win that came late (the claimer froze or crawled between its push and
+    the answer, or an old push of its own landed) may be freed by a reaper
+    already: a beat renews the lease or says it is lost, before the command
+    starts.
+    """
+    age = 0.0
+    if mine is not None and mine.seq == 0:  # not beaten yet: the lease began at the claim
+        age = max(0.0, now() - mine.claimed_at)
+    if age < give_up_after:
+        return _Lease(last_success=elapsed() - age, wait=interval)
+    lease = _Lease(last_success=elapsed(), wait=interval, beats=1)
+    heartbeat(session, ticket)
+    return lease
+
+
+def _beat_until_done(session: Session, ticket: str, watch: Watchdog, lease: _Lease,
+                     op: oplog.Op, *, interval: float, give_up_after: float, lease_span: float,
+                     stop_on_lost: bool, report: Callable[[str], None]) -> None:
+    """Beat every `interval` until the tree ends; stop it once the claim is lost."""
+    finished = watch.finished
+    while not finished.wait(lease.wait):
+        _beat_once(session, ticket, watch, lease, interval=interval,
+                   give_up_after=give_up_after, lease_span=lease_span,
+                   stop_on_lost=stop_on_lost, report=report)
+        if lease.lost is None and watch.expired:
+            lease.lost = _expired(session, ticket, elapsed() - lease.last_success,
+                                  lease.failed > 0)
+        if lease.lost is not None:
+            op.step(fence=lease.lost[:200])
+            report(lease.lost)
+            if stop_on_lost:
+                watch.stop()
+            else:
+                report("--on-lost warn: the command goes on without a claim")
+            break
+    finished.wait()  # signals go on to the tree till its last process is gone
+    if lease.lost is None and watch.expired:  # the lease ran out while we waited
+        lease.lost = _expired(session, ticket, elapsed() - lease.last_success, lease.failed > 0)
+        op.step(fence=lease.lost[:200])
+        report(lease.lost)
+
+
+def _beat_once(session: Session, ticket: str, watch: Watchdog, lease: _Lease, *,
+               interval: float, give_up_after: float, lease_span: float, stop_on_lost: bool,
+               report: Callable[[str], None]) -> None:
+    """One beat: renew the lease, note the claim lost, or retry sooner with backoff."""
+    # Silence is counted from the start of the call: the lease runs from the
+    # moment the beat is written, not from its acknowledgement.
+    attempt = elapsed()
+    try:
+        heartbeat(session, ticket)
+    except RefusedError as refusal:
+        lease.lost = refusal.message
+        return
+    except ClaimError as error:
+        lease.failed += 1
+        silent = elapsed() - lease.last_success
+        if silent >= give_up_after:
+            lease.lost = (f"{ticket}: the remote has been unreachable for {int(silent)}s,"
+                          f" longer than the TTL allows: assuming the claim is lost")
+            return
+        retry = MIN_RETRY if lease.wait >= interval else min(lease.wait * 2, interval)
+        lease.wait = max(0.1, min(retry, give_up_after - silent))
+        report(f"heartbeat failed ({error.message}); retrying in {lease.wait:.0f}s")
+        return
+    lease.beats += 1
+    lease.last_success = attempt
+    lease.wait = interval
+    if stop_on_lost:
+        watch.lease(attempt + lease_span)
 
 
 def _expired(session: Session, ticket: str, silent: float, failing: bool) -> str:
@@ -233,10 +290,4 @@ def _processes(pids: list[int], noun: str, qualifier: str) -> str:
     many = len(pids) != 1
     return (f"{len(pids)} {noun}{'es' if many else ''} {qualifier}"
             f" (pid{'s' if many else ''} {', '.join(str(pid) for pid in pids)})")
-
-
-def child_environment(base: dict[str, str], extra: dict[str, str]) -> dict[str, str]:
-    env = dict(base)
-    env.update(extra)
-    return env
 

@@ -43,10 +43,6 @@ class Session:
     def store(self) -> OwnershipStore:
         return OwnershipStore(self.location.git_dir)
 
-    def config_value(self, key: str, default: str = "") -> str:
-        values = self.config.get(key.lower())
-        return values[-1] if values else default
-
 
 def open_session(cwd: Path | None = None, **overrides: str | None) -> Session:
     location = locate(cwd)

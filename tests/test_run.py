@@ -58,7 +58,7 @@ def test_nothing_eligible_runs_nothing(make_world, tmp_path):
     backlog.write_text("")
     marker = tmp_path / "ran"
     run = alice.cmd("claim", "run", "--next", "--from", str(backlog), "--", "touch", str(marker))
-    assert run.code == 1 and "nothing eligible" in run.stderr
+    assert run.code == 6 and "nothing eligible" in run.stderr  # EMPTY, not a refusal
     assert not marker.exists()
 
 
