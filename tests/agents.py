@@ -9,7 +9,10 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -164,17 +167,61 @@ def notes_log(repo: ServedRepo, ticket: str) -> list[str]:
     return completed.stdout.split("\n")[:-1] if completed.returncode == 0 else []
 
 
-def owned_records(git_dir: Path, ticket: str) -> list[dict[str, Any]]:
-    """The tool's ownership records for `ticket` in `git_dir` (one per claim attempt)."""
-    folder = git_dir / "git-claim" / "owned" / ticket
-    return [json.loads(path.read_text()) for path in sorted(folder.glob("*.json"))]
+def board(agent: Agent, env: dict[str, str] | None = None) -> dict[str, dict[str, Any]]:
+    """`git claim list --json` as the agent sees it: the rows by ticket.
+
+    A row's `ours` says whether this checkout made the claim in force (the
+    public face of the tool's own records of its claims).
+    """
+    listed = agent.cmd("claim", "list", "--json", env=env)
+    assert listed.code == 0, listed
+    return {row["ticket"]: row for row in listed.json()}
 
 
-def owned_record(git_dir: Path, ticket: str) -> dict[str, Any] | None:
-    """The one record for `ticket` in `git_dir`, or None; more than one is a failure."""
-    records = owned_records(git_dir, ticket)
-    assert len(records) <= 1, records
-    return records[0] if records else None
+def claim_tags_in(git_dir: Path, ticket: str, agent: str) -> list[str]:
+    """Every claim tag object (state held) that `agent` made for `ticket` in `git_dir`.
+
+    Read with the git CLI from a repository's object store: in a clone, the
+    claim tags it minted (a claim's tag is written locally before its push),
+    so a test can tell one nonce reused across retries from a second one.
+    """
+    listing = subprocess.run(
+        ["git", "--git-dir", str(git_dir), "cat-file", "--batch-all-objects",
+         "--batch-check=%(objectname) %(objecttype)"], capture_output=True, text=True, check=True)
+    tags = [line.split()[0] for line in listing.stdout.splitlines() if line.endswith(" tag")]
+    if not tags:
+        return []
+    bodies = subprocess.run(["git", "--git-dir", str(git_dir), "cat-file", "--batch"],
+                            input=("\n".join(tags) + "\n").encode(), capture_output=True,
+                            check=True).stdout
+    found = []
+    for oid in tags:
+        header_end = bodies.index(b"\n") + 1
+        size = int(bodies[:header_end].split()[2])
+        body = bodies[header_end:header_end + size]
+        bodies = bodies[header_end + size + 1:]
+        if re.search(rb"^Claim-Ticket: " + re.escape(ticket.encode()) + rb"$", body, re.M) and \
+                re.search(rb"^Claim-State: held$", body, re.M) and \
+                re.search(rb"^Claim-Agent: " + re.escape(agent.encode()) + rb"$", body, re.M):
+            found.append(oid)
+    return found
+
+
+def wait_until(condition: Callable[[], Any], timeout: float, what: str,
+               interval: float = 0.02) -> Any:
+    """Poll `condition` until it returns something true, and return that.
+
+    How a test waits for another process to get somewhere without a test
+    point: never a fixed sleep, a deadline that fails with `what` instead.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        found = condition()
+        if found:
+            return found
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:g}s waiting for {what}")
+        time.sleep(interval)
 
 
 @dataclass(frozen=True)
@@ -239,9 +286,7 @@ def ticket_state(repo: ServedRepo, ticket: str, prefix: str = "refs/claims/",
     note = _trailers(shown.stdout) if shown.returncode == 0 else {}
     event = note.get("Claim-Event", "")
     outcome = note.get("Claim-Outcome", "")
-    if event == "reopened":
-        state = "free"
-    elif state in ("held", "unknown") and event == "reaped":
+    if event == "reopened" or (state in ("held", "unknown") and event == "reaped"):
         state = "free"
     elif state in ("held", "unknown") and event == "released":
         if outcome in ("done", "blocked") and state == "held":

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import re
-
-from agents import PausePoint, owned_record, remote_refs, tag_message
+from agents import PausePoint, board, claim_tags_in, remote_refs
 
 
 def test_a_claim_interrupted_after_its_push_is_recovered_with_the_same_nonce(sampled_world):
@@ -15,16 +13,15 @@ def test_a_claim_interrupted_after_its_push_is_recovered_with_the_same_nonce(sam
     process = alice.popen("claim", "640", env=pause.env(alice.env))
     pause.wait_reached(process)
     pause.kill(process)
-    record = owned_record(alice.workdir / ".git", "640")
-    assert record["pending"] is True
     landed = remote_refs(world.repo)["refs/claims/640"]
-    assert landed == record["tag"]
+    assert claim_tags_in(alice.workdir / ".git", "640", "alice") == [landed]
+    assert board(alice)["640"]["ours"] is True  # alice's checkout knows the claim it made
     assert bob.claim("640").code == 1
     retry = alice.claim("640")
     assert retry.code == 0, retry
     assert remote_refs(world.repo)["refs/claims/640"] == landed  # no second nonce
-    assert owned_record(alice.workdir / ".git", "640")["pending"] is False
-    assert alice.claim("verify", "640").code == 0
+    assert claim_tags_in(alice.workdir / ".git", "640", "alice") == [landed]
+    assert alice.claim("verify", "640").code == 0  # settled: the claim is hers
 
 
 def test_a_claim_interrupted_before_its_push_retries_cleanly(sampled_world):
@@ -35,8 +32,8 @@ def test_a_claim_interrupted_before_its_push_retries_cleanly(sampled_world):
     pause.wait_reached(process)
     pause.kill(process)
     assert "refs/claims/640" not in remote_refs(world.repo)
-    pending = owned_record(alice.workdir / ".git", "640")
+    (pending,) = claim_tags_in(alice.workdir / ".git", "640", "alice")  # minted before the push
     retry = alice.claim("640")
     assert retry.code == 0, retry
-    body = tag_message(world.repo, remote_refs(world.repo)["refs/claims/640"])
-    assert re.search(rf"^Claim-Nonce: {pending['nonce']}$", body, re.M)
+    assert remote_refs(world.repo)["refs/claims/640"] == pending  # the same tag: the same nonce
+    assert claim_tags_in(alice.workdir / ".git", "640", "alice") == [pending]

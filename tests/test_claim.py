@@ -12,11 +12,15 @@ from __future__ import annotations
 
 import re
 import subprocess
-import time
 
-import pytest
-
-from agents import remote_refs, remote_refs_bytes, tag_message, ticket_state
+from agents import (
+    claim_tags_in,
+    remote_refs,
+    remote_refs_bytes,
+    tag_message,
+    ticket_state,
+    wait_until,
+)
 
 
 def test_claim_then_another_agent_is_refused(world):
@@ -190,7 +194,11 @@ def test_a_lock_held_for_a_moment_is_waited_for(world):
     lock.parent.mkdir(parents=True, exist_ok=True)
     lock.write_text("")
     claiming = alice.popen("claim", "640")
-    time.sleep(0.8)
+    # the claim's objects reach the remote right before its ref update meets the lock
+    wait_until(lambda: claiming.poll() is not None
+               or claim_tags_in(world.repo.path, "640", "alice"), 60,
+               "alice's claim push to reach the locked ref")
+    assert claiming.poll() is None, claiming.communicate()
     lock.unlink()
     stdout, stderr = claiming.communicate(timeout=60)
     assert claiming.returncode == 0, (stdout, stderr)

@@ -302,36 +302,6 @@ def finish(process: subprocess.Popen[str], timeout: float = 60) -> Outcome:
 # inspecting the served repository
 
 
-def claim_tags_in(git_dir: Path, ticket: str, agent: str) -> list[str]:
-    """Every claim tag object (state held) that `agent` made for `ticket` in `git_dir`."""
-    listing = subprocess.run(
-        ["git", "--git-dir", str(git_dir), "cat-file", "--batch-all-objects",
-         "--batch-check=%(objectname) %(objecttype)"], capture_output=True, text=True, check=True)
-    tags = [line.split()[0] for line in listing.stdout.splitlines() if line.endswith(" tag")]
-    if not tags:
-        return []
-    bodies = subprocess.run(["git", "--git-dir", str(git_dir), "cat-file", "--batch"],
-                            input=("\n".join(tags) + "\n").encode(), capture_output=True,
-                            check=True).stdout
-    found = []
-    for oid in tags:
-        header_end = bodies.index(b"\n") + 1
-        size = int(bodies[:header_end].split()[2])
-        body = bodies[header_end:header_end + size]
-        bodies = bodies[header_end + size + 1:]
-        if re.search(rb"^Claim-Ticket: " + re.escape(ticket.encode()) + rb"$", body, re.M) and \
-                re.search(rb"^Claim-State: held$", body, re.M) and \
-                re.search(rb"^Claim-Agent: " + re.escape(agent.encode()) + rb"$", body, re.M):
-            found.append(oid)
-    return found
-
-
-def owned_record(agent: Agent, ticket: str) -> dict | None:
-    from agents import owned_record as record_in
-
-    return record_in(agent.workdir / ".git", ticket)
-
-
 def claim_refs(repo: ServedRepo) -> dict[str, str]:
     return {ref: oid for ref, oid in remote_refs(repo).items() if ref.startswith("refs/claims/")}
 

@@ -9,12 +9,9 @@ reap is one note on the ticket's notes ref: there is no later step to cut.
 
 from __future__ import annotations
 
-import re
-
 import pytest
-
-from agents import PausePoint, claim_in_force, tag_message, ticket_state, with_env
-from faultkit import ServerGate, claim_refs, claim_tags_in, finish, owned_record, through
+from agents import PausePoint, board, claim_in_force, claim_tags_in, ticket_state, with_env
+from faultkit import ServerGate, claim_refs, finish, through
 
 NETWORK = [("git", "libgit2"), ("git", "git"), ("http", "libgit2"), ("http", "git")]
 OLD = "-100"  # a claim made by this clock looks 100 s old to everyone else
@@ -31,12 +28,6 @@ def worlds(*pairs):
 def net_world(make_world, request):
     scheme, transport = request.param
     return make_world(scheme, transport)
-
-
-def nonce_of(world, oid: str) -> str:
-    match = re.search(r"^Claim-Nonce: (\w+)$", tag_message(world.repo, oid), re.M)
-    assert match, tag_message(world.repo, oid)
-    return match.group(1)
 
 
 def reaper(world, name: str):
@@ -65,9 +56,8 @@ def test_claim_applied_but_unreported_is_settled_by_its_own_tag(net_world, proxy
     outcome = finish(process)
     assert outcome.code == 0, outcome
     assert outcome.json()["tag"] == applied
-    record = owned_record(alice, "640")
-    assert record is not None and record["pending"] is False
-    assert record["tag"] == applied and record["nonce"] == nonce_of(world, applied)
+    mine = board(alice)["640"]  # the claim alice's checkout made, settled as hers
+    assert mine["ours"] is True and mine["tag"] == applied, mine
     assert claim_refs(world.repo) == {"refs/claims/640": applied}  # no orphan claim
     assert claim_tags_in(world.repo.path, "640", "alice") == [applied]  # no second nonce
     assert claim_tags_in(alice.workdir / ".git", "640", "alice") == [applied]
@@ -87,7 +77,7 @@ def test_claim_cut_before_its_upload_is_retried_with_the_same_tag(net_world, pro
     assert outcome.json()["tag"] == landed
     assert claim_tags_in(alice.workdir / ".git", "640", "alice") == [landed]
     assert claim_tags_in(world.repo.path, "640", "alice") == [landed]
-    assert owned_record(alice, "640")["nonce"] == nonce_of(world, landed)
+    assert alice.claim("verify", "640").code == 0
 
 
 @worlds(("http", "git"))
@@ -100,7 +90,8 @@ def test_claim_that_cannot_reach_the_server_exits_3_and_a_retry_keeps_the_nonce(
     unread = alice.claim("640")  # a claim reads the ticket first: nothing is minted
     assert unread.code == 3, unread
     assert "claimed" not in unread.stdout
-    assert claim_refs(world.repo) == {} and owned_record(alice, "640") is None
+    assert claim_refs(world.repo) == {}
+    assert claim_tags_in(alice.workdir / ".git", "640", "alice") == []  # nothing minted
     # The ticket read, the server goes away before the push: the tag stays pending.
     proxy.set_mode("pass")
     point = PausePoint(tmp_path / "pause", "claim:before-push")
@@ -112,14 +103,13 @@ def test_claim_that_cannot_reach_the_server_exits_3_and_a_retry_keeps_the_nonce(
     assert failed.code == 3, failed
     assert "claimed" not in failed.stdout
     assert claim_refs(world.repo) == {}
-    pending = owned_record(alice, "640")
-    assert pending is not None and pending["pending"] is True
+    (pending,) = claim_tags_in(alice.workdir / ".git", "640", "alice")  # minted, not landed
     assert alice.claim("verify", "640").code == 1  # a pending claim is not a claim
     proxy.set_mode("pass")
     retry = alice.claim("640")
     assert retry.code == 0, retry
     landed = claim_refs(world.repo)["refs/claims/640"]
-    assert landed == pending["tag"] and nonce_of(world, landed) == pending["nonce"]
+    assert landed == pending  # the same tag, so the same nonce: no second claim minted
     assert claim_tags_in(alice.workdir / ".git", "640", "alice") == [landed]
 
 
@@ -140,7 +130,7 @@ def test_claim_cut_while_the_server_holds_it_before_applying(net_world, proxy_fo
     assert outcome.code == 0, outcome
     landed = claim_refs(world.repo)["refs/claims/640"]
     assert outcome.json()["tag"] == landed
-    assert owned_record(alice, "640")["nonce"] == nonce_of(world, landed)
+    assert board(alice)["640"]["ours"] is True
     assert claim_tags_in(alice.workdir / ".git", "640", "alice") == [landed]
     assert alice.claim("verify", "640").code == 0
 
@@ -229,4 +219,6 @@ def test_a_slow_link_changes_no_outcome(net_world, proxy_for):
     loser = ({"alice", "bob"} - {winner}).pop()
     assert claim_refs(world.repo) == {"refs/claims/640": outcomes[winner].json()["tag"]}
     assert f"640 is held by {winner}" in outcomes[loser].stdout + outcomes[loser].stderr
-    assert owned_record(alice if loser == "alice" else bob, "640") is None
+    loser_agent = alice if loser == "alice" else bob
+    assert board(loser_agent)["640"]["ours"] is False  # the winner's claim is not the loser's
+    assert loser_agent.claim("verify", "640").code == 1
