@@ -693,8 +693,9 @@ class Watchdog:
         threading.Thread(target=self._read, daemon=True, name="watchdog-reports").start()
 
     @classmethod
-    def start(cls, command: Sequence[str], *, cwd: object, env: dict[str, str],
-              grace: float, on_stuck: Callable[[list[int]], None] | None = None,
+    def start(cls, command: Sequence[str], *, cwd: str | os.PathLike[str] | None,
+              env: dict[str, str], grace: float,
+              on_stuck: Callable[[list[int]], None] | None = None,
               keep_fds: Sequence[int] = (), lease_at: float | None = None) -> Watchdog:
         """Start the watchdog and through it `command`; OSError if it cannot start.
 
@@ -720,7 +721,7 @@ class Watchdog:
         # Blocked from its first instruction: none of these can end it before it blocks them.
         old_mask = signal.pthread_sigmask(signal.SIG_BLOCK, WATCHED)
         try:
-            process = subprocess.Popen(argv, cwd=cwd, env=env,  # type: ignore[call-overload]
+            process = subprocess.Popen(argv, cwd=cwd, env=env,
                                        pass_fds=(orders_read, reports_write, *keep_fds))
         except BaseException:
             os.close(orders_write)

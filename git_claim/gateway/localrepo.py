@@ -306,8 +306,8 @@ def _flat_notes(tree: pygit2.Tree, prefix: str = "") -> dict[str, str]:
     found: dict[str, str] = {}
     for entry in tree:
         name = prefix + (entry.name or "")
-        if entry.type_str == "tree" and len(name) < 40:
-            found.update(_flat_notes(entry, name))  # type: ignore[arg-type]
+        if isinstance(entry, pygit2.Tree) and len(name) < 40:
+            found.update(_flat_notes(entry, name))
         elif entry.type_str == "blob":
             found[name] = str(entry.id)
     return found
