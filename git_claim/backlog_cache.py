@@ -4,8 +4,8 @@ tickets for shell completion, without a network call per keystroke."""
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 from .atomicfile import write_atomic
 from .tracker.base import Ticket

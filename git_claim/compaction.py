@@ -8,7 +8,8 @@ namespace, which agents do not need: run it as a maintenance identity
 ticket is never touched (a claimer reads it to choose the next epoch), nor
 the first (the bare ref: a claimer that read the ticket before it was ever
 claimed creates it with no other check, so it must never become free
-again), and each delete is a compare-and-swap on the superseded tag. Notes stay: `git claim log` keeps the whole history.
+again), and each delete is a compare-and-swap on the superseded tag. Notes stay:
+`git claim log` keeps the whole history.
 This module never prints.
 """
 
@@ -50,7 +51,7 @@ def compact(session: Session, *, dry_run: bool = False) -> CompactReport:
                 updates.append(RefUpdate(ref, None, oid))
     if dry_run or not updates:
         return report
-    for update, result in zip(updates, push_all(session, updates)):
+    for update, result in zip(updates, push_all(session, updates), strict=True):
         if result.ok:
             report.deleted.append(update.ref)
         elif result.current is None and result.current_known:

@@ -18,8 +18,10 @@ every few seconds frees a dead claim within TTL plus one run interval.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
+from enum import Enum
+from typing import Any
 
 from . import oplog
 from .claims import ClaimView, read_claim, read_claims
@@ -95,7 +97,8 @@ def _heartbeat(session: Session, ticket: str, mine: Ownership, op: oplog.Op) -> 
         try:
             landed = swap(session, update) == commit
         except GuardBroken:
-            raise RefusedError(lost_message(session, read_claim(session, ticket), mine))
+            raise RefusedError(
+                lost_message(session, read_claim(session, ticket), mine)) from None
         if landed:
             mine.notes_tip = commit
             mine.seq = event.seq
@@ -119,40 +122,57 @@ def verify(session: Session, ticket: str) -> ClaimView:
     return view
 
 
-# Why a stale claim was left in place although the reaper meant to free it:
-# the reap is not done, and `git reap` says so with exit 5.
-UNDONE_REFUSED = "refused"  # the remote refused the reap's note (a rule, a hook)
-UNDONE_UNCHECKED = "unchecked"  # a skip check could not tell (open pull requests unknown)
+class SkipKind(str, Enum):
+    """Why the reaper kept a stale (or unreadable) claim; the value names it in a summary."""
+
+    UNREADABLE = "unreadable claim"  # never reaped by guesswork
+    KEPT_BY_CHECK = "open pull request"  # a skip check said keep it (an open pull request)
+    CHECK_UNANSWERED = "open pull requests unknown"  # the check could not tell: kept, undone
+    REFUSED = "the remote refused the reap"  # the remote refused the reap's note: undone
 
 
-@dataclass
+class Undone(str, Enum):
+    """Why a stale claim the reaper meant to free is still in place (`git reap` exits 5)."""
+
+    REFUSED = "refused"  # the remote refused the reap's note (a rule, a hook)
+    UNCHECKED = "unchecked"  # a skip check could not tell (open pull requests unknown)
+
+
+# Kept for callers that name the reasons as strings.
+UNDONE_REFUSED = Undone.REFUSED
+UNDONE_UNCHECKED = Undone.UNCHECKED
+
+
+@dataclass(frozen=True)
 class ReapEntry:
     ticket: str
     holder: str
     idle_seconds: float | None
     reason: str = ""
-    undone: str = ""  # one of UNDONE_*: a stale claim that should have been freed and wasn't
+    kind: SkipKind | None = None  # set on skipped claims
+    undone: Undone | None = None  # a stale claim that should have been freed and wasn't
 
     def as_dict(self) -> dict[str, Any]:
-        found = {"ticket": self.ticket, "holder": self.holder,
-                 "idle_seconds": None if self.idle_seconds is None else round(self.idle_seconds),
-                 "reason": self.reason}
-        if self.undone:
-            found["undone"] = self.undone
+        found: dict[str, Any] = {
+            "ticket": self.ticket, "holder": self.holder,
+            "idle_seconds": None if self.idle_seconds is None else round(self.idle_seconds),
+            "reason": self.reason}
+        if self.undone is not None:
+            found["undone"] = self.undone.value
         return found
 
 
-@dataclass
+@dataclass(frozen=True)
 class ReapReport:
-    reaped: list[ReapEntry] = field(default_factory=list)
-    live: list[ReapEntry] = field(default_factory=list)
-    skipped: list[ReapEntry] = field(default_factory=list)
-    lost_races: list[ReapEntry] = field(default_factory=list)  # a beat or release came first
+    reaped: tuple[ReapEntry, ...] = ()
+    live: tuple[ReapEntry, ...] = ()
+    skipped: tuple[ReapEntry, ...] = ()
+    lost_races: tuple[ReapEntry, ...] = ()  # a beat or release came first
 
     @property
-    def undone(self) -> list[ReapEntry]:
+    def undone(self) -> tuple[ReapEntry, ...]:
         """Stale claims left in place for want of the remote's consent or of an answer."""
-        return [entry for entry in self.skipped if entry.undone]
+        return tuple(entry for entry in self.skipped if entry.undone is not None)
 
 
 @dataclass(frozen=True)
@@ -166,6 +186,10 @@ class Skip:
     reason: str
     sure: bool = True
 
+    @property
+    def kind(self) -> SkipKind:
+        return SkipKind.KEPT_BY_CHECK if self.sure else SkipKind.CHECK_UNANSWERED
+
 
 # A check that may keep a stale claim (open pull requests, through the tracker).
 SkipCheck = Callable[[ClaimView], Skip | None]
@@ -176,19 +200,62 @@ SkipCheck = Callable[[ClaimView], Skip | None]
 RECORD_RESOLUTION = 1.0
 
 
-def is_stale(view: ClaimView, *, ttl: float, max_skew: float, at: float,
-             memory: ReaperMemory | None) -> tuple[bool, float | None]:
-    """Rule 1 on the records' wall-clock times, read at `at` (the reaper's now());
-    rule 2 on the memory's own clock, which never steps.
+@dataclass(frozen=True)
+class Staleness:
+    """One held claim judged by the staleness rule at one moment: the board's and the reaper's.
 
-    `at` never enters rule 2: a wall clock stepped between two runs would
-    count as time the claim stood unchanged.
+    `reap_in`: seconds until the rule frees it if nothing changes (0 when
+    stale; None when the claim carries no time and nothing remembers it).
+    """
+
+    stale: bool
+    age: float | None
+    reap_in: float | None
+
+
+def staleness(view: ClaimView, *, ttl: float, max_skew: float, at: float,
+              seen_for: float | None = None) -> Staleness:
+    """The one staleness rule (docs/protocol.md, "Clock skew"), for `list` and `reap` alike.
+
+    Rule 1 on the records' wall-clock times, read at `at` (the judge's now());
+    rule 2 on `seen_for`, how long a reaper of this clone has seen the claim
+    unchanged on a clock that never steps (None: not remembered). `at` never
+    enters rule 2: a wall clock stepped between two runs would count as time
+    the claim stood unchanged.
     """
     age = view.age(at)
-    seen_for = memory.unchanged_for(view) if memory is not None else None
-    by_time = age is not None and age > ttl + max_skew + RECORD_RESOLUTION
+    limit = ttl + max_skew + RECORD_RESOLUTION
+    waits = [wait for wait in (None if age is None else limit - age,
+                               None if seen_for is None else ttl - seen_for)
+             if wait is not None]
+    by_time = age is not None and age > limit
     by_memory = seen_for is not None and seen_for >= ttl
-    return by_time or by_memory, age
+    if by_time or by_memory:
+        return Staleness(True, age, 0.0)
+    return Staleness(False, age, min(waits) if waits else None)
+
+
+def is_stale(view: ClaimView, *, ttl: float, max_skew: float, at: float,
+             memory: ReaperMemory | None) -> tuple[bool, float | None]:
+    """The reaper's reading of the rule: `memory` records what it judged (rule 2)."""
+    seen_for = memory.unchanged_for(view) if memory is not None else None
+    judged = staleness(view, ttl=ttl, max_skew=max_skew, at=at, seen_for=seen_for)
+    return judged.stale, judged.age
+
+
+def reaper_memory(session: Session) -> ReaperMemory:
+    """This clone's reaper memory (rule 2), shared by every reaper and board of the clone."""
+    return ReaperMemory(session.location.common_dir / "git-claim" / "reaper-seen.json")
+
+
+@dataclass
+class _Judged:
+    """The reaper's verdicts on one listing, before anything is written."""
+
+    reaped: list[ReapEntry] = field(default_factory=list)
+    live: list[ReapEntry] = field(default_factory=list)
+    skipped: list[ReapEntry] = field(default_factory=list)
+    to_reap: list[ClaimView] = field(default_factory=list)
 
 
 def reap(session: Session, *, ttl: float, max_skew: float, dry_run: bool = False,
@@ -197,51 +264,61 @@ def reap(session: Session, *, ttl: float, max_skew: float, dry_run: bool = False
     """Free stale claims. Round trips: one listing, one fetch, one push."""
     views = read_claims(session, list(tickets) if tickets else None, progress=progress)
     at = now()
-    memory = ReaperMemory(session.location.common_dir / "git-claim" / "reaper-seen.json")
-    report = ReapReport()
-    to_reap: list[ClaimView] = []
+    memory = reaper_memory(session)
+    judged = _Judged()
     for view in views.values():
-        record = view.record
-        if record is None or record.state in OUTCOME_STATES:
-            continue
-        holder = record.agent
-        if record.state != STATE_HELD:
-            report.skipped.append(ReapEntry(view.ticket, holder, None,
-                                            f"unreadable claim: {record.problem}"))
-            continue
-        stale, age = is_stale(view, ttl=ttl, max_skew=max_skew, at=at, memory=memory)
-        if not stale:
-            report.live.append(ReapEntry(view.ticket, holder, age))
-            continue
-        skip = next((r for r in (check(view) for check in skip_checks) if r), None)
-        if skip is not None:
-            report.skipped.append(ReapEntry(view.ticket, holder, age, skip.reason,
-                                            "" if skip.sure else UNDONE_UNCHECKED))
-            continue
-        to_reap.append(view)
-        report.reaped.append(ReapEntry(view.ticket, holder, age))
-    if not tickets:
-        memory.save()
-    else:
+        _judge(view, judged, ttl=ttl, max_skew=max_skew, at=at, memory=memory,
+               skip_checks=skip_checks)
+    if tickets:  # judged only some: keep what we knew of the others
         memory.updated = {**memory.seen, **memory.updated}
-        memory.save()
+    memory.save()
     if dry_run:
-        return report
-
+        return ReapReport(tuple(judged.reaped), tuple(judged.live), tuple(judged.skipped))
     pause("reap:before-decide")
-    decided, refused = _decide_reaps(session, to_reap, ttl=ttl, at=at)
-    if refused:
-        for entry in report.reaped:
-            if entry.ticket in refused:
-                entry.reason = f"the remote refused the reap: {refused[entry.ticket]}"
-                entry.undone = UNDONE_REFUSED
-                report.skipped.append(entry)
-        report.reaped = [e for e in report.reaped if e.ticket not in refused]
-    lost = {view.ticket for view in to_reap} - {view.ticket for view in decided} - set(refused)
-    if lost:
-        report.lost_races = [e for e in report.reaped if e.ticket in lost]
-        report.reaped = [e for e in report.reaped if e.ticket not in lost]
-    return report
+    decided, refused = _decide_reaps(session, judged.to_reap, ttl=ttl, at=at)
+    return _settled(judged, decided, refused)
+
+
+def _judge(view: ClaimView, judged: _Judged, *, ttl: float, max_skew: float, at: float,
+           memory: ReaperMemory, skip_checks: Sequence[SkipCheck]) -> None:
+    """Sort one claim into live, skipped or to be reaped; ended claims are not the reaper's."""
+    record = view.record
+    if record is None or record.state in OUTCOME_STATES:
+        return
+    holder = record.agent
+    if record.state != STATE_HELD:
+        judged.skipped.append(ReapEntry(view.ticket, holder, None,
+                                        f"unreadable claim: {record.problem}",
+                                        SkipKind.UNREADABLE))
+        return
+    stale, age = is_stale(view, ttl=ttl, max_skew=max_skew, at=at, memory=memory)
+    if not stale:
+        judged.live.append(ReapEntry(view.ticket, holder, age))
+        return
+    skip = next((verdict for verdict in (check(view) for check in skip_checks) if verdict), None)
+    if skip is not None:
+        judged.skipped.append(ReapEntry(view.ticket, holder, age, skip.reason, skip.kind,
+                                        None if skip.sure else Undone.UNCHECKED))
+        return
+    judged.to_reap.append(view)
+    judged.reaped.append(ReapEntry(view.ticket, holder, age))
+
+
+def _settled(judged: _Judged, decided: list[ClaimView], refused: dict[str, str]) -> ReapReport:
+    """The report once the push is answered: reaped, refused (undone) or lost to a beat."""
+    done = {view.ticket for view in decided}
+    skipped = list(judged.skipped)
+    reaped, lost = [], []
+    for entry in judged.reaped:
+        if entry.ticket in refused:
+            skipped.append(replace(entry, reason=f"the remote refused the reap:"
+                                                 f" {refused[entry.ticket]}",
+                                   kind=SkipKind.REFUSED, undone=Undone.REFUSED))
+        elif entry.ticket in done:
+            reaped.append(entry)
+        else:
+            lost.append(entry)
+    return ReapReport(tuple(reaped), tuple(judged.live), tuple(skipped), tuple(lost))
 
 
 def _decide_reaps(session: Session, views: list[ClaimView], *, ttl: float,
@@ -252,8 +329,6 @@ def _decide_reaps(session: Session, views: list[ClaimView], *, ttl: float,
     for a reason other than a lost race (a hook, a protected ref, a server
     that cannot check connectivity), with the server's reason.
     """
-    from dataclasses import replace
-
     settings = session.settings
     updates: list[RefUpdate] = []
     by_ref: dict[str, tuple[ClaimView, LivenessRecord, str]] = {}
@@ -306,7 +381,7 @@ def push_all(session: Session, updates: list[RefUpdate]) -> list[UpdateResult]:
             break
         batch = session.transport.push(pending)
         retry = []
-        for update, result in zip(pending, batch):
+        for update, result in zip(pending, batch, strict=False):
             if result.status is UpdateStatus.NOT_TRIED:
                 retry.append(update)
             else:

@@ -7,7 +7,7 @@ is a warning, never a failed claim; `git reap` repairs labels that drifted.
 from __future__ import annotations
 
 import re
-from typing import Sequence
+from collections.abc import Sequence
 
 from .claims import ClaimView
 from .liveness import Skip, SkipCheck
@@ -27,8 +27,13 @@ def open_label_tracker(session: Session) -> Tracker | None:
                         timeout=session.settings.tracker_timeout)
 
 
-def _warn(what: str, ticket: str, error: TrackerError) -> str:
-    return f"could not {what} on {clean(ticket)} (the claim stands): {error.message}"
+def _warn(what: str, ticket: str, error: TrackerError, *,
+          truth: str = "the claim stands") -> str:
+    """One warning that says what did happen: the claim refs, not the labels, are the truth."""
+    return f"could not {what} on {clean(ticket)} ({truth}): {error.message}"
+
+
+REPAIRED_BY_REAP = "`git reap` repairs the labels"
 
 
 def on_claimed(session: Session, tracker: Tracker | None, ticket: str) -> list[str]:
@@ -66,7 +71,10 @@ def on_released(session: Session, tracker: Tracker | None, ticket: str, outcome:
             tracker.add_labels(ticket, [settings.blocked_label])
             tracker.comment(ticket, f"Blocked by {settings.agent}: {reason or 'no reason given'}")
     except TrackerError as error:
-        warnings.append(_warn("update the labels", ticket, error))
+        done = "released" if outcome not in ("done", "blocked") else f"recorded as {outcome}"
+        warnings.append(_warn("update the labels", ticket, error,
+                              truth=f"{clean(ticket)} is {done} all the same;"
+                                    f" {REPAIRED_BY_REAP}"))
     return warnings
 
 
@@ -81,7 +89,8 @@ def on_reaped(session: Session, tracker: Tracker | None, tickets: Sequence[str],
             tracker.comment(ticket, f"Claim reaped by {session.settings.agent}:"
                                     f" no heartbeat within the TTL of {int(ttl)}s.")
         except TrackerError as error:
-            warnings.append(_warn("mark the reap", ticket, error))
+            warnings.append(_warn("mark the reap", ticket, error,
+                                  truth=f"reaped all the same; {REPAIRED_BY_REAP}"))
     return warnings
 
 
@@ -102,7 +111,8 @@ def repair_labels(session: Session, tracker: Tracker | None,
             tracker.remove_labels(ticket, [label])
             fixed.append(f"removed {label} from {ticket}")
         except TrackerError as error:
-            warnings.append(_warn(f"remove {label}", ticket, error))
+            warnings.append(_warn(f"remove {label}", ticket, error,
+                                  truth="it is not claimed; the next reap tries again"))
     for ticket in sorted(held - labelled):
         if not ticket.isdigit():
             continue
@@ -110,7 +120,8 @@ def repair_labels(session: Session, tracker: Tracker | None,
             tracker.add_labels(ticket, [label])
             fixed.append(f"added {label} to {ticket}")
         except TrackerError as error:
-            warnings.append(_warn(f"add {label}", ticket, error))
+            warnings.append(_warn(f"add {label}", ticket, error,
+                                  truth="the claim stands; the next reap tries again"))
     return fixed, warnings
 
 

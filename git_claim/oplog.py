@@ -94,7 +94,7 @@ class Op:
             self.ended = True
             _write({"id": self.id, "ph": "end", "t": time.time(), "outcome": outcome, **fields})
 
-    def __enter__(self) -> "Op":
+    def __enter__(self) -> Op:
         return self
 
     def __exit__(self, kind: type[BaseException] | None, error: BaseException | None,

@@ -184,7 +184,7 @@ class OwnershipStore:
             held.release(remove=True)
 
     def all(self) -> list[Ownership]:
-        records = []
+        records: list[Ownership] = []
         if not self.root.is_dir():
             return records
         for path in sorted(self.root.glob("*/*.json")) + sorted(self.root.glob("*.json")):

@@ -40,10 +40,10 @@ import json
 import math
 import os
 import time
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-from collections.abc import Iterator
 
 from .atomicfile import write_atomic
 from .clock import boot_id, elapsed
@@ -98,6 +98,17 @@ class ReaperMemory:
         first = previous[2] if previous is not None and previous[:2] == key else at
         self.updated[view.ticket] = [*key, first, at]
         return at - first
+
+    def remembered_for(self, view: ClaimView) -> float | None:
+        """How long the reapers of this clone have seen this claim as it is now; None: never.
+
+        Read only, for the board: unlike `unchanged_for`, a claim no reaper
+        has seen yet counts as not remembered (no reaper's clock runs for it).
+        """
+        previous = self.seen.get(view.ticket)
+        if self.clock is None or previous is None or previous[:2] != [view.oid, view.notes_tip]:
+            return None
+        return float(elapsed() - previous[2])
 
     def save(self) -> None:
         """Keep `updated`, merged with what other reapers wrote since it was read."""
@@ -168,7 +179,7 @@ class ReaperMemory:
                     break
                 except BlockingIOError:
                     if time.monotonic() > deadline:
-                        raise TimeoutError("reaper memory is locked")
+                        raise TimeoutError("reaper memory is locked") from None
                     time.sleep(0.01)
             yield
         finally:

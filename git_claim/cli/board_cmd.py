@@ -6,7 +6,7 @@ import click
 
 from .claim_cmd import claim_group
 from .common import CONTEXT_SETTINGS, json_option, parse_tickets, remote_options, session_from
-from .output import emit_json, reporting
+from .output import emit_board, emit_reopened, reporting
 
 
 @claim_group.command("list", context_settings=CONTEXT_SETTINGS)
@@ -30,25 +30,19 @@ def list_command(watch: str | None, remote: str | None, agent: str | None,
         import sys
         import time
 
-        from ..backlog_cache import titles
-        from ..board import board_rows, render_table
         from ..clock import parse_duration
+        from ..ops.board import BoardRequest, read_board
 
         session = session_from(remote, agent)
         pause = parse_duration(watch, what="watch interval") if watch else 0.0
         terminal = sys.stdout.isatty()
         colour = terminal and not os.environ.get("NO_COLOR")
         while True:
-            rows = board_rows(session)
-            if as_json:
-                emit_json(rows)
-            else:
-                width = shutil.get_terminal_size((100, 24)).columns if terminal else None
-                table = render_table(rows, width=width, colour=colour,
-                                     titles=titles(session.location.common_dir))
-                if watch and terminal:
-                    click.echo("\x1b[H\x1b[2J", nl=False)
-                click.echo(table, nl=False)
+            board = read_board(session, BoardRequest(titles=not as_json))
+            width = shutil.get_terminal_size((100, 24)).columns if terminal else None
+            if watch and terminal and not as_json:
+                click.echo("\x1b[H\x1b[2J", nl=False)
+            emit_board(board, as_json=as_json, width=width, colour=colour)
             if not watch:
                 return
             try:
@@ -64,12 +58,8 @@ def list_command(watch: str | None, remote: str | None, agent: str | None,
 def reopen_command(ticket: str, remote: str | None, agent: str | None, as_json: bool) -> None:
     """Make a done or blocked TICKET claimable again."""
     with reporting(as_json=as_json, command="git claim reopen"):
-        from ..lock import reopen
+        from ..ops.release import ReopenRequest, reopen
 
         (ticket_id,) = parse_tickets((ticket,))
-        session = session_from(remote, agent)
-        view = reopen(session, ticket_id)
-        if as_json:
-            emit_json({"ok": True, "ticket": ticket_id, "was": view.state})
-        else:
-            click.echo(f"reopened {ticket_id} (was {view.state})")
+        emit_reopened(reopen(session_from(remote, agent), ReopenRequest(ticket_id)),
+                      as_json=as_json)

@@ -6,7 +6,7 @@ import click
 
 from .claim_cmd import claim_group
 from .common import CONTEXT_SETTINGS, json_option, remote_options, session_from
-from .output import emit_report, reporting
+from .output import emit_compacted, reporting
 
 
 @claim_group.command("compact", context_settings=CONTEXT_SETTINGS)
@@ -25,25 +25,7 @@ def compact_command(dry_run: bool, remote: str | None, agent: str | None,
     refused some deletes.
     """
     with reporting(as_json=as_json, command="git claim compact"):
-        from ..compaction import compact
-        from ..errors import IncompleteError
+        from ..ops.compact import CompactRequest, compact
 
-        report = compact(session_from(remote, agent), dry_run=dry_run)
-        failure = None
-        if report.refused:
-            first = next(iter(report.refused.items()))
-            failure = IncompleteError(
-                f"the remote refused to delete {len(report.refused)} superseded claim"
-                f"{'s' if len(report.refused) != 1 else ''} (needs the right to delete under"
-                f" the claim namespace): {first[0]}: {first[1]}")
-        if as_json:
-            emit_report({"dry_run": dry_run, "tickets": report.tickets,
-                         "superseded": report.superseded, "deleted": report.deleted,
-                         "refused": report.refused}, failure)
-            return
-        verb = "would delete" if dry_run else "deleted"
-        count = len(report.superseded) if dry_run else len(report.deleted)
-        click.echo(f"{verb} {count} superseded claim{'s' if count != 1 else ''}"
-                   f" of {report.tickets} ticket{'s' if report.tickets != 1 else ''}")
-        if failure is not None:
-            raise failure
+        emit_compacted(compact(session_from(remote, agent), CompactRequest(dry_run)),
+                       as_json=as_json)

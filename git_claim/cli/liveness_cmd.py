@@ -8,7 +8,15 @@ import click
 
 from .claim_cmd import claim_group
 from .common import CONTEXT_SETTINGS, json_option, parse_tickets, remote_options, session_from
-from .output import emit_json, reporting
+from .output import (
+    emit_beat,
+    emit_hook_installed,
+    emit_hook_removed,
+    emit_log,
+    emit_verdict,
+    emit_verified,
+    reporting,
+)
 
 
 @claim_group.command("heartbeat", context_settings=CONTEXT_SETTINGS)
@@ -18,15 +26,11 @@ from .output import emit_json, reporting
 def heartbeat_command(ticket: str, remote: str | None, agent: str | None, as_json: bool) -> None:
     """Record that we still work on TICKET (a note on the claim). Exit 1 if it is lost."""
     with reporting(as_json=as_json, command="git claim heartbeat"):
-        from ..clock import iso
-        from ..liveness import heartbeat
+        from ..ops.liveness import HeartbeatRequest, heartbeat
 
         (ticket_id,) = parse_tickets((ticket,))
-        beat = heartbeat(session_from(remote, agent), ticket_id)
-        if as_json:
-            emit_json({"ok": True, "ticket": beat.ticket, "seq": beat.seq, "time": iso(beat.time)})
-        else:
-            click.echo(f"heartbeat {beat.ticket} #{beat.seq}")
+        emit_beat(heartbeat(session_from(remote, agent), HeartbeatRequest(ticket_id)),
+                  as_json=as_json)
 
 
 @claim_group.command("verify", context_settings=CONTEXT_SETTINGS)
@@ -41,19 +45,11 @@ def verify_command(ticket: str | None, remote: str | None, agent: str | None,
     by default claim/<ticket>).
     """
     with reporting(as_json=as_json, command="git claim verify"):
-        from ..fence import ticket_of_current_branch
-        from ..liveness import verify
+        from ..ops.liveness import VerifyRequest, verify
 
-        session = session_from(remote, agent)
-        if ticket is None:
-            ticket_id = ticket_of_current_branch(session)
-        else:
-            (ticket_id,) = parse_tickets((ticket,))
-        verify(session, ticket_id)
-        if as_json:
-            emit_json({"ok": True, "ticket": ticket_id, "ours": True})
-        else:
-            click.echo(f"{ticket_id} is yours")
+        named = parse_tickets((ticket,))[0] if ticket is not None else None
+        emit_verified(verify(session_from(remote, agent), VerifyRequest(named)),
+                      as_json=as_json)
 
 
 @claim_group.command("log", context_settings=CONTEXT_SETTINGS)
@@ -61,16 +57,12 @@ def verify_command(ticket: str | None, remote: str | None, agent: str | None,
 @remote_options
 @json_option
 def log_command(ticket: str, remote: str | None, agent: str | None, as_json: bool) -> None:
-    """The history of TICKET: claims, heartbeats, releases and reaps."""
+    """The history of TICKET: claims, heartbeats, releases, reaps and reopenings."""
     with reporting(as_json=as_json, command="git claim log"):
-        from ..history import history, render_history
+        from ..ops.log import LogRequest, ticket_log
 
         (ticket_id,) = parse_tickets((ticket,))
-        events = history(session_from(remote, agent), ticket_id)
-        if as_json:
-            emit_json(events)
-        else:
-            click.echo(render_history(events), nl=False)
+        emit_log(ticket_log(session_from(remote, agent), LogRequest(ticket_id)), as_json=as_json)
 
 
 @claim_group.group("hook", context_settings=CONTEXT_SETTINGS)
@@ -88,15 +80,9 @@ def hook_install_command(as_json: bool) -> None:
     or system config, or inside the work tree) is refused with exit 2.
     """
     with reporting(as_json=as_json, command="git claim hook install"):
-        from ..fence import install_hook
+        from ..ops.hook import hook_install
 
-        result = install_hook(session_from(None, None))
-        if as_json:
-            emit_json({"ok": True, **result})
-        else:
-            chained = f" (chained to the existing hook, kept as {result['chained']})" \
-                if result.get("chained") else ""
-            click.echo(f"installed {result['path']}{chained}")
+        emit_hook_installed(hook_install(session_from(None, None)), as_json=as_json)
 
 
 @hook_group.command("uninstall", context_settings=CONTEXT_SETTINGS)
@@ -104,13 +90,9 @@ def hook_install_command(as_json: bool) -> None:
 def hook_uninstall_command(as_json: bool) -> None:
     """Remove our pre-push hook (only a file we wrote), restoring a hook it chained to."""
     with reporting(as_json=as_json, command="git claim hook uninstall"):
-        from ..fence import uninstall_hook
+        from ..ops.hook import hook_uninstall
 
-        result = uninstall_hook(session_from(None, None))
-        if as_json:
-            emit_json({"ok": True, **result})
-        else:
-            click.echo(f"removed {result['path']}")
+        emit_hook_removed(hook_uninstall(session_from(None, None)), as_json=as_json)
 
 
 @hook_group.command("pre-push", context_settings=CONTEXT_SETTINGS)
@@ -119,11 +101,7 @@ def hook_uninstall_command(as_json: bool) -> None:
 def hook_pre_push_command(remote_name: str | None, url: str | None) -> None:
     """Run the fence on git's pre-push input (or the pre-commit framework's variables)."""
     with reporting(as_json=False, command="git claim hook pre-push"):
-        from ..fence import check_push, pushed_refs
+        from ..ops.hook import check_push
 
-        updates = pushed_refs(sys.stdin)
-        refusals = check_push(session_from(None, None), updates)
-        if refusals:
-            for line in refusals:
-                click.echo(f"git claim hook pre-push: {line}", err=True)
-            raise SystemExit(1)
+        emit_verdict(check_push(session_from(None, None), sys.stdin),
+                     prefix="git claim hook pre-push: ")

@@ -6,8 +6,9 @@ import json
 import os
 import sys
 import traceback
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any, Iterator
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -15,8 +16,17 @@ from ..errors import ClaimError, ExitCode
 from ..safetext import clean
 
 if TYPE_CHECKING:
+    from ..board import BoardRow
+    from ..history import LogEvent
+    from ..ops.board import Board
     from ..ops.claim import Claimed
+    from ..ops.compact import Compacted
     from ..ops.gc import GcResult
+    from ..ops.hook import GuardInstalled, HookInstalled, HookRemoved, Verdict
+    from ..ops.liveness import Beat, Verified
+    from ..ops.log import TicketLog
+    from ..ops.reap import Reaped
+    from ..ops.release import Released, Reopened
     from ..ops.run import Drained, RunResult
 
 DEBUG_VARIABLE = "GIT_CLAIM_DEBUG"
@@ -76,6 +86,247 @@ def _fail(message: str, kind: str, code: int, as_json: bool, command: str,
     else:
         click.echo(f"{command}: {message}", err=True)
     raise SystemExit(code)
+
+
+# release, reap, board, log ----------------------------------------------------
+
+
+def _warn(warnings: tuple[str, ...]) -> None:
+    for warning in warnings:
+        click.echo(f"warning: {warning}", err=True)
+
+
+def emit_released(result: Released, *, as_json: bool) -> None:
+    """`git release` (see git-release(1)); tracker warnings first, on stderr."""
+    if as_json:
+        emit_json({"ok": True, "ticket": result.ticket, "outcome": result.outcome.value,
+                   "forced": result.forced, "holder": result.holder,
+                   "worktree": list(result.worktree)})
+        return
+    _warn(result.warnings)
+    what = {"free": "released", "done": "done:", "blocked": "blocked:"}[result.outcome.value]
+    click.echo(f"{what} {result.ticket}{' (forced)' if result.forced else ''}")
+    for line in result.worktree:
+        click.echo(line)
+
+
+def emit_reopened(result: Reopened, *, as_json: bool) -> None:
+    if as_json:
+        emit_json({"ok": True, "ticket": result.ticket, "was": result.was.value})
+    else:
+        click.echo(f"reopened {result.ticket} (was {result.was.value})")
+
+
+def emit_beat(beat: Beat, *, as_json: bool) -> None:
+    from ..clock import iso
+
+    if as_json:
+        emit_json({"ok": True, "ticket": beat.ticket, "seq": beat.seq, "time": iso(beat.time)})
+    else:
+        click.echo(f"heartbeat {beat.ticket} #{beat.seq}")
+
+
+def emit_verified(result: Verified, *, as_json: bool) -> None:
+    if as_json:
+        emit_json({"ok": True, "ticket": result.ticket, "ours": True})
+    else:
+        click.echo(f"{result.ticket} is yours")
+
+
+def reap_summary(result: Reaped) -> str:
+    """'reaped 1, live 3, skipped 1 (1 open pull request), 1 came back to life'."""
+    summary = (f"{'would reap' if result.dry_run else 'reaped'} {len(result.reaped)},"
+               f" live {len(result.live)}, skipped {len(result.skipped)}")
+    if result.skips:
+        summary += " (" + ", ".join(f"{n} {kind.value}" for kind, n in result.skips) + ")"
+    if result.revived:
+        summary += f", {len(result.revived)} came back to life"
+    return summary
+
+
+def emit_reaped(result: Reaped, *, as_json: bool) -> None:
+    """`git reap` (see git-reap(1)); exits 5 when stale claims were left in place."""
+    from ..clock import format_duration
+
+    failure = result.failure
+    if as_json:
+        emit_report({"dry_run": result.dry_run, "ttl": result.ttl, "max_skew": result.max_skew,
+                     "summary": reap_summary(result),
+                     "reaped": [e.as_dict() for e in result.reaped],
+                     "live": [e.as_dict() for e in result.live],
+                     "skipped": [e.as_dict() for e in result.skipped],
+                     "revived": [e.as_dict() for e in result.revived],
+                     "undone": [e.as_dict() for e in result.undone],
+                     "repaired": list(result.repaired), "warnings": list(result.warnings)},
+                    failure)
+        return
+    verb = "would reap" if result.dry_run else "reaped"
+    for entry in result.reaped:
+        idle = format_duration(entry.idle_seconds) if entry.idle_seconds is not None else "?"
+        click.echo(f"{verb} {clean(entry.ticket)} (held by {clean(entry.holder, 80)},"
+                   f" silent {idle})")
+    for entry in result.skipped:
+        click.echo(f"skipped {clean(entry.ticket)}: {clean(entry.reason)}")
+    for line in result.repaired:
+        click.echo(f"repaired: {line}")
+    _warn(result.warnings)
+    click.echo(reap_summary(result))
+    if failure is not None:
+        raise failure
+
+
+def emit_compacted(result: Compacted, *, as_json: bool) -> None:
+    """`git claim compact`; exits 5 when the remote refused some deletes."""
+    failure = result.failure
+    if as_json:
+        emit_report({"dry_run": result.dry_run, "tickets": result.tickets,
+                     "superseded": list(result.superseded), "deleted": list(result.deleted),
+                     "refused": dict(result.refused)}, failure)
+        return
+    verb = "would delete" if result.dry_run else "deleted"
+    count = len(result.superseded) if result.dry_run else len(result.deleted)
+    click.echo(f"{verb} {count} superseded claim{'s' if count != 1 else ''}"
+               f" of {result.tickets} ticket{'s' if result.tickets != 1 else ''}")
+    if failure is not None:
+        raise failure
+
+
+def emit_log(result: TicketLog, *, as_json: bool) -> None:
+    if as_json:
+        emit_json([event.as_dict() for event in result.events])
+    else:
+        click.echo(render_history(result.events), nl=False)
+
+
+def render_history(events: tuple[LogEvent, ...]) -> str:
+    """One line per event: when, which claim, what, who, and the event's details."""
+    from ..clock import format_duration
+
+    if not events:
+        return "no history\n"
+    lines = []
+    for e in events:
+        when = (e.time or "?").replace("T", " ").rstrip("Z")
+        what = e.event.value
+        detail = ""
+        if what == "heartbeat":
+            detail = f" #{e.seq}"
+        elif what == "reaped":
+            ttl = format_duration(e.ttl) if e.ttl is not None else "?"
+            detail = f" (ttl {ttl}; holder {clean(e.holder or '?', 80)})"
+        elif what == "released":
+            detail = f" ({e.outcome or 'free'})"
+            if e.forced_by:
+                detail += f" forced, holder {clean(e.holder or '?', 80)}"
+        elif what == "reopened" and e.outcome:
+            detail = f" (was {clean(e.outcome, 20)})"
+        if e.reason:
+            detail += f": {clean(e.reason, 120)}"
+        claim = f"@{e.epoch}" if e.epoch else "@?"
+        lines.append(f"{when}  {claim:<4} {what:<9} {clean(e.agent or '?', 80)}{detail}")
+    return "\n".join(lines) + "\n"
+
+
+def emit_hook_installed(result: HookInstalled, *, as_json: bool) -> None:
+    if as_json:
+        document: dict[str, Any] = {"ok": True, "path": result.path}
+        if result.chained:
+            document["chained"] = result.chained
+        emit_json(document)
+    else:
+        chained = (f" (chained to the existing hook, kept as {result.chained})"
+                   if result.chained else "")
+        click.echo(f"installed {result.path}{chained}")
+
+
+def emit_hook_removed(result: HookRemoved, *, as_json: bool) -> None:
+    if as_json:
+        emit_json({"ok": True, "path": result.path})
+    else:
+        click.echo(f"removed {result.path}")
+
+
+def emit_verdict(verdict: Verdict, *, prefix: str) -> None:
+    """A hook's refusals on stderr, one a line; exit 1 refuses the push."""
+    for line in verdict.refusals:
+        click.echo(f"{prefix}{line}", err=True)
+    if verdict.refusals:
+        raise SystemExit(int(verdict.exit_code))
+
+
+def emit_guard_installed(result: GuardInstalled, *, as_json: bool) -> None:
+    if as_json:
+        emit_json({"ok": True, "path": result.path, "executable": result.executable})
+    else:
+        click.echo(f"installed {result.path}")
+
+
+COLOURS = {"live": "32", "stale": "33", "blocked": "31", "done": "34", "unknown": "31;1"}
+BOARD_HEADER = ("TICKET", "STATE", "HOLDER", "AGE", "HEARTBEAT", "REAP IN", "TITLE")
+MIN_SHRINK = {2: 12, 6: 10}  # HOLDER and TITLE give way first, down to these widths
+
+
+def emit_board(board: Board, *, as_json: bool, width: int | None = None,
+               colour: bool = False) -> None:
+    if as_json:
+        emit_json([row.as_dict() for row in board.rows])
+    else:
+        click.echo(render_table(board.rows, width=width, colour=colour,
+                                titles=dict(board.titles)), nl=False)
+
+
+def render_table(rows: tuple[BoardRow, ...] | list[BoardRow], *, width: int | None = None,
+                 colour: bool = False, titles: dict[str, str] | None = None) -> str:
+    """A table sorted as given, fitted to `width` columns; colour only when asked."""
+    from ..clock import format_duration
+
+    if not rows:
+        return "no claims\n"
+    titles = titles or {}
+    lines: list[tuple[str, ...]] = [BOARD_HEADER]
+    for r in rows:
+        mark = "*" if r.ours else " "
+        lines.append((
+            mark + clean(r.ticket, 64), r.state.value, clean(r.agent or "?", 80),
+            format_duration(r.age_seconds) if r.age_seconds is not None else "-",
+            _local_time(r.last_heartbeat) if r.last_heartbeat else "-",
+            format_duration(r.reap_in_seconds) if r.reap_in_seconds is not None else "-",
+            clean(titles.get(r.ticket, ""), 200),
+        ))
+    if not any(line[6] for line in lines[1:]):  # no tracker titles: no empty column
+        lines = [line[:6] for line in lines]
+    widths = [max(len(line[i]) for line in lines) for i in range(len(lines[0]))]
+    if width:
+        shrinkable = (6, 2) if len(widths) == len(BOARD_HEADER) else (2,)
+        for column in shrinkable:  # the title first, then the holder
+            excess = sum(widths) + 2 * (len(widths) - 1) - width
+            if excess > 0:
+                widths[column] = max(MIN_SHRINK[column], widths[column] - excess)
+    text = []
+    for index, line in enumerate(lines):
+        cells = [_fit(cell, widths[i]) for i, cell in enumerate(line)]
+        rendered = "  ".join(cell.ljust(widths[i]) for i, cell in enumerate(cells)).rstrip()
+        if colour and index > 0 and line[1] in COLOURS:
+            state_at = len(cells[0].ljust(widths[0])) + 2
+            state = cells[1].ljust(widths[1])
+            rendered = (rendered[:state_at] + f"\x1b[{COLOURS[line[1]]}m{state}\x1b[0m"
+                        + rendered[state_at + len(state):])
+        elif colour and index == 0:
+            rendered = f"\x1b[1m{rendered}\x1b[0m"
+        text.append(rendered)
+    return "\n".join(text) + "\n"
+
+
+def _fit(cell: str, width: int) -> str:
+    return cell if len(cell) <= width else cell[: max(0, width - 1)] + "…"
+
+
+def _local_time(stamp: str) -> str:
+    from datetime import datetime, timezone
+
+    parsed = datetime.strptime(stamp, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=timezone.utc)
+    return parsed.astimezone().strftime("%H:%M:%S")
+
 
 
 # claim, run, gc ---------------------------------------------------------------

@@ -30,3 +30,23 @@ class Outcome(str, Enum):
     FREE = "free"
     DONE = "done"
     BLOCKED = "blocked"
+
+
+class Event(str, Enum):
+    """One change in a ticket's history (`git claim log`): every state change has one."""
+
+    CLAIMED = "claimed"
+    HEARTBEAT = "heartbeat"
+    RELEASED = "released"  # as free, done or blocked: see the event's outcome
+    REAPED = "reaped"
+    REOPENED = "reopened"
+    DONE = "done"  # an outcome tag written by an older version
+    BLOCKED = "blocked"
+    UNKNOWN = "unknown"  # a note or a tag this version cannot read
+
+    @classmethod
+    def of(cls, name: str) -> Event:
+        try:
+            return cls(name)
+        except ValueError:
+            return cls.UNKNOWN

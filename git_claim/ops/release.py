@@ -1,0 +1,100 @@
+"""`git release` and `git claim reopen`: ending a claim, and freeing an ended ticket again.
+
+The lock decides (lock.release, lock.reopen); what follows a decision lives
+here: the tracker's picture (a warning when it could not follow, never a
+failed release: the claim ref is the lock, the label only its picture) and
+the worktree of a ticket that is done.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from ..errors import ExitCode, UsageError
+from .results import ClaimState, Outcome
+
+if TYPE_CHECKING:
+    from ..session import Session
+
+__all__ = ["ReleaseRequest", "Released", "ReopenRequest", "Reopened", "cleanup_worktree",
+           "release", "reopen"]
+
+
+@dataclass(frozen=True)
+class ReleaseRequest:
+    """`git release TICKET [--done | --blocked [--reason TEXT]] [--force]`."""
+
+    ticket: str  # already validated
+    outcome: Outcome = Outcome.FREE
+    reason: str = ""
+    force: bool = False
+
+    @classmethod
+    def from_flags(cls, ticket: str, *, done: bool, blocked: bool, reason: str,
+                   force: bool) -> ReleaseRequest:
+        """The request the flags describe; UsageError for flags that exclude each other."""
+        if done and blocked:
+            raise UsageError("--done and --blocked exclude each other")
+        outcome = Outcome.DONE if done else Outcome.BLOCKED if blocked else Outcome.FREE
+        if reason and outcome is not Outcome.BLOCKED:
+            raise UsageError("--reason goes with --blocked")
+        return cls(ticket, outcome, reason, force)
+
+
+@dataclass(frozen=True)
+class Released:
+    ticket: str
+    outcome: Outcome
+    forced: bool
+    holder: str
+    noop: bool = False  # an earlier release of ours had already decided it
+    warnings: tuple[str, ...] = ()  # the tracker could not follow; the release stands
+    worktree: tuple[str, ...] = ()  # what became of the ticket's worktree (done only)
+    exit_code: ExitCode = ExitCode.OK
+
+
+def release(session: Session, request: ReleaseRequest) -> Released:
+    """End the claim as asked; RefusedError (exit 1) when it is not ours to end."""
+    from ..lock import release as release_claim
+    from ..mirror import on_released, open_label_tracker
+
+    decided = release_claim(session, request.ticket, outcome=request.outcome.value,
+                            reason=request.reason, force=request.force)
+    outcome = Outcome(decided.outcome)
+    warnings = on_released(session, open_label_tracker(session), request.ticket,
+                           outcome.value, request.reason)
+    worktree = cleanup_worktree(session, request.ticket) if outcome is Outcome.DONE else ()
+    return Released(decided.ticket, outcome, decided.forced, decided.holder, decided.noop,
+                    tuple(warnings), worktree)
+
+
+def cleanup_worktree(session: Session, ticket: str) -> tuple[str, ...]:
+    """Remove the worktree of a finished ticket if it is ours (never one with unsaved work)."""
+    from ..worktree import branch_name, our_worktrees, remove_worktree
+
+    if not any(tree.ticket == ticket for tree in our_worktrees(session.location)):
+        return ()
+    _, message = remove_worktree(session.location, ticket=ticket,
+                                 branch=branch_name(session.settings.branch_prefix, ticket))
+    return (message,) if message else ()
+
+
+@dataclass(frozen=True)
+class ReopenRequest:
+    ticket: str  # already validated
+
+
+@dataclass(frozen=True)
+class Reopened:
+    ticket: str
+    was: ClaimState  # done or blocked
+    exit_code: ExitCode = ExitCode.OK
+
+
+def reopen(session: Session, request: ReopenRequest) -> Reopened:
+    """Free a done or blocked ticket; RefusedError (exit 1) when it is neither."""
+    from ..lock import reopen as reopen_ticket
+
+    view = reopen_ticket(session, request.ticket)
+    return Reopened(request.ticket, ClaimState(view.state))
