@@ -153,7 +153,8 @@ def _positionals(args: list[str], arity: dict[str, int]) -> list[str]:
     return words
 
 
-def run_group(group: click.Group, args: list[str] | None = None, prog: str = "git claim") -> Any:
+def run_group(group: click.Command, args: list[str] | None = None,
+              prog: str = "git claim") -> Any:
     """Run a click command with our exit codes: usage errors exit 2, as JSON under --json."""
     import sys
 
