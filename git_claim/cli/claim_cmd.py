@@ -37,8 +37,9 @@ def claim_group() -> None:
     `git claim --next` claims from the backlog instead (see --from).
 
     Exit codes: 0 success, 1 the answer is no (held by another, done, not the
-    holder, nothing eligible), 2 usage or bad input, 3 git, remote or tracker
-    error, 4 `run`: the claim was lost. See git-claim(1).
+    holder), 2 usage or bad input, 3 git, remote or tracker error, 4 `run`:
+    the claim was lost, 5 work left undone, 6 `--next`: nothing eligible.
+    See git-claim(1).
     """
 
 
