@@ -89,6 +89,10 @@ def test_help_is_the_help_never_a_claim(make_world):
     listing = alice.claim("help", "list")
     assert listing.code == 0, listing
     assert listing.stdout.startswith("Usage: git claim list")
+    nested = alice.claim("--json", "help", "hook", "install")
+    assert nested.code == 0 and nested.stdout.startswith("Usage: git claim hook install"), nested
+    unknown = alice.claim("help", "nope")
+    assert unknown.code == 2 and "no such command: 'nope'" in unknown.stderr, unknown
     assert claim_refs(world.repo) == []
 
 
@@ -183,6 +187,8 @@ def test_a_new_subcommand_is_protected_without_a_table():
         group.parse_args(click.Context(group), ["frobnciate"])
     assert refused.value.meant == "git claim frobnicate"
     assert group.parse_args(click.Context(group), ["640"]) == ["640"]  # a ticket for take
+    completing = click.Context(group, resilient_parsing=True)  # partial words, never refused
+    assert group.parse_args(completing, ["frobnciate"]) == ["frobnciate"]
 
 
 def test_option_values_are_read_from_the_click_tree():

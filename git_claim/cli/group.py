@@ -43,12 +43,13 @@ class ClaimGroup(click.Group):
         arity = self.option_arity()
         options, head = _leading_options(args, arity)
         if head < len(args) and args[head] == HELP_WORD and args[head] not in self.commands:
-            return super().parse_args(ctx, self._help_args(args[head + 1:head + 2]))
+            topic = _positionals(args[head + 1:], arity)
+            return super().parse_args(ctx, self._help_args(topic))
         if head < len(args) and args[head] in self.commands:
             path, rest = self._command_path(args[head:])
             return super().parse_args(ctx, [*path, *self._moved(path, options), *rest])
-        for word in _positionals(args, arity):
-            self.refuse_lookalike(word)
+        for word in [] if ctx.resilient_parsing else _positionals(args, arity):
+            self.refuse_lookalike(word)  # (not while completing: that reads partial words)
         return super().parse_args(ctx, [DEFAULT_COMMAND, *args])
 
     def refuse_lookalike(self, word: str) -> None:
@@ -78,9 +79,9 @@ class ClaimGroup(click.Group):
         if not topic:
             return ["--help"]
         if topic[0] in self.commands:
-            return [topic[0], "--help"]
+            return [*self._command_path(topic)[0], "--help"]
         self.refuse_lookalike(topic[0])
-        raise click.UsageError(f"no such command: {topic[0]!r} (`git claim -h` lists them)")
+        raise click.UsageError(f"no such command: {topic[0]!r}")
 
     def _command_path(self, words: list[str]) -> tuple[list[str], list[str]]:
         """The subcommand words (`hook install`) and what follows them."""
