@@ -28,9 +28,10 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 from .atomicfile import write_atomic
 from .errors import GitError, RefusedError, UsageError
@@ -286,10 +287,10 @@ def ensure_worktree(location: Location, *, ticket: str, branch: str, base: str, 
         raise RefusedError(_foreign_worktree(at_path, markers.get(at_path.path), ticket,
                                              "there is already a worktree at",
                                              "pass --worktree=PATH elsewhere"))
-    if target.is_symlink() or target.exists():
-        if not target.is_dir() or any(target.iterdir()):
-            raise RefusedError(f"{target} exists and is not a worktree of this repository:"
-                               " move it away or pass --worktree=PATH")
+    if (target.is_symlink() or target.exists()) and (
+            not target.is_dir() or any(target.iterdir())):
+        raise RefusedError(f"{target} exists and is not a worktree of this repository:"
+                           " move it away or pass --worktree=PATH")
     start: str | None = None
     if _branch_oid(location, branch) is not None:
         if _branch_ticket(location, branch) != ticket:

@@ -70,7 +70,7 @@ def test_two_drains_work_through_a_backlog_where_some_commands_fail(make_world, 
                for document in documents), documents
     assert sorted(run["ticket"] for run in runs) == sorted(tickets)
     by_ticket = {run["ticket"]: run for run in runs}
-    for (agent, ticket) in worked:
+    for _, ticket in worked:
         run = by_ticket[ticket]
         assert run["status"] == (3 if ticket in failing else 0)
         assert run["released"] == ("blocked" if ticket in failing else "done")

@@ -59,7 +59,7 @@ def claim_options(function: Callable[..., Any]) -> Callable[..., Any]:
 def session_from(remote: str | None, agent: str | None, **extra: str | None) -> Session:
     from ..session import open_session
 
-    return open_session(remote=remote, agent=agent, **extra)
+    return open_session(None, remote=remote, agent=agent, **extra)
 
 
 def parse_tickets(raw: tuple[str, ...]) -> list[str]:
