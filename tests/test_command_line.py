@@ -126,6 +126,13 @@ def test_options_before_a_subcommand_go_to_it(make_world):
     assert ticket_state(world.repo, "641").agent == "release"
     as_json = alice.claim("--json", "642")
     assert as_json.code == 0 and as_json.json()["ticket"] == "642", as_json
+    (alice.workdir / "list").write_text("643\n")  # a backlog file named like a command
+    from_list = alice.claim("--from", "list", "--next")
+    assert from_list.code == 0 and "claimed 643" in from_list.stdout, from_list
+    tree = world.root / "tree-644"
+    with_tree = alice.claim("--json", f"--worktree={tree}", "take", "644")
+    assert with_tree.code == 0, with_tree
+    assert with_tree.json()["worktree"] == str(tree) and (tree / "README").exists()
     assert not [ref for ref in claim_refs(world.repo)
                 if ref.rsplit("/", 1)[1].split("@")[0] in ("list", "heartbeat", "reopen")]
 
