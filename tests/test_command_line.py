@@ -13,6 +13,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import click
 import pytest
+
 from agents import remote_refs, ticket_state
 
 # argv after `git claim` -> the command the refusal says was meant
