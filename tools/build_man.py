@@ -25,10 +25,7 @@ pages document the command line and its surroundings:
   option name of every command appears in that command's page; the click
   commands are walked after importing every module of git_claim.cli, so
   commands registered from any module are included. Which click command a
-  script runs is found by calling its entry point with click's
-  `Command.main` intercepted, so an entry point that does other work first
-  (git-claim's answers shell completion requests before importing click) is
-  followed to the command it ends up running;
+  script runs is what the CLI says (git_claim.cli.completion_cmd.programs);
 - every `claim.*` config key and environment variable the package reads
   appears in git-claim.1, and every ExitCode value in its EXIT STATUS;
 - every page is installed by `[options.data_files]` in setup.cfg.
@@ -301,104 +298,25 @@ def load_cli() -> None:
         importlib.import_module(module.name)
 
 
-class _Reached(BaseException):
-    """Raised by the intercepted `Command.main`: carries the command being run.
-
-    A BaseException, so that no `except Exception` (nor click's own error
-    handling) between the entry point and click stops it."""
-
-    def __init__(self, command: object) -> None:
-        super().__init__()
-        self.command = command
-
-
-def entry_command(script: str, target: str) -> object | None:
-    """The click command that the entry point `target` (`module:function`) runs.
-
-    The function is called as the installed script would call it, with no
-    arguments, while `click.Command.main` is replaced by a stand-in that stops
-    at once, naming the command it was called on. So the answer does not
-    depend on how many functions lie between the entry point and click (for
-    git-claim: git_claim.entry.claim, then git_claim.cli.claim_cmd.main,
-    then its click group). None when the call ends without reaching click.
-    The entry point's own code before click does run (a look at sys.argv
-    and some imports); the command never does, as the stand-in
-    stops before it parses anything. `script` is what sys.argv[0] says.
-    """
-    import click
-
-    module_name, _, function_name = target.partition(":")
-    module = importlib.import_module(module_name)
-    entry: object = module
-    for part in function_name.split(".") if function_name else ():
-        entry = getattr(entry, part, None)
-    if not callable(entry) or entry is module:
-        return None
-
-    def reached(self: object, *args: object, **kwargs: object) -> None:
-        raise _Reached(self)
-
-    own = vars(click.Command).get("main")
-    saved_argv = sys.argv
-    sys.argv = [script]
-    click.Command.main = reached  # type: ignore[method-assign,assignment]
-    try:
-        entry()
-    except _Reached as found:
-        return found.command
-    except (Exception, SystemExit):  # so it does not reach click
-        return None
-    finally:
-        if own is None:
-            del click.Command.main  # type: ignore[misc]  # inherited again (click < 8.2)
-        else:
-            click.Command.main = own  # type: ignore[method-assign]
-        sys.argv = saved_argv
-    return None
-
-
 def root_commands() -> tuple[dict[str, object], list[str]]:
     """{script: its click command} and problems finding them.
 
-    A script's command is the one its entry point is seen to run (see
-    entry_command). Failing that, it is the one click command of the entry
-    point's module that no other command of the scripts' modules contains.
+    The CLI says which click command each program runs
+    (git_claim.cli.completion_cmd.programs, which completion walks too); every
+    console script of setup.cfg must be one of them.
     """
-    import click
-
     load_cli()
-    children: set[int] = set()
+    from git_claim.cli.completion_cmd import programs
 
-    def collect(command: click.Command) -> None:
-        if isinstance(command, click.Group):
-            for sub in command.commands.values():
-                if id(sub) not in children:
-                    children.add(id(sub))
-                    collect(sub)
-
-    targets = console_scripts()
-    modules = {}
-    for name, target in targets.items():
-        modules[name] = importlib.import_module(target.split(":")[0])
-        for value in vars(modules[name]).values():
-            if isinstance(value, click.Command):
-                collect(value)
+    known = programs()
     roots: dict[str, object] = {}
     problems = []
-    for name, module in modules.items():
-        traced = entry_command(name, targets[name])
-        if isinstance(traced, click.Command):
-            roots[name] = traced
-            continue
-        own = [value for value in vars(module).values() if isinstance(value, click.Command)
-               and id(value) not in children
-               and getattr(value.callback, "__module__", None) == module.__name__]
-        if len(own) == 1:
-            roots[name] = own[0]
+    for name, target in console_scripts().items():
+        if name in known:
+            roots[name] = known[name]
         else:
-            problems.append(f"{name}: cannot tell which click command {targets[name]} runs"
-                            f" (calling it reached none, and {module.__name__} defines"
-                            f" {len(own)})")
+            problems.append(f"{name}: the CLI names no click command for it ({target};"
+                            " see git_claim.cli.completion_cmd.programs)")
     return roots, problems
 
 
