@@ -178,7 +178,8 @@ def view(ticket: str, tip: str | None = None) -> ClaimView:
 
 
 def on_disk(path: Path) -> dict:
-    return json.loads(path.read_text())["seen"]
+    """What a reaper starting now reads back (the memory's own reader, not its file format)."""
+    return ReaperMemory(path).seen
 
 
 @pytest.fixture

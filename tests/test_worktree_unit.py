@@ -17,9 +17,18 @@ import pytest
 
 from git_claim.errors import RefusedError, UsageError
 from git_claim.gateway.localrepo import Location, locate
-from git_claim.worktree import (Worktree, branch_name, default_worktree_path, ensure_worktree,
-                                gc, git_dirs, our_worktrees, remove_worktree, ticket_env,
-                                worktree_state)
+from git_claim.worktree import (
+    Worktree,
+    branch_name,
+    default_worktree_path,
+    ensure_worktree,
+    gc,
+    git_dirs,
+    our_worktrees,
+    remove_worktree,
+    ticket_env,
+    worktree_state,
+)
 
 
 def git(cwd: Path, *args: str) -> str:
@@ -66,6 +75,16 @@ def commit_in(path: Path, name: str = "work.txt") -> str:
     return git(path, "rev-parse", "HEAD")
 
 
+def ticket_file(wt: Worktree) -> dict[str, Any]:
+    """The ticket as the agent's command reads it: the file GIT_CLAIM_TICKET_FILE names."""
+    return json.loads(Path(ticket_env(wt, {})["GIT_CLAIM_TICKET_FILE"]).read_text())
+
+
+def listed(location: Location) -> list[tuple[str, str, str]]:
+    """Our worktrees as the tool finds them again: (ticket, real path, branch)."""
+    return [(wt.ticket, os.path.realpath(wt.path), wt.branch) for wt in our_worktrees(location)]
+
+
 def own_git_dir(path: Path) -> Path:
     return Path(git(path, "rev-parse", "--path-format=absolute", "--git-dir"))
 
@@ -83,11 +102,11 @@ def test_creates_branch_at_base_with_markers_outside_the_tree(clone: Path) -> No
     assert git(wt.path, "symbolic-ref", "--short", "HEAD") == "claim/640"
     admin = own_git_dir(wt.path)
     assert os.path.realpath(wt.git_dir or "") == os.path.realpath(admin)
-    marker = json.loads((admin / "git-claim" / "worktree.json").read_text())
-    assert marker["ticket"] == "640" and marker["claim_tag"] == "tag-1"
-    assert marker["branch"] == "claim/640"
-    ticket = json.loads((admin / "git-claim" / "ticket.json").read_text())
+    assert listed(location) == [("640", os.path.realpath(expected), "claim/640")]
+    ticket = ticket_file(wt)
     assert ticket["title"] == "Fix login" and ticket["labels"] == ["bug", "auth"]
+    assert os.path.realpath(ticket_env(wt, {})["GIT_CLAIM_TICKET_FILE"]).startswith(
+        os.path.realpath(admin) + os.sep)  # in the worktree's git dir, outside its tree
     assert git(wt.path, "status", "--porcelain", "--ignored") == ""
     assert not list(wt.path.rglob("*.json"))
     assert git(clone, "config", "branch.claim/640.gitClaimTicket") == "640"
@@ -103,7 +122,7 @@ def test_base_rev_and_explicit_path_with_spaces(clone: Path, tmp_path: Path) -> 
     assert os.path.realpath(wt.path) == os.path.realpath(target)
     assert git(target, "rev-parse", "HEAD") == older != newer
     assert wt.git_dir is not None
-    assert json.loads((wt.git_dir / "git-claim" / "worktree.json").read_text())["base"] == older
+    assert git(target, "rev-parse", "claim/7") == older  # the branch starts at the base
 
 
 def test_bad_base_and_bad_branch_are_usage_errors(clone: Path) -> None:
@@ -125,9 +144,8 @@ def test_second_ensure_reuses_and_updates_the_claim_tag(clone: Path) -> None:
     commit_in(first.path)
     second = make(location, clone, tag="tag-2", info={"title": "New title", "labels": []})
     assert not second.created and second.path == first.path and second.branch == "claim/640"
-    admin = own_git_dir(first.path)
-    assert json.loads((admin / "git-claim" / "worktree.json").read_text())["claim_tag"] == "tag-2"
-    assert json.loads((admin / "git-claim" / "ticket.json").read_text())["title"] == "New title"
+    assert listed(location) == [("640", os.path.realpath(first.path), "claim/640")]
+    assert ticket_file(second)["title"] == "New title"
     assert (first.path / "work.txt").exists()
 
 
