@@ -486,16 +486,18 @@ def test_an_interrupt_while_claiming_never_starts_the_command(make_world, tmp_pa
     KeyboardInterrupt would be swallowed): the command never runs, the ticket is freed."""
     world = make_world("git", "libgit2")
     alice = world.agent("alice")
-    entered = tmp_path / "hook-entered"
-    hook = world.repo.path / "hooks" / "pre-receive"
-    hook.write_text(f"#!/bin/sh\ncat >/dev/null\ntouch '{entered}'\nsleep 2\n")
+    entered, go = tmp_path / "hook-entered", tmp_path / "hook-go"
+    hook = world.repo.path / "hooks" / "pre-receive"  # holds the push until told to go on
+    hook.write_text(f"#!/bin/sh\ncat >/dev/null\ntouch '{entered}'\n"
+                    f"while [ ! -e '{go}' ]; do sleep 0.01; done\n")
     hook.chmod(0o755)
     ran = tmp_path / "ran"
     tool = Path(sys.executable).parent / "git-claim"
     run = subprocess.Popen([str(tool), "run", "716", "--", "touch", str(ran)], cwd=alice.workdir,
                            env=alice.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     wait_until(entered.exists, what="the claim push reached the server")
-    os.kill(run.pid, 2)
+    os.kill(run.pid, 2)  # while the push is held at the server
+    go.write_text("")
     out, err = run.communicate(timeout=60)
     hook.unlink()
     assert run.returncode == 130, (out, err)
