@@ -171,3 +171,31 @@ def test_the_operations_import_no_click():
     completed = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
                                check=True)
     assert completed.stdout.strip() == "[]", completed
+
+
+def test_a_signal_ends_the_drain_after_the_current_command(make_world, tmp_path):
+    """SIGTERM to a drain reaches the command; its claim is ended as its status says, and
+    no further ticket is taken: the drain exits 143, never 0."""
+    import signal
+
+    world = make_world("git", "libgit2")
+    alice = world.agent("alice")
+    backlog = tmp_path / "backlog.txt"
+    backlog.write_text("S1\nS2\n")
+    tool = Path(sys.executable).parent / "git-claim"  # signalled itself, not through git
+    drain = subprocess.Popen([str(tool), "run", "--next", "--until-empty", "--from", str(backlog),
+                              "--on-failure", "release", *FAST, "--", "sh", "-c",
+                              "trap 'echo got-term; exit 7' TERM;"
+                              " echo started $GIT_CLAIM_TICKET; while :; do sleep 0.1; done"],
+                             cwd=alice.workdir, env=alice.env, text=True,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    first = drain.stdout.readline().split()
+    assert first[:1] == ["started"], first
+    drain.send_signal(signal.SIGTERM)
+    out, err = drain.communicate(timeout=60)
+    assert drain.returncode == 128 + signal.SIGTERM, (out, err)
+    assert "got-term" in out and "started" not in out, (out, err)
+    assert "interrupted after 1 run: 1 free" in err, err
+    assert ticket_state(world.repo, first[1]).state == "free"
+    other = "S2" if first[1] == "S1" else "S1"
+    assert ticket_state(world.repo, other).state == "free"
