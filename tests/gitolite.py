@@ -40,13 +40,21 @@ import os
 import shlex
 import shutil
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 
-from servers import (HOST, ServedRepo, ServerError, SshServer, _git, _keygen, _server_env,
-                     install_ssh_client_home)
+from servers import (
+    HOST,
+    ServedRepo,
+    ServerError,
+    SshServer,
+    _git,
+    _keygen,
+    _server_env,
+    install_ssh_client_home,
+)
 
 __all__ = ["GitoliteServer", "gitolite_server", "gitolite_missing", "install_gitolite_client_home"]
 

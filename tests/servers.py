@@ -43,10 +43,11 @@ import tempfile
 import threading
 import time
 import urllib.parse
+from collections.abc import Callable
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Callable, ClassVar
+from typing import ClassVar
 
 __all__ = [
     "DaemonServer",
@@ -161,7 +162,8 @@ def _has_exited(proc: subprocess.Popen) -> bool:
 _SETPRIV = shutil.which("setpriv")
 
 
-def _spawn(argv: list[str], *, env: dict[str, str], log: Path, stdout=subprocess.DEVNULL) -> subprocess.Popen:
+def _spawn(argv: list[str], *, env: dict[str, str], log: Path,
+           stdout=subprocess.DEVNULL) -> subprocess.Popen:
     """Start ``argv`` as leader of a new process group.
 
     On Linux, ``setpriv --pdeathsig TERM`` makes the server die with the test
@@ -169,7 +171,8 @@ def _spawn(argv: list[str], *, env: dict[str, str], log: Path, stdout=subprocess
     signal fires when the *thread* that started the child ends, so it is only
     used for servers started from the main thread.
     """
-    if _SETPRIV and sys.platform.startswith("linux") and threading.current_thread() is threading.main_thread():
+    if _SETPRIV and sys.platform.startswith("linux") \
+            and threading.current_thread() is threading.main_thread():
         argv = [_SETPRIV, "--pdeathsig", "TERM", "--", *argv]
     with open(log, "ab") as log_file:
         return subprocess.Popen(
@@ -206,7 +209,7 @@ def _stop_group(proc: subprocess.Popen, timeout: float = STOP_TIMEOUT) -> None:
 
 
 # Servers still running when the interpreter exits get stopped.
-_running: "set[GitServer]" = set()
+_running: set[GitServer] = set()
 
 
 @atexit.register
@@ -251,7 +254,7 @@ class GitServer:
     def running(self) -> bool:
         return self._started
 
-    def __enter__(self) -> "GitServer":
+    def __enter__(self) -> GitServer:
         if not self._started:
             self.start()
         return self
@@ -383,7 +386,7 @@ class _ProcessServer(GitServer):
             marker = self._ready_marker(try_port)
             log_start = self.log_path.stat().st_size if self.log_path.exists() else 0
 
-            def ready() -> bool:
+            def ready(log_start: int = log_start, marker: bytes = marker) -> bool:
                 with open(self.log_path, "rb") as f:
                     f.seek(log_start)
                     return marker in f.read()
@@ -391,7 +394,7 @@ class _ProcessServer(GitServer):
             proc = _spawn(self._argv(try_port), env=self._env(), log=self.log_path)
             try:
                 wait_for(
-                    lambda: _has_exited(proc) or ready(),
+                    lambda proc=proc: _has_exited(proc) or ready(),
                     START_TIMEOUT,
                     f"{self.scheme} server on port {try_port}",
                 )
@@ -452,7 +455,8 @@ class HttpServer(_ProcessServer):
 
     scheme = "http"
 
-    def __init__(self, root: Path | str, *, username: str | None = None, password: str | None = None):
+    def __init__(self, root: Path | str, *, username: str | None = None,
+                 password: str | None = None):
         super().__init__(root)
         if (username is None) != (password is None):
             raise ValueError("give both username and password, or neither")
@@ -506,7 +510,8 @@ class HttpServer(_ProcessServer):
         m = re.fullmatch(rb"LISTENING (\d+)\n", line)
         if not m:
             _stop_group(proc)
-            raise ServerError(f"http server failed to start: {line!r}\n--- log ---\n{_tail(self.log_path)}")
+            raise ServerError(f"http server failed to start: {line!r}\n"
+                              f"--- log ---\n{_tail(self.log_path)}")
         self._proc, self.port = proc, int(m.group(1))
 
     def _configure_repo(self, path: Path, env: dict[str, str]) -> None:
@@ -588,7 +593,7 @@ class SshServer(_ProcessServer):
     def _config(self, port: int) -> Path:
         assert self.state_dir is not None
         s = self.state_dir
-        config = s / f"sshd_config"
+        config = s / "sshd_config"
         config.write_text(
             "\n".join(
                 [
@@ -650,7 +655,8 @@ class SshServer(_ProcessServer):
 
     def host_public_key(self) -> str:
         """``ssh-ed25519 AAAA...`` of the current host key."""
-        key_type, blob = self.host_key.with_name(self.host_key.name + ".pub").read_text().split()[:2]
+        public = self.host_key.with_name(self.host_key.name + ".pub")
+        key_type, blob = public.read_text().split()[:2]
         return f"{key_type} {blob}"
 
     def known_hosts_line(self) -> str:
@@ -706,7 +712,8 @@ def install_ssh_client_home(home: Path | str, server: SshServer) -> None:
     host = line.split()[0]
     kept = []
     if known_hosts.exists():
-        kept = [l for l in known_hosts.read_text().splitlines() if l.split()[:1] != [host]]
+        kept = [line for line in known_hosts.read_text().splitlines()
+                if line.split()[:1] != [host]]
     known_hosts.write_text("\n".join([*kept, line]) + "\n")
     known_hosts.chmod(0o644)
 
@@ -952,7 +959,8 @@ def _serve_http(argv: list[str]) -> None:
     server.access_log = args.access_log
     server.log_lock = threading.Lock()
     username = os.environ.get("_GIT_TEST_HTTP_USERNAME")
-    server.credentials = None if username is None else (username, os.environ.get("_GIT_TEST_HTTP_PASSWORD", ""))
+    server.credentials = None if username is None else (
+        username, os.environ.get("_GIT_TEST_HTTP_PASSWORD", ""))
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
 
     sys.stdout.write(f"LISTENING {server.server_address[1]}\n")

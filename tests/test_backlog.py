@@ -44,7 +44,8 @@ def gh(tmp_path):
         def labels_of(self, number):
             data = json.loads(state.read_text())
             found = next(i for i in data["issues"] if i["number"] == number)
-            return sorted(l if isinstance(l, str) else l["name"] for l in found["labels"])
+            return sorted(label if isinstance(label, str) else label["name"]
+                          for label in found["labels"])
 
         def comments(self):
             return json.loads(state.read_text()).get("comments", [])

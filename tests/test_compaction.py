@@ -65,10 +65,10 @@ def test_compaction_while_agents_claim_never_makes_two_holders(make_world):
         running = [agent.popen("claim", "7", "--json") for agent in agents]
         compacting = admin.popen("claim", "compact")
         results = [(agent, process.communicate(timeout=120)) for agent, process
-                   in zip(agents, running)]
+                   in zip(agents, running, strict=True)]
         compacting.communicate(timeout=120)
         assert compacting.returncode == 0
-        winners = [agent for (agent, _), process in zip(results, running)
+        winners = [agent for (agent, _), process in zip(results, running, strict=True)
                    if process.returncode == 0]
         assert len(winners) == 1, (round_, results)
         state = ticket_state(world.repo, "7")

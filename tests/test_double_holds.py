@@ -20,8 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from agents import (PausePoint, notes_log, remote_refs, remote_refs_bytes, tag_message,
-                    ticket_state)
+from agents import PausePoint, notes_log, remote_refs, remote_refs_bytes, tag_message, ticket_state
 
 WORKER = """\
 import json, os, sys, time
@@ -210,7 +209,8 @@ def test_run_stops_within_one_interval_when_its_claim_is_replaced(make_world, tm
     run = alice.popen("claim", "run", "712", "--interval", "1s", "--grace", "2s", "--",
                       *command)
     wait_until(lambda: started(log, 1), what="alice's command started")
-    wait_until(lambda: any(line.startswith("heartbeat 712") for line in notes_log(world.repo, "712")),
+    wait_until(lambda: any(line.startswith("heartbeat 712")
+                           for line in notes_log(world.repo, "712")),
                what="alice's first beat")
     bob.git("push", "-q", "origin", ":refs/claims/712")
     assert bob.claim("712").code == 0

@@ -20,7 +20,6 @@ import pytest
 from agents import Agent, remote_refs, remote_refs_bytes, ticket_state, with_env
 from gitolite import GitoliteServer, gitolite_server, install_gitolite_client_home  # noqa: F401
 
-
 # `conftest` is not imported by name: under pytest-xdist that name may resolve to
 # tests/faults/conftest.py. The World class comes through the `world_on` fixture.
 
@@ -46,7 +45,8 @@ def maintainer(world: Any, server: GitoliteServer, transport: str) -> Agent:
 
 
 @pytest.mark.parametrize("transport", ["libgit2", pytest.param("git", marks=pytest.mark.slow)])
-def test_the_whole_loop_with_the_agent_key(gitolite_server, world_on, tmp_path, transport):
+def test_the_whole_loop_with_the_agent_key(
+        gitolite_server, world_on, tmp_path, transport):  # noqa: F811 (the imported fixture)
     world = gitolite_world(world_on, gitolite_server, tmp_path / "world", transport)
     alice, bob, reaper = world.agent("alice"), world.agent("bob"), world.agent("reaper")
     reaper.git("config", "claim.heartbeat", "1s")
@@ -109,8 +109,8 @@ def test_the_whole_loop_with_the_agent_key(gitolite_server, world_on, tmp_path, 
             "refs/claims/D@2", "refs/claims/N"} <= set(remote_refs(world.repo))
 
 
-def test_gitolite_refuses_deletes_and_rewinds_and_the_maintainer_compacts(gitolite_server, world_on,
-                                                                        tmp_path):
+def test_gitolite_refuses_deletes_and_rewinds_and_the_maintainer_compacts(
+        gitolite_server, world_on, tmp_path):  # noqa: F811 (the imported fixture)
     world = gitolite_world(world_on, gitolite_server, tmp_path / "world", "git")
     alice, bob = world.agent("alice"), world.agent("bob")
     assert alice.claim("T").code == 0

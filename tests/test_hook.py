@@ -13,8 +13,8 @@ import shutil
 import subprocess
 
 import pytest
-from agents import remote_refs, with_env
 
+from agents import remote_refs, with_env
 from git_claim.fence import HOOK_SCRIPT
 
 

@@ -28,6 +28,7 @@ def test_bad_agent_names_are_usage_errors(make_world):
 def test_auto_uses_the_git_cli_when_ssh_needs_the_users_ssh_command(make_world):
     """With GIT_SSH_COMMAND set, `auto` lets git run ssh as the user configured it."""
     import pytest
+
     from servers import SshServer
 
     if not SshServer.available():

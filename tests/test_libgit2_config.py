@@ -18,6 +18,7 @@ import subprocess
 import sys
 
 import pytest
+
 from agents import Outcome, ticket_state
 
 WRAPPER = r"""

@@ -13,7 +13,6 @@ transport at least once).
 from __future__ import annotations
 
 import json
-import signal
 import subprocess
 import sys
 import time
@@ -21,8 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from agents import (PausePoint, notes_log, remote_refs, remote_refs_bytes, ticket_state,
-                    with_env)
+from agents import PausePoint, notes_log, remote_refs, remote_refs_bytes, ticket_state, with_env
 
 OLD = "-100"  # an agent whose clock is 100 s behind makes claims that look old
 TTL = ["--ttl", "10s", "--max-skew", "0"]

@@ -13,6 +13,7 @@ import shutil
 import subprocess
 
 import pytest
+
 from agents import Agent, remote_refs, tag_message
 
 AGENTS = 20

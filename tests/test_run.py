@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from agents import PausePoint, notes_log, remote_refs, ticket_state, with_env
+from agents import notes_log, remote_refs, ticket_state, with_env
 
 FAST = ["--interval", "0.3s"]
 
@@ -35,7 +35,8 @@ def test_run_releases_done_on_success_and_beats_meanwhile(sampled_world):
     beats = [line for line in notes_log(world.repo, "640") if line.startswith("heartbeat")]
     assert len(beats) >= 1
     time.sleep(0.8)  # no heartbeat may follow the end of run
-    assert [l for l in notes_log(world.repo, "640") if l.startswith("heartbeat")] == beats
+    assert [line for line in notes_log(world.repo, "640")
+            if line.startswith("heartbeat")] == beats
 
 
 @pytest.mark.parametrize("on_failure,expected", [(None, "blocked"), ("release", "free"),

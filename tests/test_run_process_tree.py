@@ -5,8 +5,9 @@ child, in the background with `&` and `wait`, or as a daemon that forks
 twice and calls setsid. The worker logs "started", "got N" when signal N
 arrives and, after a short cleanup, "stopped N" with the state of the ticket
 on the remote at that moment, read with the tests' oracle (ticket_state): a
-release recorded before the worker ended would show there. Nothing here sleeps to wait for another process: every
-wait polls a condition with a deadline.
+release recorded before the worker ended would show there. Nothing here
+sleeps to wait for another process: every wait polls a condition with a
+deadline.
 """
 
 from __future__ import annotations
@@ -16,9 +17,9 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import pytest
 

@@ -121,7 +121,8 @@ class Client:
     home: Path
     env: dict[str, str]
 
-    def git(self, *args: str, cwd: Path | None = None, check: bool = True) -> subprocess.CompletedProcess:
+    def git(self, *args: str, cwd: Path | None = None,
+            check: bool = True) -> subprocess.CompletedProcess:
         proc = subprocess.run(
             ["git", *args],
             cwd=cwd,
@@ -132,7 +133,8 @@ class Client:
             timeout=60,
         )
         if check and proc.returncode != 0:
-            pytest.fail(f"git {' '.join(args)} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
+            pytest.fail(f"git {' '.join(args)} failed ({proc.returncode}):\n"
+                        f"{proc.stdout}\n{proc.stderr}")
         return proc
 
     def config(self, key: str, value: str) -> None:
@@ -140,7 +142,8 @@ class Client:
 
     def use_credentials(self, username: str, password: str) -> None:
         # A shell-function credential helper, as a user would configure it.
-        self.config("credential.helper", f"!f() {{ echo username={username}; echo password='{password}'; }}; f")
+        self.config("credential.helper",
+                    f"!f() {{ echo username={username}; echo password='{password}'; }}; f")
 
 
 def make_client(home: Path, server: GitServer, kind: str) -> Client:
@@ -247,7 +250,8 @@ def test_urls(server, kind):
         "git": f"git://127.0.0.1:{getattr(server, 'port', None)}/{name}.git",
         "http": f"http://127.0.0.1:{getattr(server, 'port', None)}/{name}.git",
         "http-auth": f"http://127.0.0.1:{getattr(server, 'port', None)}/{name}.git",
-        "ssh": f"ssh://{getattr(server, 'user', None)}@127.0.0.1:{getattr(server, 'port', None)}{repo.path}",
+        "ssh": f"ssh://{getattr(server, 'user', None)}@127.0.0.1:"
+               f"{getattr(server, 'port', None)}{repo.path}",
     }[kind]
     assert repo.url == expected
     with pytest.raises(FileExistsError):
@@ -272,9 +276,11 @@ def test_http_git_pushes_chunked(server, client, tmp_path):
     posts = [
         r
         for r in server.requests()
-        if r["method"] == "POST" and r["path"] == f"/{repo.path.name}/git-receive-pack" and r["status"] == 200
+        if r["method"] == "POST" and r["path"] == f"/{repo.path.name}/git-receive-pack"
+        and r["status"] == 200
     ]
-    assert any(r["transfer_encoding"] == "chunked" and r["body_bytes"] > 400_000 for r in posts), posts
+    assert any(r["transfer_encoding"] == "chunked" and r["body_bytes"] > 400_000
+               for r in posts), posts
 
 
 def test_http_auth_is_required(servers, tmp_path):
@@ -307,7 +313,8 @@ def _raw_request(port: int, method: str, path: str, body: bytes = b"", headers=N
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
     try:
         if chunked:
-            conn.request(method, path, body=iter([body[:100], body[100:]]), headers=headers or {}, encode_chunked=True)
+            conn.request(method, path, body=iter([body[:100], body[100:]]), headers=headers or {},
+                         encode_chunked=True)
         else:
             conn.request(method, path, body=body or None, headers=headers or {})
         resp = conn.getresponse()
@@ -349,7 +356,8 @@ def test_http_raw_gzip_request(server, client, tmp_path, chunked):
 
 def test_http_raw_status_codes(servers):
     anon = servers("http")
-    status, _, _ = _raw_request(anon.port, "GET", "/no-such-repo.git/info/refs?service=git-upload-pack")
+    status, _, _ = _raw_request(anon.port, "GET",
+                                "/no-such-repo.git/info/refs?service=git-upload-pack")
     assert status == 404
 
     auth = servers("http-auth")
@@ -359,7 +367,8 @@ def test_http_raw_status_codes(servers):
     assert status == 401
     assert headers["WWW-Authenticate"] == 'Basic realm="git"'
     token = base64.b64encode(f"{HTTP_USER}:{HTTP_PASSWORD}".encode()).decode()
-    status, headers, body = _raw_request(auth.port, "GET", path, headers={"Authorization": f"Basic {token}"})
+    status, headers, body = _raw_request(auth.port, "GET", path,
+                                         headers={"Authorization": f"Basic {token}"})
     assert status == 200
     assert headers["Content-Type"] == "application/x-git-receive-pack-advertisement"
     assert body.startswith(b"001f# service=git-receive-pack\n")
@@ -374,7 +383,8 @@ def test_http_keep_alive(servers):
     conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=10)
     try:
         statuses = []
-        for headers in ({}, {"Authorization": f"Basic {token}"}, {"Authorization": f"Basic {token}"}):
+        basic = {"Authorization": f"Basic {token}"}
+        for headers in ({}, basic, dict(basic)):
             conn.request("GET", path, headers=headers)
             resp = conn.getresponse()
             resp.read()
@@ -396,7 +406,8 @@ def test_ssh_host_key_rotation(tmp_path):
     try:
         repo = server.create_repo(unique())
         client = make_client(tmp_path / "client-home", server, "ssh")
-        assert (tmp_path / "client-home/.ssh/known_hosts").read_text() == server.known_hosts_line() + "\n"
+        known_hosts = tmp_path / "client-home/.ssh/known_hosts"
+        assert known_hosts.read_text() == server.known_hosts_line() + "\n"
         assert ls_remote(client, repo.url) == {}
 
         port, old_line = server.port, server.known_hosts_line()
@@ -421,7 +432,8 @@ def test_ssh_unknown_key_is_refused(servers, tmp_path):
     client = make_client(tmp_path / "client-home", server, "ssh")
     other = tmp_path / "other_key"
     subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(other)], check=True)
-    client.env["GIT_SSH_COMMAND"] = server.ssh_command(client.home).replace(str(server.client_key), str(other))
+    client.env["GIT_SSH_COMMAND"] = server.ssh_command(client.home).replace(
+        str(server.client_key), str(other))
     proc = client.git("ls-remote", repo.url, check=False)
     assert proc.returncode != 0
     assert "Permission denied" in proc.stderr, proc.stderr
@@ -526,13 +538,13 @@ def _callbacks(kind: str, server: GitServer):
         return Callbacks(pygit2.UserPass(HTTP_USER, HTTP_PASSWORD))
     if kind == "ssh":
         assert isinstance(server, SshServer)
-        return Callbacks(pygit2.Keypair(server.user, str(server.client_pubkey), str(server.client_key), ""))
+        return Callbacks(pygit2.Keypair(server.user, str(server.client_pubkey),
+                                        str(server.client_key), ""))
     return Callbacks()
 
 
 @pytest.mark.parametrize("kind", ["git", "http", "http-auth", pytest.param("ssh", marks=needs_ssh)])
 def test_pygit2_push(server, kind, tmp_path, libgit2_home, monkeypatch):
-    import pygit2
 
     home = tmp_path / "client-home"
     home.mkdir()
@@ -552,7 +564,8 @@ def test_pygit2_push(server, kind, tmp_path, libgit2_home, monkeypatch):
         assert callbacks.checks == [(True, b"127.0.0.1")]  # known_hosts matched
     if kind.startswith("http"):
         assert isinstance(server, HttpServer)
-        posts = [r for r in server.requests() if r["path"] == f"/{served.path.name}/git-receive-pack"]
+        posts = [r for r in server.requests()
+                 if r["path"] == f"/{served.path.name}/git-receive-pack"]
         assert [r["transfer_encoding"] for r in posts] == ["chunked"]
         assert posts[0]["status"] == 200 and posts[0]["body_bytes"] > 200_000
 

@@ -18,14 +18,14 @@ import stat
 import subprocess
 import sys
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import pygit2
 import pytest
-from agents import base_env
 from pygit2.enums import ObjectType
 
+from agents import base_env
 from git_claim.errors import GitError
 from git_claim.gateway.shared_perms import shared_writes
 

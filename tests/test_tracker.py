@@ -17,9 +17,16 @@ from pathlib import Path
 import pytest
 
 from git_claim.errors import ExitCode
-from git_claim.tracker import (BacklogSourceError, FileTracker, GhAuthError, GhTracker, Ticket,
-                               TrackerError, open_tracker)
-from git_claim.tracker import filesource
+from git_claim.tracker import (
+    BacklogSourceError,
+    FileTracker,
+    GhAuthError,
+    GhTracker,
+    Ticket,
+    TrackerError,
+    filesource,
+    open_tracker,
+)
 from git_claim.tracker.base import MAX_LABELS, MAX_TITLE
 
 FAKE_GH_DIR = Path(__file__).parent / "fake_gh"

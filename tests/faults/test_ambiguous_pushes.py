@@ -10,6 +10,7 @@ reap is one note on the ticket's notes ref: there is no later step to cut.
 from __future__ import annotations
 
 import pytest
+
 from agents import PausePoint, board, claim_in_force, claim_tags_in, ticket_state, with_env
 from faultkit import ServerGate, claim_refs, finish, through
 

@@ -20,8 +20,16 @@ from hypothesis import strategies as st
 
 from agents import remote_refs_bytes
 from git_claim.errors import BadTicketError
-from git_claim.record import (EVENT_HEARTBEAT, FORMAT_VERSION, MAX_RECORD_BYTES, STATE_HELD,
-                              LivenessRecord, new_claim, parse_claim, parse_liveness)
+from git_claim.record import (
+    EVENT_HEARTBEAT,
+    FORMAT_VERSION,
+    MAX_RECORD_BYTES,
+    STATE_HELD,
+    LivenessRecord,
+    new_claim,
+    parse_claim,
+    parse_liveness,
+)
 from git_claim.safetext import clean
 from git_claim.settings import Settings
 from git_claim.ticket import MAX_TICKET_LENGTH, parse_ticket

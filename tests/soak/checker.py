@@ -52,9 +52,10 @@ import bisect
 import json
 import statistics
 from collections import defaultdict
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 INF = float("inf")
 ZERO = "0" * 40
@@ -1258,7 +1259,7 @@ class Checker:
     def crash_to_reap(self) -> dict[str, Any]:
         """For each claim its agent held when killed: from the kill to the reap that freed it."""
         reap_of = {}
-        for ticket, notes in self.h.notes.items():
+        for notes in self.h.notes.values():
             for note in notes:
                 if note.event == "reaped" and note.commit in self.by_commit:
                     reaper = self.by_commit[note.commit]

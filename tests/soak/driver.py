@@ -37,9 +37,10 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 HERE = Path(__file__).resolve().parent
 TESTS = HERE.parent
@@ -49,9 +50,8 @@ for folder in (TESTS, TESTS / "faults"):
 
 from agents import base_env  # noqa: E402
 from faultkit import FaultProxy  # noqa: E402
-from servers import start_server  # noqa: E402
-
 from git_claim.runner import process_tree  # noqa: E402
+from servers import start_server  # noqa: E402
 
 from . import checker  # noqa: E402
 
@@ -279,9 +279,8 @@ class Soak:
 
     def fault(self, kind: str, **fields: Any) -> None:
         record = {"kind": kind, "t": fields.pop("t", time.time()), **fields}
-        with self.lock:
-            with open(self.faults_path, "a") as handle:
-                handle.write(json.dumps(record) + "\n")
+        with self.lock, open(self.faults_path, "a") as handle:
+            handle.write(json.dumps(record) + "\n")
 
     # the agents -------------------------------------------------------------------
 
@@ -314,9 +313,8 @@ class Soak:
             record = {"run": run, "loop": slot.name, "clone": slot.clone.name,
                       "agent": slot.agent or "default", "mode": mode, "spawn": spawned,
                       "exit": ended, "status": status}
-            with self.lock:
-                with open(self.folder / "runs.jsonl", "a") as handle:
-                    handle.write(json.dumps(record) + "\n")
+            with self.lock, open(self.folder / "runs.jsonl", "a") as handle:
+                handle.write(json.dumps(record) + "\n")
             self.stopping.wait(slot.rng.uniform(0.3, 1.5))
 
     # the reaper, with a clock that steps -------------------------------------------

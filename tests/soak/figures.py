@@ -9,8 +9,9 @@ it with the figures of the run it just made, one column per configuration
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 BEGIN, END = "<!-- soak:begin -->", "<!-- soak:end -->"
 

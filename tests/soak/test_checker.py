@@ -11,8 +11,18 @@ from __future__ import annotations
 
 import json
 
-from soak.checker import (Fault, History, Note, Op, RefChange, RunRecord, Worker, check, load_ops,
-                          load_workers)
+from soak.checker import (
+    Fault,
+    History,
+    Note,
+    Op,
+    RefChange,
+    RunRecord,
+    Worker,
+    check,
+    load_ops,
+    load_workers,
+)
 
 TTL = 10.0
 X, Y = "x" * 40, "y" * 40
