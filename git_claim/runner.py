@@ -142,25 +142,18 @@ def run_with_heartbeat(session: Session, ticket: str, command: Sequence[str], *,
         raise NotStarted(signals.pending[0])
     pause("run:before-start")
     try:
-        # The locks on our claim's records go to the watchdog (and the command)
-        # too: they stay held, and the claim stays ours to no other process of
-        # this checkout, until the last process of the tree is gone, even when
-        # `run` itself was killed and the tree is still being stopped.
-        watch = Watchdog.start(list(command), cwd=cwd, env=env, grace=grace,
-                               keep_fds=session.store.hold_fds(mine) if mine else (),
-                               lease_at=lease.last_success + lease_span if stop_on_lost
-                               else None,
-                               on_stuck=lambda pids: report("waiting for " + _processes(
-                                   pids, "process", "that SIGKILL did not end")))
-    except OSError as error:
-        signals.restore()
-        raise ClaimError(f"cannot run {command[0]!r}: {error.strerror or error}") from None
+        watch = _launch(session, command, mine, cwd=cwd, env=env, grace=grace,
+                        lease_at=lease.last_success + lease_span if stop_on_lost else None,
+                        report=report)
     except LeaseRanOut:
         signals.restore()
         lost = _expired(session, ticket, elapsed() - lease.last_success, False)
         report(f"{lost}; the command was not started")
         return RunOutcome(NOT_STARTED_STATUS, lost, lease.beats, 0, signals.first is not None,
                           signals.first)
+    except BaseException:
+        signals.restore()
+        raise
     signals.started(watch)
     op = oplog.begin("run", ticket, agent=session.settings.agent, tag=mine.tag if mine else None,
                      child=watch.pid)
@@ -180,6 +173,26 @@ def run_with_heartbeat(session: Session, ticket: str, command: Sequence[str], *,
     op.end(oplog.OK if status == 0 else oplog.FAILED, status=status, lost=lease.lost is not None)
     return RunOutcome(status, lease.lost, lease.beats, lease.failed, signals.first is not None,
                       signals.first)
+
+
+def _launch(session: Session, command: Sequence[str], mine: Ownership | None, *,
+            cwd: Path | None, env: dict[str, str], grace: float, lease_at: float | None,
+            report: Callable[[str], None]) -> Watchdog:
+    """Start the command under its watchdog; ClaimError (exit 3) when it cannot run.
+
+    The locks on our claim's records go to the watchdog (and the command)
+    too: they stay held, and the claim stays ours to no other process of
+    this checkout, until the last process of the tree is gone, even when
+    `run` itself was killed and the tree is still being stopped.
+    """
+    try:
+        return Watchdog.start(list(command), cwd=cwd, env=env, grace=grace,
+                              keep_fds=session.store.hold_fds(mine) if mine else (),
+                              lease_at=lease_at,
+                              on_stuck=lambda pids: report("waiting for " + _processes(
+                                  pids, "process", "that SIGKILL did not end")))
+    except OSError as error:
+        raise ClaimError(f"cannot run {command[0]!r}: {error.strerror or error}") from None
 
 
 def _first_lease(session: Session, ticket: str, mine: Ownership | None, give_up_after: float,

@@ -199,42 +199,47 @@ def drain(session: Session, request: RunRequest) -> Drained:
         raise UsageError("--until-empty goes with --next")
     lease = lease_for(session, request)
     runs: list[RunResult] = []
-    tried: set[str] = set()
     pick: NextRequest = request.claim
     with _noting_signals() as early:
-        while True:
-            if early:
-                return _drained(runs, interrupted=early[0])
+        while not early:
+            tried = frozenset(result.ticket for result in runs if result.ticket)
             try:
-                claimed = _claim(session, replace(pick, skip_ids=frozenset(tried)))
+                claimed = _claim(session, replace(pick, skip_ids=tried))
             except NothingEligible as empty:
-                skipped = empty.details.get("skipped") or {}
-                return _drained(runs, empty=empty.message,
-                                skipped=MappingProxyType(dict(skipped)))
+                return _drained(runs, empty=empty)
             except ClaimError as error:
-                if early:
-                    return _drained(runs, interrupted=early[0])
-                return _drained(runs, stopped=error)
-            tried.add(claimed.ticket)
-            if pick.backlog is None and pick.stdin is not None and session.settings.source == "-":
+                return _drained(runs, stopped=error, interrupted=early[0] if early else None)
+            if pick.backlog is None and session.settings.source == "-":
                 pick = replace(pick, backlog=claimed.backlog)  # stdin is read once
             request.on_claimed(claimed)
-            try:
-                result = _supervise(session, request, claimed, lease, early)
-            except RefusedError as refusal:  # given back, or lost, before the command started
-                request.report(refusal.message)
-                result = RunResult(int(refusal.exit_code), claimed, not_started=refusal.message)
-            except ClaimError as error:
-                return _drained(runs, stopped=error)
+            result, stop = _drain_one(session, request, claimed, lease, early)
             runs.append(result)
-            if result.interrupted is not None:
-                return _drained(runs, interrupted=result.interrupted)
-            if result.release_error is not None and result.exit_code != ExitCode.LOST:
-                return _drained(runs, stopped=ClaimError(result.release_error))
+            if stop is not None or result.interrupted is not None:
+                return _drained(runs, stopped=stop, interrupted=result.interrupted)
+        return _drained(runs, interrupted=early[0])
 
 
-def _drained(runs: list[RunResult], *, empty: str | None = None,
-             skipped: Mapping[str, int] = MappingProxyType({}),
+def _drain_one(session: Session, request: RunRequest, claimed: Claimed, lease: Lease,
+               early: list[int]) -> tuple[RunResult, ClaimError | None]:
+    """One ticket of a drain, and the error that must stop the drain (None: go on).
+
+    A refusal before the command started (the worktree is someone else's,
+    the claim was lost meanwhile) is this ticket's alone; a git error, or a
+    release the remote failed, would fail the next tickets too.
+    """
+    try:
+        result = _supervise(session, request, claimed, lease, early)
+    except RefusedError as refusal:
+        request.report(refusal.message)
+        return RunResult(int(refusal.exit_code), claimed, not_started=refusal.message), None
+    except ClaimError as error:
+        return RunResult(int(error.exit_code), claimed, not_started=error.message), error
+    if result.release_error is not None and result.exit_code != ExitCode.LOST:
+        return result, ClaimError(result.release_error)
+    return result, None
+
+
+def _drained(runs: list[RunResult], *, empty: NothingEligible | None = None,
              stopped: ClaimError | None = None, interrupted: int | None = None) -> Drained:
     if interrupted is not None:
         code = 128 + interrupted
@@ -244,7 +249,9 @@ def _drained(runs: list[RunResult], *, empty: str | None = None,
         code = int(ExitCode.OK)
     else:
         code = int(ExitCode.INCOMPLETE)
-    return Drained(tuple(runs), code, empty, skipped, stopped, interrupted)
+    skipped = dict(empty.details.get("skipped") or {}) if empty is not None else {}
+    return Drained(tuple(runs), code, empty.message if empty is not None else None,
+                   MappingProxyType(skipped), stopped, interrupted)
 
 
 def _claim(session: Session, request: TakeRequest | NextRequest) -> Claimed:
