@@ -25,7 +25,7 @@ RUN_SETTINGS = {**CONTEXT_SETTINGS, "ignore_unknown_options": False}
 @claim_options
 @click.option("--until-empty", is_flag=True,
               help="With --next: run ticket after ticket, failures included, until nothing"
-                   " is eligible (exit 0), see below.")
+                   " is eligible (exit 0; see above).")
 @click.option("--interval", metavar="DURATION",
               help="Heartbeat interval [claim.heartbeat, else 5m].")
 @click.option("--on-failure", type=click.Choice(["blocked", "release", "keep"]),
