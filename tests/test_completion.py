@@ -102,9 +102,9 @@ ROWS = [
 
 SETUPS = ("installed", "manual")
 # The manual setup loads the same code another way: these rows show it is all there.
-MANUAL_ROWS = {"git claim ", "git-claim ", "git claim heartbeat ", "git claim --next --from ", "git release ",
-               "git-release ", "git reap --ttl=1", "git-reap --max-skew 1", "git cl", "git re",
-               "git -C ../other release "}
+MANUAL_ROWS = {"git claim ", "git-claim ", "git claim heartbeat ", "git claim --next --from ",
+               "git release ", "git-release ", "git reap --ttl=1", "git-reap --max-skew 1",
+               "git cl", "git re", "git -C ../other release "}
 
 
 # -- the scene: a repository with claims, the installed files, the manual scripts ---------
@@ -218,7 +218,7 @@ def _shell_env(scene: Scene, setup: str) -> dict[str, str]:
 # -- the drivers: each completes every row in one shell process ---------------------------
 
 def _rows(setup: str) -> list[Row]:
-    assert MANUAL_ROWS <= {row.line for row in ROWS}
+    assert {row.line for row in ROWS} >= MANUAL_ROWS
     return [row for row in ROWS if setup == "installed" or row.line in MANUAL_ROWS]
 
 
@@ -259,12 +259,13 @@ __t() {  # LINE CUR CWORD WORD...: what bash does on TAB, after readline split t
                                str(len(words) - 1), *map(shlex.quote, words)]))
     script = scene.root / f"drive-{setup}.bash"
     script.write_text("\n".join(lines) + "\n")
-    done = subprocess.run(["bash", "--norc", "--noprofile", str(script)], env=_shell_env(scene, setup),
+    done = subprocess.run(["bash", "--norc", "--noprofile", str(script)],
+                          env=_shell_env(scene, setup),
                           capture_output=True, text=True, timeout=120)
     chunks = done.stdout.split("@@ROW\n")[1:]
     assert len(chunks) == len(_rows(setup)), done.stdout + done.stderr
     results = []
-    for row, chunk in zip(_rows(setup), chunks):
+    for row, chunk in zip(_rows(setup), chunks, strict=True):
         # readline replaces the text after the last word break: complete the whole word
         last = row.line.split(" ")[-1]
         kept = re.match(r".*[=:]", last)
@@ -319,7 +320,8 @@ def _run_zsh(scene: Scene, setup: str) -> list[list[str]]:
     init = scene.root / f"init-{setup}.zsh"
     manual = _manual_script(scene, "zsh") if setup == "manual" else None
     init.write_text(ZSH_INIT
-                    .replace("@FPATH@", f"fpath=({shlex.quote(str(site))} $fpath)" if not manual else "")
+                    .replace("@FPATH@",
+                             f"fpath=({shlex.quote(str(site))} $fpath)" if not manual else "")
                     .replace("@DUMP@", shlex.quote(str(scene.root / f"zcompdump-{setup}")))
                     .replace("@MANUAL@", f"source {shlex.quote(str(manual))}" if manual else "")
                     .replace("@REPO@", shlex.quote(str(scene.repo))))
@@ -367,7 +369,7 @@ def completions(scene: Scene) -> dict[tuple[str, str], dict[str, list[str]]]:
     runs = [(shell, setup) for shell in DRIVERS if _available(shell) for setup in SETUPS]
     with ThreadPoolExecutor(max_workers=3) as pool:
         futures = {run: pool.submit(DRIVERS[run[0]], scene, run[1]) for run in runs}
-        return {run: {row.line: got for row, got in zip(_rows(run[1]), future.result())}
+        return {run: dict(zip((row.line for row in _rows(run[1])), future.result(), strict=True))
                 for run, future in futures.items()}
 
 
@@ -429,7 +431,8 @@ def test_bash_readline_edits_the_line(scene: Scene) -> None:
 
 @pytest.mark.skipif(not _available("fish"), reason="fish is not installed")
 def test_fish_shows_backlog_titles_made_safe(scene: Scene) -> None:
-    done = subprocess.run(["fish", "-c", f"cd {_fish_quote(str(scene.repo))}; complete -C 'git claim 70'"],
+    done = subprocess.run(["fish", "-c",
+                           f"cd {_fish_quote(str(scene.repo))}; complete -C 'git claim 70'"],
                           env=_shell_env(scene, "installed"), capture_output=True, text=True,
                           timeout=60)
     assert done.stdout.splitlines() == ["700\tFix the login page", "701\tColour ?[31mred"]
@@ -449,8 +452,8 @@ def test_a_completion_request_imports_no_pygit2(scene: Scene) -> None:
     assert not {name for name in imported if name.split(".")[0] == "pygit2"}
 
 
-def test_candidates_outside_a_repository_and_from_broken_files(scene: Scene, tmp_path: Path,
-                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+def test_candidates_outside_a_repository_and_from_broken_files(
+        scene: Scene, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from git_claim.cli.completion_cmd import command_table
     from git_claim.completion import complete
 
@@ -541,7 +544,8 @@ def test_setup_cfg_installs_the_files_where_the_shells_look() -> None:
     config = configparser.ConfigParser()
     config.read(ROOT / "setup.cfg")
     assert config.has_section("options.data_files"), "setup.cfg has no [options.data_files]"
-    installed = {(target, source.strip()) for target, sources in config["options.data_files"].items()
+    installed = {(target, source.strip())
+                 for target, sources in config["options.data_files"].items()
                  for source in sources.split() if source.strip().startswith("completions/")}
     wanted = {(INSTALL_DIRS[relative.rsplit("/", 1)[0]], f"completions/{relative}")
               for relative in shipped_files()}
@@ -556,7 +560,8 @@ def test_git_claim_completion_prints_the_script(scene: Scene, shell: str) -> Non
                              capture_output=True, text=True, timeout=60)
     assert printed.returncode == 0 and printed.stdout == script(shell), printed.stderr
     if shutil.which(shell) and shell != "fish":
-        checked = subprocess.run([shell, "-n", "-c", printed.stdout], capture_output=True, text=True)
+        checked = subprocess.run([shell, "-n", "-c", printed.stdout], capture_output=True,
+                                 text=True)
         assert checked.returncode == 0, checked.stderr
     elif shutil.which(shell):
         checked = subprocess.run([shell, "--no-execute", "-c", printed.stdout],

@@ -169,7 +169,7 @@ def test_bash_after_pip_install(user: User) -> None:
         assert f"wrote {target / name}" in said, said
     claim, claim_t, release, release_direct = _bash(
         user, ["git claim ", "git claim t", "git release ", "git-release "])
-    assert SUBCOMMANDS <= claim, claim
+    assert claim >= SUBCOMMANDS, claim
     assert claim_t == {"take"}
     assert release == LIVE and release_direct == LIVE
 
@@ -232,7 +232,7 @@ def test_zsh_after_pip_install(user: User) -> None:
     assert len(chunks) == len(lines), done.stdout + done.stderr
     claim, claim_t, release, release_direct = (set(re.findall(r"@@<(.*?)>@@", chunk))
                                                for chunk in chunks)
-    assert SUBCOMMANDS <= claim, claim
+    assert claim >= SUBCOMMANDS, claim
     assert claim_t == {"take"}
     assert release == LIVE and release_direct == LIVE
 
@@ -254,7 +254,7 @@ def test_fish_after_pip_install(user: User) -> None:
     claim, claim_t, release, release_direct = ({item.split("\t", 1)[0]
                                                 for item in chunk.splitlines() if item}
                                                for chunk in chunks)
-    assert SUBCOMMANDS <= claim, claim
+    assert claim >= SUBCOMMANDS, claim
     assert claim_t == {"take"}
     assert release == LIVE and release_direct == LIVE
 
