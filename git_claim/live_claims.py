@@ -145,7 +145,7 @@ def _ask_remote(remote: str, timeout: float) -> bool:
                                      (os.POSIX_SPAWN_DUP2, write_end, 1),
                                      (os.POSIX_SPAWN_OPEN, 2, os.devnull, os.O_WRONLY, 0)],
                        setsid=True)
-    except OSError:
+    except (OSError, NotImplementedError, AttributeError):  # no posix_spawn, or no setsid
         os.close(read_end)
         return False
     finally:
