@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from ..ops.reap import Reaped
     from ..ops.release import Released, Reopened
     from ..ops.run import Drained, RunResult
+    from .progress import StatusLine
 
 DEBUG_VARIABLE = "GIT_CLAIM_DEBUG"
 
@@ -376,10 +377,14 @@ def emit_claimed(claimed: Claimed, *, as_json: bool) -> None:
 RUN_PREFIX = "git claim run: "
 
 
-def run_progress() -> dict[str, Any]:
-    """What `run` says while it works: its claim and its messages, on stderr."""
+def run_progress(status: StatusLine) -> dict[str, Any]:
+    """What `run` says while it works: its claim and its messages, on stderr.
+
+    `status` shows the reading of a long backlog, erased before anything else is said.
+    """
 
     def report(line: str) -> None:
+        status.finish()
         click.echo(f"{RUN_PREFIX}{line}", err=True)
 
     def on_claimed(claimed: Claimed) -> None:

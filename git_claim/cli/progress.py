@@ -27,4 +27,5 @@ class StatusLine:
         if self.shown:
             sys.stderr.write("\r\x1b[K")
             sys.stderr.flush()
+            self.shown = False
 

@@ -69,6 +69,7 @@ def run_command(arguments: tuple[str, ...], pick_next: bool, source: str | None,
         from ..clock import parse_duration
         from ..errors import UsageError
         from ..ops.run import OnFailure, OnLost, RunRequest, drain, run
+        from .progress import StatusLine
 
         command = list(arguments)
         tickets = [command.pop(0)] if command and not pick_next else []
@@ -79,20 +80,25 @@ def run_command(arguments: tuple[str, ...], pick_next: bool, source: str | None,
             raise UsageError("give one ticket id or --next")
         if until_empty and not pick_next:
             raise UsageError("--until-empty goes with --next")
+        line = StatusLine("reading the backlog")
         claim = claim_request(parse_tickets(tuple(tickets)), pick_next=pick_next,
                               labels=labels, excluded=excluded, source=source,
                               no_gate=no_gate, worktree=None, base=None,
-                              **({"stdin": sys.stdin} if pick_next else {}))
+                              **({"stdin": sys.stdin, "progress": line.update}
+                                 if pick_next else {}))
         request = RunRequest(
             command=tuple(command), claim=claim, worktree=worktree_request(worktree, base),
             interval=parse_duration(interval, what="interval") if interval else None,
             grace=parse_duration(grace, what="grace"), on_failure=OnFailure(on_failure),
-            on_lost=OnLost(on_lost), until_empty=until_empty, **run_progress())
+            on_lost=OnLost(on_lost), until_empty=until_empty, **run_progress(line))
         session = session_from(remote, agent, source=source)
-        if until_empty:
-            status = emit_drained(drain(session, request), as_json=as_json)
-        else:
-            status = emit_run(run(session, request), as_json=as_json)
+        try:
+            if until_empty:
+                status = emit_drained(drain(session, request), as_json=as_json)
+            else:
+                status = emit_run(run(session, request), as_json=as_json)
+        finally:
+            line.finish()
     raise SystemExit(status)
 
 
