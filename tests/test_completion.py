@@ -512,20 +512,6 @@ def test_what_the_table_adds_names_commands_and_options_that_exist() -> None:
         assert not any(option in command.choices for command in table.values()), option
 
 
-def test_a_completion_request_is_fast(scene: Scene) -> None:
-    """Not a timing assertion (CI machines vary): the table is built once per request, and
-    reading the click tree is a small part of a request."""
-    import time as clock
-
-    from git_claim.cli.completion_cmd import command_table
-
-    command_table()
-    started = clock.perf_counter()
-    for _ in range(20):
-        command_table()
-    assert (clock.perf_counter() - started) / 20 < 0.05
-
-
 # -- the shipped files, the install layout, and `git claim completion` --------------------
 
 def test_completions_dir_holds_the_generated_files() -> None:
