@@ -175,6 +175,11 @@ class LocalRepo:
             if not isinstance(tag, pygit2.Tag):  # never: the header said tag (narrows the type)
                 return None
             tagger = tag.tagger
+            if tagger is not None and tagger.time < 0:
+                # git's times are unsigned: git sees no valid tagger here, and libgit2 (which
+                # reads "-99999" as a date before 1970) refuses one too large, as unreadable;
+                # so is this one, never a claim that looks ancient and gets reaped
+                return None
             target_kind = self.repo.odb.read_header(tag.target)[0] \
                 if self.repo.odb.exists(tag.target) else None
             return TagInfo(
