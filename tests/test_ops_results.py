@@ -126,3 +126,17 @@ def test_what_a_reaper_of_this_clone_remembers_counts_for_the_board_too():
     assert not remembered.stale and remembered.reap_in == pytest.approx(4)
     assert staleness(view, ttl=TTL, max_skew=SKEW, at=at, seen_for=TTL).stale
     assert claim_state(view, ttl=TTL, max_skew=SKEW, at=at, seen_for=TTL) is ClaimState.STALE
+
+
+def test_the_operations_import_no_click_and_print_nothing():
+    """The layer under the CLI: importing every operation (and what it uses) loads no click."""
+    import subprocess
+    import sys
+
+    modules = ["release", "reap", "liveness", "board", "log", "compact", "hook"]
+    code = ("import sys\n"
+            + "".join(f"import git_claim.ops.{name}\n" for name in modules)
+            + "import git_claim.board, git_claim.history, git_claim.liveness, git_claim.lock\n"
+            + "assert 'click' not in sys.modules, 'click'\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
