@@ -129,6 +129,7 @@ class SkipKind(str, Enum):
     KEPT_BY_CHECK = "open pull request"  # a skip check said keep it (an open pull request)
     CHECK_UNANSWERED = "open pull requests unknown"  # the check could not tell: kept, undone
     REFUSED = "the remote refused the reap"  # the remote refused the reap's note: undone
+    UNWRITABLE = "notes ref unusable"  # no note can be built on the notes ref: undone
 
 
 class Undone(str, Enum):
@@ -136,6 +137,7 @@ class Undone(str, Enum):
 
     REFUSED = "refused"  # the remote refused the reap's note (a rule, a hook)
     UNCHECKED = "unchecked"  # a skip check could not tell (open pull requests unknown)
+    UNWRITABLE = "unwritable"  # the notes ref is no notes commit: no reap can be recorded
 
 
 # Kept for callers that name the reasons as strings.
@@ -275,8 +277,8 @@ def reap(session: Session, *, ttl: float, max_skew: float, dry_run: bool = False
     if dry_run:
         return ReapReport(tuple(judged.reaped), tuple(judged.live), tuple(judged.skipped))
     pause("reap:before-decide")
-    decided, refused = _decide_reaps(session, judged.to_reap, ttl=ttl, at=at)
-    return _settled(judged, decided, refused)
+    decided, left = _decide_reaps(session, judged.to_reap, ttl=ttl, at=at)
+    return _settled(judged, decided, left)
 
 
 def _judge(view: ClaimView, judged: _Judged, *, ttl: float, max_skew: float, at: float,
@@ -304,16 +306,16 @@ def _judge(view: ClaimView, judged: _Judged, *, ttl: float, max_skew: float, at:
     judged.reaped.append(ReapEntry(view.ticket, holder, age))
 
 
-def _settled(judged: _Judged, decided: list[ClaimView], refused: dict[str, str]) -> ReapReport:
-    """The report once the push is answered: reaped, refused (undone) or lost to a beat."""
+def _settled(judged: _Judged, decided: list[ClaimView],
+             left: dict[str, tuple[SkipKind, str]]) -> ReapReport:
+    """The report once the push is answered: reaped, left in place (undone) or lost to a beat."""
     done = {view.ticket for view in decided}
     skipped = list(judged.skipped)
     reaped, lost = [], []
     for entry in judged.reaped:
-        if entry.ticket in refused:
-            skipped.append(replace(entry, reason=f"the remote refused the reap:"
-                                                 f" {refused[entry.ticket]}",
-                                   kind=SkipKind.REFUSED, undone=Undone.REFUSED))
+        if entry.ticket in left:
+            kind, reason = left[entry.ticket]
+            skipped.append(replace(entry, reason=reason, kind=kind, undone=_LEFT_UNDONE[kind]))
         elif entry.ticket in done:
             reaped.append(entry)
         else:
@@ -321,15 +323,22 @@ def _settled(judged: _Judged, decided: list[ClaimView], refused: dict[str, str])
     return ReapReport(tuple(reaped), tuple(judged.live), tuple(skipped), tuple(lost))
 
 
+# Why a reap the reaper meant to write is not done, by the kind of skip it becomes.
+_LEFT_UNDONE = {SkipKind.REFUSED: Undone.REFUSED, SkipKind.UNWRITABLE: Undone.UNWRITABLE}
+
+
 def _decide_reaps(session: Session, views: list[ClaimView], *, ttl: float,
-                  at: float) -> tuple[list[ClaimView], dict[str, str]]:
+                  at: float) -> tuple[list[ClaimView], dict[str, tuple[SkipKind, str]]]:
     """Write a reap note on each claim, leased on the tip judged stale; one push.
 
-    Returns the claims decided, and the tickets whose note the remote refused
-    for a reason other than a lost race (a hook, a protected ref, a server
-    that cannot check connectivity), with the server's reason.
+    Returns the claims decided, and the tickets left in place for a reason
+    other than a lost race, with that reason: the remote refused the note (a
+    hook, a protected ref, a server that cannot check connectivity), or no
+    note could be built on the ticket's notes ref (never reap what we cannot
+    record).
     """
     settings = session.settings
+    left: dict[str, tuple[SkipKind, str]] = {}
     updates: list[RefUpdate] = []
     by_ref: dict[str, tuple[ClaimView, LivenessRecord, str]] = {}
     ops: dict[str, oplog.Op] = {}
@@ -342,8 +351,10 @@ def _decide_reaps(session: Session, views: list[ClaimView], *, ttl: float,
             commit = session.local.notes_commit(
                 view.notes_tip, view.oid, event.to_text(), message=f"reaped {view.ticket}",
                 author=settings.agent, email=f"agent@{EMAIL_DOMAIN}", time=at)
-        except GitError:
-            continue  # a notes ref we cannot build on: never reap what we cannot record
+        except GitError as error:
+            left[view.ticket] = (SkipKind.UNWRITABLE,
+                                 f"the reap could not be written: {error.message}")
+            continue
         ref = settings.notes_ref(view.ticket)
         updates.append(RefUpdate(ref, commit, view.notes_tip, Guard(view.ref, view.oid)))
         by_ref[ref] = (view, event, commit)
@@ -351,7 +362,6 @@ def _decide_reaps(session: Session, views: list[ClaimView], *, ttl: float,
                                judged=oplog.wall(at), ttl=ttl)
         ops[ref].step(commit=commit)
     decided = []
-    refused: dict[str, str] = {}
     try:
         results = push_all(session, updates)
     except BaseException as error:
@@ -365,8 +375,9 @@ def _decide_reaps(session: Session, views: list[ClaimView], *, ttl: float,
         if result.ok:
             decided.append(replace(view, note=event))
         elif result.status is UpdateStatus.REJECTED:
-            refused[view.ticket] = result.message or "rejected"
-    return decided, refused
+            left[view.ticket] = (SkipKind.REFUSED, "the remote refused the reap:"
+                                                   f" {result.message or 'rejected'}")
+    return decided, left
 
 
 def push_all(session: Session, updates: list[RefUpdate]) -> list[UpdateResult]:

@@ -33,8 +33,8 @@ def reap_command(ttl: str | None, max_skew: str | None, dry_run: bool, tickets: 
     TTL + max-skew by our clock, or when this reaper has seen it unchanged for
     TTL. Each reap is a compare-and-swap: a heartbeat that lands first wins.
     Exit codes: 0 done (even if nothing was stale), 2 usage, 3 git error,
-    5 stale claims left in place: the remote refused a reap, or open pull
-    requests could not be checked.
+    5 stale claims left in place: the remote refused a reap, open pull
+    requests could not be checked, or a reap could not be written.
     """
     with reporting(as_json=as_json, command="git reap"):
         from ..ops.reap import ReapRequest, reap

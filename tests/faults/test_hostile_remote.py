@@ -502,12 +502,8 @@ def test_notes_refs_that_are_not_notes_commits(make_world):
     assert remote_refs_bytes(repo) == before
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "tool bug: git reap reports a stale claim whose notes ref is not a notes commit as "
-    "'came back to life' (revived) and exits 0; nothing came back to life, the reap could "
-    "not be written, so the claim should be reported skipped with the notes ref's problem "
-    "and the reap should exit 5 (a stale claim left in place)"))
 def test_a_reap_reports_a_notes_ref_that_is_not_a_notes_commit(make_world):
+    """Nothing came back to life: the reap could not be written, so it is undone (exit 5)."""
     world = make_world("http", "libgit2")
     olga = observer(world)
     repo = world.repo
