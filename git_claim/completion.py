@@ -31,6 +31,8 @@ import os
 import sys
 from dataclasses import dataclass, field
 
+from .quickgit import git, git_dirs, ticket_id
+
 FILES = ":files"
 COMMAND_NAMES = ":commands"
 REMOTES = ":remotes"  # (in VALUE_HINTS only: the names of our git remotes)
@@ -278,60 +280,6 @@ def _backlog_tickets() -> list[tuple[str, str]]:
 
     held = set(recorded_tickets(dirs[0]))
     return [(ticket, title) for ticket, title in _backlog(dirs[1]) if ticket not in held]
-
-
-def git(*args: str) -> str | None:
-    """`git ARGS`'s output, or None. posix_spawn: importing subprocess costs more than git."""
-    if not hasattr(os, "posix_spawnp"):
-        import subprocess
-
-        try:
-            done = subprocess.run(["git", *args], stdin=subprocess.DEVNULL, capture_output=True,
-                                  timeout=5, check=False)
-        except (OSError, subprocess.SubprocessError):
-            return None
-        return done.stdout.decode("utf-8", "replace") if done.returncode == 0 else None
-    read_end, write_end = os.pipe()
-    try:
-        pid = os.posix_spawnp("git", ["git", *args], os.environ, file_actions=[
-            (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
-            (os.POSIX_SPAWN_DUP2, write_end, 1),
-            (os.POSIX_SPAWN_OPEN, 2, os.devnull, os.O_WRONLY, 0),
-        ])
-    except OSError:
-        os.close(read_end)
-        return None
-    finally:
-        os.close(write_end)
-    chunks = []
-    with os.fdopen(read_end, "rb") as output:
-        while chunk := output.read(65536):
-            chunks.append(chunk)
-    _, status = os.waitpid(pid, 0)
-    if not os.WIFEXITED(status) or os.WEXITSTATUS(status) != 0:
-        return None
-    return b"".join(chunks).decode("utf-8", "replace")
-
-
-def git_dirs() -> tuple[str, str] | None:
-    """The per-worktree git dir (our ownership records) and the common one (the caches)."""
-    out = git("rev-parse", "--git-dir", "--git-common-dir")
-    lines = out.splitlines() if out else []
-    if len(lines) < 2:
-        return None
-    return os.path.abspath(lines[0]), os.path.abspath(lines[1])
-
-
-def ticket_id(raw: object) -> str | None:
-    from .errors import BadTicketError
-    from .ticket import parse_ticket
-
-    if not isinstance(raw, (str, int)) or isinstance(raw, bool):
-        return None
-    try:
-        return str(parse_ticket(str(raw)))
-    except BadTicketError:
-        return None
 
 
 def _backlog(common_dir: str) -> list[tuple[str, str]]:

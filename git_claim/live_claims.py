@@ -66,7 +66,7 @@ def _records(git_dir: str) -> list[dict[str, object]]:
             continue
         paths += [os.path.join(root, name, n) for n in inner
                   if n.endswith(".json") and not n.startswith(".")]
-    from .completion import ticket_id
+    from .quickgit import ticket_id
 
     records = []
     for path in paths:
@@ -107,7 +107,7 @@ def _fresh(cache: dict[str, object], remote: str, tags: list[str]) -> bool:
 
 def our_live_tickets(remote: str | None = None) -> list[str]:
     """Tickets whose claim in force on the remote is ours and held (see the module docstring)."""
-    from .completion import git_dirs
+    from .quickgit import git_dirs
 
     dirs = git_dirs()
     if dirs is None:
@@ -169,7 +169,7 @@ def main(args: list[str]) -> int:
     signal.signal(signal.SIGALRM, give_up)
     signal.alarm(CHILD_LIMIT)
     remote = args[0] if args else ""
-    from .completion import git_dirs
+    from .quickgit import git_dirs
 
     dirs = git_dirs()
     if dirs is None:
