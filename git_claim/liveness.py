@@ -24,11 +24,12 @@ from enum import Enum
 from typing import Any
 
 from . import oplog
+from .cas import EMAIL_DOMAIN, MAX_ROUNDS, GuardBroken, swap
 from .claims import ClaimView, read_claim, read_claims
 from .clock import now
 from .errors import GitError, RefusedError
 from .gateway.transport import Guard, RefUpdate, UpdateResult, UpdateStatus
-from .lock import EMAIL_DOMAIN, MAX_ROUNDS, GuardBroken, find_mine, lost_message, swap
+from .holders import find_mine, lost_message
 from .ownership import Ownership
 from .reaper_memory import ReaperMemory
 from .record import EVENT_HEARTBEAT, EVENT_REAPED, OUTCOME_STATES, STATE_HELD, LivenessRecord

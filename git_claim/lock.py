@@ -18,24 +18,21 @@ This module never prints; it returns values or raises ClaimError subclasses.
 
 from __future__ import annotations
 
-import random
-import time
 from dataclasses import dataclass, replace
-from time import monotonic
 
 from . import oplog
+from .cas import EMAIL_DOMAIN, MAX_ROUNDS, GuardBroken, swap
 from .claims import ClaimView, read_claim
-from .clock import format_duration, local_hhmm, now
-from .errors import GitError, HostRefused, RefusedError
-from .gateway.transport import Guard, RefUpdate, UpdateStatus
+from .clock import now
+from .errors import GitError, RefusedError
+from .gateway.transport import Guard, RefUpdate
+from .holders import describe_holder, find_mine, lost_message
 from .ownership import Ownership
 from .record import (
-    EVENT_REAPED,
     EVENT_RELEASED,
     EVENT_REOPENED,
     OUTCOME_STATES,
     STATE_HELD,
-    STATE_UNKNOWN,
     ClaimRecord,
     LivenessRecord,
     new_claim,
@@ -46,11 +43,6 @@ from .safetext import clean
 from .session import Session
 from .testpoints import pause
 
-MAX_ROUNDS = 5
-LOCK_RETRY_SECONDS = 2.0  # how long a refusal for a contended ref lock is retried
-LOCK_SIGNS = ("failed to update ref", "failed to lock", "cannot lock ref", ".lock exists",
-              "is locked on the remote")
-EMAIL_DOMAIN = "git-claim.invalid"
 OUTCOME_FREE = "free"
 
 
@@ -63,149 +55,6 @@ class ClaimResult:
     already_ours: bool = False
     mine: Ownership | None = None  # the record this process holds for the claim
     epoch: int = 1  # the claim's place in its ticket's log: the fencing token
-
-
-def describe_holder(view: ClaimView, *, me: str | None = None) -> str:
-    """'640 is held by asif-laptop since 12:03 (4 min ago)' and its relatives.
-
-    `me`: our agent name; a claim held under it by another process of this
-    checkout says so, since the holder's name alone would read as ours.
-    """
-    record = view.record
-    ticket = clean(view.ticket)
-    if record is None:
-        return f"{ticket} is free"
-    who = clean(record.agent or "an unknown agent", 80)
-    when = ""
-    if record.time:
-        when = f" since {local_hhmm(record.time)} ({format_duration(now() - record.time)} ago)"
-    if record.state in OUTCOME_STATES:
-        why = f": {clean(record.reason, 120)}" if record.reason else ""
-        at = f" at {local_hhmm(record.time)}" if record.time else ""
-        return (f"{ticket} is {record.state} (by {who}{at}){why};"
-                f" reopen it with `git claim reopen {ticket}`")
-    if record.state == STATE_UNKNOWN:
-        return f"{ticket} is held by an unreadable claim ({clean(record.problem)})"
-    if me is not None and record.agent == me:
-        return (f"{ticket} is held by {who}{when}, under your agent name but not by this"
-                " process (another claim attempt, or an old claim of yours)")
-    return f"{ticket} is held by {who}{when}"
-
-
-def lost_message(session: Session, view: ClaimView, mine: Ownership) -> str:
-    """'640 is no longer yours (reaped by ci-reaper at 12:31)': what became of our claim."""
-    ticket = clean(view.ticket)
-    raw = session.local.note_on(view.notes_tip, mine.tag)
-    if raw is not None:
-        note = parse_liveness(raw)
-        if note.ends_claim:
-            verb = "reaped" if note.event == EVENT_REAPED else "released"
-            at = f" at {local_hhmm(note.time)}" if note.time else ""
-            return f"{ticket} is no longer yours ({verb} by {clean(note.agent, 80)}{at})"
-    if view.oid is not None and view.oid != mine.tag:
-        return f"{ticket} is no longer yours (another claim is in force: {describe_holder(view)})"
-    if mine.tag in dict(view.claims).values():
-        return f"{ticket} is no longer yours (its claim was superseded)"
-    return f"{ticket} is no longer yours (the claim is gone from the remote)"
-
-
-class GuardBroken(Exception):
-    """The claim ref no longer held the claim an update was guarded by: nothing was written."""
-
-
-def swap(session: Session, update: RefUpdate) -> str | None:
-    """Apply one compare-and-swap and return what the remote holds afterwards.
-
-    The update took effect exactly when the returned value equals `update.new`.
-    A rejection or an unknown outcome is settled by re-reading the ref, never
-    by trusting that a push "returned". A broken guard raises GuardBroken; a
-    refusal that left the ref as we expected raises HostRefused, in the host's
-    own words (a protected-ref rule, a hook), so no caller mistakes it for a
-    lost race.
-    """
-    deadline = monotonic() + LOCK_RETRY_SECONDS
-    pause_seconds = 0.05
-    while True:
-        result = session.transport.push([update])[0]
-        if result.ok:
-            return update.new
-        if result.status is UpdateStatus.GUARD_BROKEN:
-            raise GuardBroken(result.message)
-        if result.status is UpdateStatus.STALE and result.current_known:
-            return result.current
-        current = _read_back(session, update.ref)
-        refused = result.status is UpdateStatus.REJECTED and current == update.expect
-        if refused and _lock_contention(result.message) and monotonic() < deadline:
-            # another writer held the ref's lock past the server's own patience
-            # (git waits 100 ms): the compare-and-swap is safe to try again
-            time.sleep(pause_seconds * random.uniform(0.5, 1.5))
-            pause_seconds = min(pause_seconds * 2, 0.5)
-            continue
-        if refused:
-            raise HostRefused(f"the remote refused to {_verb(update)} {update.ref}:"
-                              f" {clean(result.message or 'rejected', 300)}",
-                              ref=update.ref, host_message=clean(result.message, 300))
-        return current
-
-
-def _read_back(session: Session, ref: str) -> str | None:
-    """What `ref` holds now, to settle a push whose answer was lost or refused.
-
-    The connection that lost the answer may have been cut with others: a
-    failed read is tried twice more before the outcome is reported unknown
-    (GitError, exit 3).
-    """
-    for pause_seconds in (0.2, 0.5, None):
-        try:
-            return session.transport.list_refs([ref]).get(ref)
-        except GitError:
-            if pause_seconds is None:
-                raise
-            time.sleep(pause_seconds)
-    return None  # not reached
-
-
-def _verb(update: RefUpdate) -> str:
-    if update.new is None:
-        return "delete"
-    return "create" if update.expect is None else "update"
-
-
-def _lock_contention(message: str) -> bool:
-    """Whether a refusal reads like a ref lock held by another writer.
-
-    git's receive-pack says "failed to update ref" or "failed to lock" when its
-    wait for a `.lock` ran out; libgit2 and our path transport name the lock
-    file. A hook's own words that merely mention a lock are not retried.
-    """
-    lowered = message.lower()
-    return any(sign in lowered for sign in LOCK_SIGNS)
-
-
-def my_records(session: Session, ticket: str) -> list[Ownership]:
-    """Records that may prove a claim on `ticket` is ours, the likeliest first.
-
-    This agent's settled records, the ones this process itself made or
-    adopted first; and the copy a claim worktree carries (it was made for
-    whoever works in that worktree, whose default name differs from the
-    claimer's). Another agent's record in the same git dir proves nothing.
-    """
-    settings = session.settings
-    store = session.store
-    records = [r for r in store.records(ticket, ref=settings.claim_ref(ticket),
-                                        remote_url=session.remote_url)
-               if not r.pending and (r.agent == settings.agent or r.worktree_copy)]
-    return sorted(records, key=lambda r: (not store.held_here(r), r.agent != settings.agent))
-
-
-def find_mine(session: Session, ticket: str, oid: str | None = None) -> Ownership | None:
-    """Our record for `ticket`: the one whose tag is `oid` when given, else the likeliest."""
-    records = my_records(session, ticket)
-    if oid is not None:
-        for record in records:
-            if record.tag == oid:
-                return record
-    return records[0] if records else None
 
 
 def claim(session: Session, ticket: str, *, no_gate: bool = False,

@@ -426,8 +426,8 @@ def _renew_before_start(session: Session, claimed: Claimed, interval: float) -> 
     says the claim is lost (RefusedError, exit 1) before anything runs.
     """
     from ..clock import now
+    from ..holders import find_mine
     from ..liveness import heartbeat
-    from ..lock import find_mine
 
     mine = find_mine(session, claimed.ticket, claimed.tag)
     if mine is None:
