@@ -21,7 +21,7 @@ def open_label_tracker(session: Session) -> Tracker | None:
     name = session.settings.tracker
     if not name:
         return None
-    from .tracker.base import open_tracker
+    from .tracker.sources import open_tracker
 
     return open_tracker(name, cwd=session.location.worktree,
                         timeout=session.settings.tracker_timeout)

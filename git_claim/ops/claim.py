@@ -144,7 +144,7 @@ def claim_ids(session: Session, request: TakeRequest) -> Claimed:
 
 def read_backlog(session: Session, stdin: TextIO | None) -> tuple[Ticket, ...]:
     """The backlog named by claim.source (or --from): UsageError when there is none."""
-    from ..tracker.base import open_tracker
+    from ..tracker.sources import open_tracker
 
     source = session.settings.source
     if not source:

@@ -11,18 +11,17 @@ tool hold megabytes per ticket. This package never prints.
 
 Every Tracker method raises only TrackerError (a bad label name or ticket id
 included), so a caller's `except TrackerError` covers every way a mirror can
-fail and a claim that was won is never reported as failed. Only `open_tracker`
-raises a usage error, for a backlog file that cannot be read.
+fail and a claim that was won is never reported as failed. Only opening a
+source (`sources.open_tracker`) raises a usage error, for a backlog file that
+cannot be read.
 """
 
 from __future__ import annotations
 
-import sys
 from abc import ABC, abstractmethod
 from collections.abc import Iterable
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any, TextIO
+from typing import Any
 
 from ..errors import ClaimError, ExitCode, UsageError
 from ..safetext import quoted
@@ -131,27 +130,6 @@ def bound_labels(names: Iterable[Any]) -> tuple[str, ...]:
         if isinstance(name, str) and name:
             out.append(name[:MAX_LABEL_NAME])
     return tuple(out)
-
-
-def open_tracker(source: str, *, stdin: TextIO | None = None, cwd: Path | None = None,
-                 timeout: float = 20.0) -> Tracker:
-    """`gh` for GitHub through the gh CLI, `-` for a backlog on stdin, else a file.
-
-    A file that happens to be called `gh` is reached as `./gh`.
-    """
-    from .filesource import FileTracker
-    from .gh import GhTracker
-
-    if source == "gh":
-        return GhTracker(cwd=cwd, timeout=timeout)
-    if source == "-":
-        return FileTracker.from_stream(stdin if stdin is not None else sys.stdin, name="stdin")
-    if not source:
-        raise BacklogSourceError("the backlog source is empty: give `gh`, `-` or a file")
-    path = Path(source)
-    if cwd is not None and not path.is_absolute():
-        path = cwd / path
-    return FileTracker.from_path(path, shown=source)
 
 
 def missing_source(shown: str, why: str) -> BacklogSourceError:
