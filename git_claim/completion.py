@@ -13,10 +13,10 @@ candidate per line, already filtered by that word:
 
 What the commands are, their options and which options take a value come
 from a Table that the CLI builds from its click commands at TAB time
-(git_claim.cli.completion_cmd.command_table): there is no second,
-hand-written copy of the command line to drift. This module adds only what
-click cannot say: suggested values for free-form options, and which
-commands take which kind of ticket.
+(git_claim.cli.tab.command_table): there is no second, hand-written copy of
+the command line to drift. This module adds only what click cannot say:
+suggested values for free-form options, and which commands take which kind
+of ticket.
 
 Tickets: the ones a command may take of ours (release, heartbeat, verify,
 log) are our live claims, checked against the remote by git_claim.live_claims

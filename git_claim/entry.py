@@ -1,9 +1,9 @@
 """Console entry points: git-claim, git-release, git-reap.
 
 `git-claim --complete …` (every TAB) goes to the completion before the
-commands run: it builds its table from the click commands (see
-git_claim/cli/completion_cmd.py). Everything else is click. Both stay fast
-because nothing heavy is imported before a command needs it: the cli
+commands run (git_claim/cli/tab.py): it builds its table from the click
+commands. Everything else is click, through git_claim/cli/app.py. Both stay
+fast because nothing heavy is imported before a command needs it: the cli
 modules import click and our light modules only, and import the protocol,
 pygit2 and the network inside the commands (a test checks that `-h`
 imports no pygit2).
@@ -19,23 +19,23 @@ HOOK = "--complete"  # argv[1] of git-claim; an old git-claim rejects it as an u
 def claim() -> None:
     """git-claim."""
     if sys.argv[1:2] == [HOOK]:
-        from .cli.completion_cmd import answer
+        from .cli.tab import answer
 
         raise SystemExit(answer(sys.argv[2:]))
-    from .cli.claim_cmd import main
+    from .cli.app import claim_main
 
-    main()
+    claim_main()
 
 
 def release() -> None:
     """git-release."""
-    from .cli.release_cmd import main
+    from .cli.app import release_main
 
-    main()
+    release_main()
 
 
 def reap() -> None:
     """git-reap."""
-    from .cli.reap_cmd import main
+    from .cli.app import reap_main
 
-    main()
+    reap_main()

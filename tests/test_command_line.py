@@ -152,17 +152,11 @@ def test_a_ticket_named_like_a_command_is_claimed_explicitly(make_world):
 
 
 def subcommands() -> dict[str, click.Command]:
-    from git_claim.cli import (  # noqa: F401  (they register their commands)
-        board_cmd,
-        compact_cmd,
-        completion_cmd,
-        guard_cmd,
-        liveness_cmd,
-        run_cmd,
-    )
-    from git_claim.cli.claim_cmd import claim_group
+    from git_claim.cli.app import programs
 
-    return dict(claim_group.commands)
+    group = programs()["git-claim"]
+    assert isinstance(group, click.Group)
+    return dict(group.commands)
 
 
 def slips(name: str) -> set[str]:

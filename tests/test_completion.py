@@ -454,7 +454,7 @@ def test_a_completion_request_imports_no_pygit2(scene: Scene) -> None:
 
 def test_candidates_outside_a_repository_and_from_broken_files(
         scene: Scene, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from git_claim.cli.completion_cmd import command_table
+    from git_claim.cli.tab import command_table
     from git_claim.completion import complete
 
     table = command_table()
@@ -478,8 +478,8 @@ def test_the_table_is_read_from_the_click_commands(monkeypatch: pytest.MonkeyPat
     import click
 
     from git_claim.cli.claim_cmd import claim_group
-    from git_claim.cli.completion_cmd import command_table
     from git_claim.cli.reap_cmd import reap_command
+    from git_claim.cli.tab import command_table
     from git_claim.completion import complete
 
     frob = click.Command("frobnicate", params=[
@@ -499,7 +499,7 @@ def test_the_table_is_read_from_the_click_commands(monkeypatch: pytest.MonkeyPat
 def test_what_the_table_adds_names_commands_and_options_that_exist() -> None:
     """The only words completion keeps beside click: which commands take our tickets,
     and suggested values of free-form options. Each must name something click has."""
-    from git_claim.cli.completion_cmd import command_table
+    from git_claim.cli.tab import command_table
     from git_claim.completion import TICKET_KINDS, VALUE_HINTS
 
     table = command_table()

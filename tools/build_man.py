@@ -25,7 +25,7 @@ pages document the command line and its surroundings:
   option name of every command appears in that command's page; the click
   commands are walked after importing every module of git_claim.cli, so
   commands registered from any module are included. Which click command a
-  script runs is what the CLI says (git_claim.cli.completion_cmd.programs);
+  script runs is what the CLI says (git_claim.cli.app.programs);
 - every `claim.*` config key and environment variable the package reads
   appears in git-claim.1, and every ExitCode value in its EXIT STATUS;
 - every page is installed by `[options.data_files]` in setup.cfg.
@@ -302,11 +302,11 @@ def root_commands() -> tuple[dict[str, object], list[str]]:
     """{script: its click command} and problems finding them.
 
     The CLI says which click command each program runs
-    (git_claim.cli.completion_cmd.programs, which completion walks too); every
+    (git_claim.cli.app.programs, which completion walks too); every
     console script of setup.cfg must be one of them.
     """
     load_cli()
-    from git_claim.cli.completion_cmd import programs
+    from git_claim.cli.app import programs
 
     known = programs()
     roots: dict[str, object] = {}
@@ -316,7 +316,7 @@ def root_commands() -> tuple[dict[str, object], list[str]]:
             roots[name] = known[name]
         else:
             problems.append(f"{name}: the CLI names no click command for it ({target};"
-                            " see git_claim.cli.completion_cmd.programs)")
+                            " see git_claim.cli.app.programs)")
     return roots, problems
 
 

@@ -13,7 +13,7 @@ from .common import (
     remote_options,
     session_from,
 )
-from .group import DEFAULT_COMMAND, ClaimGroup, run_group
+from .group import DEFAULT_COMMAND, ClaimGroup
 from .output import emit_claimed, reporting
 
 
@@ -74,17 +74,3 @@ def take_command(tickets: tuple[str, ...], pick_next: bool, source: str | None,
         finally:
             line.finish()
         emit_claimed(claimed, as_json=as_json)
-
-
-def main() -> None:
-    # imported for their effect: they register their commands on the group
-    from . import (  # noqa: F401
-        board_cmd,
-        compact_cmd,
-        completion_cmd,
-        guard_cmd,
-        liveness_cmd,
-        run_cmd,
-    )
-
-    run_group(claim_group)

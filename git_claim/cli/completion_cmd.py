@@ -1,5 +1,4 @@
-"""`git claim completion`: the shell completion scripts, their installation, and the table
-of commands that completion walks.
+"""`git claim completion`: the shell completion scripts and their installation.
 
 The scripts are generated here, from one text per shell. `git claim completion
 install` writes them where the user's shell looks (git_claim/completion_install.py);
@@ -7,8 +6,8 @@ completions/ holds the same files for a system-wide install (setup.cfg
 [options.data_files]; a test checks that they are up to date: regenerate them with
 `python -c 'from git_claim.cli.completion_cmd import write_files; write_files("completions")'`).
 Every script asks `git-claim --complete COMMAND WORD...` for its candidates, which
-walks the table that command_table() reads from the click commands themselves
-(see git_claim/completion.py), so the shells only pass words and show answers.
+cli/tab.py answers from the table of the click commands themselves (see
+git_claim/completion.py), so the shells only pass words and show answers.
 """
 
 from __future__ import annotations
@@ -22,10 +21,8 @@ from .claim_cmd import claim_group
 from .common import CONTEXT_SETTINGS, json_option
 from .output import emit_json, reporting
 
-if TYPE_CHECKING:  # pathlib and the table's types are needed by some calls only
+if TYPE_CHECKING:  # pathlib is needed by one call only
     from pathlib import Path
-
-    from ..completion import Table
 
 SHELLS = ("bash", "zsh", "fish")
 COMMANDS = ("claim", "release", "reap")
@@ -340,79 +337,6 @@ def write_files(root: str | Path) -> None:
         path = Path(root) / relative
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(text)
-
-
-# -- the table of commands, read from click -----------------------------------------------
-
-def programs() -> dict[str, click.Command]:
-    """The click command each program runs, with every subcommand registered."""
-    import importlib
-    import pkgutil
-
-    from . import __path__ as cli_path
-    from .reap_cmd import reap_command
-    from .release_cmd import release_command
-
-    for module in pkgutil.iter_modules(cli_path):  # each *_cmd module registers its commands
-        if module.name.endswith("_cmd"):
-            importlib.import_module(f"{__package__}.{module.name}")
-    return {"git-claim": claim_group, "git-release": release_command, "git-reap": reap_command}
-
-
-def command_table() -> Table:
-    """Every command path of the three programs, as git_claim.completion walks them."""
-    table: Table = {}
-    for program, command in programs().items():
-        _add(table, program.removeprefix("git-"), command)
-    return table
-
-
-def _add(table: Table, path: str, command: click.Command) -> None:
-    from ..completion import Command
-    from .group import DEFAULT_COMMAND, ClaimGroup
-
-    context = click.Context(command, info_name=path.rsplit(" ", 1)[-1],
-                            **command.context_settings)
-    params = command.get_params(context)  # includes -h/--help
-    options = [p for p in params if isinstance(p, click.Option) and not p.hidden]
-    arguments = [p for p in params if isinstance(p, click.Argument)]
-
-    def names(option: click.Option) -> list[str]:
-        return [*option.opts, *option.secondary_opts]
-
-    takes = [o for o in options if not o.is_flag and not o.count]
-    optional = {n for o in takes if getattr(o, "_flag_needs_value", False) for n in names(o)}
-    choices = {n: tuple(str(c) for c in o.type.choices) for o in options
-               if isinstance(o.type, click.Choice) for n in names(o)}
-    argument_choices = next((tuple(str(c) for c in a.type.choices) for a in arguments
-                             if isinstance(a.type, click.Choice)), None)
-    subcommands: tuple[str, ...] = ()
-    if isinstance(command, click.Group):
-        subcommands = tuple(name for name, sub in command.commands.items() if not sub.hidden)
-    table[path] = Command(
-        value_options=tuple(n for o in takes for n in names(o)),
-        flags=tuple(n for o in options if o.is_flag or o.count for n in names(o)),
-        repeatable=frozenset(n for o in options if o.multiple for n in names(o)),
-        optional=frozenset(optional),
-        choices=choices,
-        arguments=argument_choices,
-        most=None if any(a.nargs < 0 for a in arguments) else sum(a.nargs for a in arguments),
-        subcommands=subcommands,
-        default=f"{path} {DEFAULT_COMMAND}" if isinstance(command, ClaimGroup) else None)
-    if isinstance(command, click.Group):
-        for name in subcommands:
-            _add(table, f"{path} {name}", command.commands[name])
-
-
-def answer(args: list[str]) -> int:
-    """`git-claim --complete COMMAND WORD...` (see git_claim/completion.py)."""
-    from ..completion import main
-
-    try:
-        table = command_table()
-    except Exception:  # a completion never prints a traceback into the command line
-        return 0
-    return main(args, table)
 
 
 # -- the commands ---------------------------------------------------------------------------

@@ -1,7 +1,8 @@
 """How `git claim` reads its command line: which word is a subcommand, which a ticket.
 
-Every command module registers on the group in claim_cmd; this module only
-decides how argv is split between them, and runs a group with our exit codes.
+Every command module registers on the group in claim_cmd (cli/app.py imports
+them all); this module only decides how argv is split between them, and runs
+a group with our exit codes.
 """
 
 from __future__ import annotations

@@ -5,7 +5,6 @@ from __future__ import annotations
 import click
 
 from .common import CONTEXT_SETTINGS, json_option, parse_tickets, remote_options, session_from
-from .group import run_group
 from .output import emit_reaped, reporting
 
 
@@ -49,7 +48,3 @@ def reap_command(ttl: str | None, max_skew: str | None, dry_run: bool, tickets: 
         finally:
             status.finish()
         emit_reaped(result, as_json=as_json)
-
-
-def main() -> None:
-    run_group(reap_command, prog="git reap")

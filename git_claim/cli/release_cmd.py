@@ -5,7 +5,6 @@ from __future__ import annotations
 import click
 
 from .common import CONTEXT_SETTINGS, json_option, parse_tickets, remote_options, session_from
-from .group import run_group
 from .output import emit_released, reporting
 
 
@@ -34,7 +33,3 @@ def release_command(ticket: str, done: bool, blocked: bool, reason: str, force: 
         request = ReleaseRequest.from_flags(ticket_id, done=done, blocked=blocked,
                                             reason=reason, force=force)
         emit_released(release(session_from(remote, agent), request), as_json=as_json)
-
-
-def main() -> None:
-    run_group(release_command, prog="git release")
