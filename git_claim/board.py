@@ -15,10 +15,10 @@ from typing import Any
 from .claims import ClaimView, read_claims
 from .clock import iso, now
 from .liveness import reaper_memory, staleness
-from .ops.results import ClaimState
 from .reaper_memory import ReaperMemory
 from .record import EVENT_HEARTBEAT, OUTCOME_STATES, STATE_HELD
 from .session import Session
+from .states import ClaimState
 
 STATE_ORDER = {ClaimState.LIVE: 0, ClaimState.STALE: 1, ClaimState.BLOCKED: 3,
                ClaimState.DONE: 4, ClaimState.UNKNOWN: 5}

@@ -12,9 +12,9 @@ from typing import Any
 
 from .claims import read_claim
 from .clock import iso
-from .ops.results import Event
 from .record import STATE_HELD, parse_claim, parse_liveness
 from .session import Session
+from .states import Event
 
 
 @dataclass(frozen=True)

@@ -1,52 +1,14 @@
-"""Enums shared by the operations' results: states and outcomes are named once.
+"""The names the operations' results share: states, outcomes, events, exit codes.
 
 Results themselves are frozen dataclasses in the module of the operation that
-returns them; what several operations (and the renderer) share lives here.
+returns them; what several operations (and the renderer) share is named here.
+The enums are defined below the ops layer (git_claim/states.py, errors.py),
+since the protocol modules that build the board and the log use them too.
 """
 
 from __future__ import annotations
 
-from enum import Enum
-
 from ..errors import ExitCode
+from ..states import ClaimState, Event, Outcome
 
-__all__ = ["ClaimState", "ExitCode", "Outcome"]
-
-
-class ClaimState(str, Enum):
-    """What a ticket's newest claim is, as the board and the reaper see it."""
-
-    FREE = "free"  # no claim in force
-    LIVE = "live"  # in force, heartbeat within the TTL
-    STALE = "stale"  # in force, no heartbeat for longer than the TTL: reapable
-    DONE = "done"
-    BLOCKED = "blocked"
-    UNKNOWN = "unknown"  # in force but unreadable: never reaped by guesswork
-
-
-class Outcome(str, Enum):
-    """How a claim was ended by its holder (recorded in the release note)."""
-
-    FREE = "free"
-    DONE = "done"
-    BLOCKED = "blocked"
-
-
-class Event(str, Enum):
-    """One change in a ticket's history (`git claim log`): every state change has one."""
-
-    CLAIMED = "claimed"
-    HEARTBEAT = "heartbeat"
-    RELEASED = "released"  # as free, done or blocked: see the event's outcome
-    REAPED = "reaped"
-    REOPENED = "reopened"
-    DONE = "done"  # an outcome tag written by an older version
-    BLOCKED = "blocked"
-    UNKNOWN = "unknown"  # a note or a tag this version cannot read
-
-    @classmethod
-    def of(cls, name: str) -> Event:
-        try:
-            return cls(name)
-        except ValueError:
-            return cls.UNKNOWN
+__all__ = ["ClaimState", "Event", "ExitCode", "Outcome"]
