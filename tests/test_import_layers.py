@@ -2,9 +2,10 @@
 
 No import circles: a module never imports one that imports it back, counting
 the imports inside functions (a lazy import is still a dependency, only a
-later one). And cli/app.py imports every command module, since the commands
-register themselves on import: a module it missed would be a command that
-`git claim` never runs and completion never offers.
+later one). Each layer imports only the layers below it. And cli/app.py
+imports every command module, since the commands register themselves on
+import: a module it missed would be a command that `git claim` never runs and
+completion never offers.
 """
 
 from __future__ import annotations
@@ -105,6 +106,28 @@ def test_no_module_imports_one_that_imports_it_back() -> None:
 def test_the_circle_finder_finds_a_circle() -> None:
     assert _circles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
     assert _circles({"a": {"b"}, "b": set()}) == []
+
+
+# entry.py, cli/, ops/, the protocol and loop, gateway/: from the top; errors.py and
+# safetext.py import nothing of ours and serve every layer
+SHARED = {"git_claim.errors", "git_claim.safetext"}
+
+
+def _layer(name: str) -> int:
+    if name == "git_claim.entry":
+        return 4
+    for prefix, layer in (("git_claim.cli", 3), ("git_claim.ops", 2), ("git_claim.gateway", 0)):
+        if name == prefix or name.startswith(prefix + "."):
+            return layer
+    return 1
+
+
+def test_each_layer_imports_only_the_layers_below() -> None:
+    graph = _graph()
+    upward = [f"{name} imports {target}" for name, targets in sorted(graph.items())
+              for target in sorted(targets - SHARED) if _layer(target) > _layer(name)]
+    assert upward == []
+    assert all(graph[name] == set() for name in SHARED)
 
 
 def test_app_imports_every_command_module() -> None:
