@@ -3,11 +3,12 @@
 Each shell completes every line of ROWS as on a TAB: bash through
 bash-completion and git's completion (the completion function called with
 COMP_WORDS as readline splits the line), zsh through compsys in a zpty (a
-widget records what compadd receives), fish through `complete -C`. Each runs
-twice: with completions/ installed where setup.cfg installs it, and with the
-script of `git claim completion SHELL` set up by hand. The candidates come
-from the installed git-claim, in a repository with claims of ours and a
-backlog cache. A shell that is not installed is skipped.
+widget records what compadd receives), fish through `complete -C`: the
+harness of shells.py. Each runs twice: with completions/ installed where
+setup.cfg installs it, and with the script of `git claim completion SHELL` set
+up by hand. The candidates come from the installed git-claim, in a repository
+with claims of ours and a backlog cache. A shell that is not installed is
+skipped.
 """
 
 from __future__ import annotations
@@ -15,7 +16,6 @@ from __future__ import annotations
 import configparser
 import json
 import os
-import re
 import shlex
 import shutil
 import subprocess
@@ -28,9 +28,9 @@ from typing import NamedTuple
 import pytest
 
 from agents import base_env
+from shells import BASH_COMPLETION, available, bash_tab, fish_quote, fish_tab, zsh_tab
 
 ROOT = Path(__file__).resolve().parent.parent
-BASH_COMPLETION = Path("/usr/share/bash-completion/bash_completion")
 HELD = {"640", "PROJ-7"}  # live claims of ours; 641 is pending (not won yet), 650 was
 # reaped and 660 released: each has (or had) a record of ours, none is held by us
 BACKLOG = {"700", "701"}  # the backlog cache also lists 640, which we hold
@@ -222,120 +222,25 @@ def _rows(setup: str) -> list[Row]:
     return [row for row in ROWS if setup == "installed" or row.line in MANUAL_ROWS]
 
 
-def _bash_words(line: str) -> tuple[list[str], str]:
-    """COMP_WORDS as readline splits the line ('=' and ':' of COMP_WORDBREAKS make
-    words of their own), and the current word as bash passes it ($2)."""
-    words: list[str] = []
-    for token in line.split():
-        words += re.findall(r"[=:]+|[^=:]+", token)
-    if line.endswith(" "):
-        words.append("")
-    current = words[-1]
-    return words, "" if current and set(current) <= set("=:") else current
-
-
 def _run_bash(scene: Scene, setup: str) -> list[list[str]]:
-    lines = [f"source {shlex.quote(str(BASH_COMPLETION))}"]
-    if setup == "manual":
-        lines.append(f"source {shlex.quote(str(_manual_script(scene, 'bash')))}")
-    lines.append(r"""
-__t() {  # LINE CUR CWORD WORD...: what bash does on TAB, after readline split the line
-    local line=$1 arg2=$2 cword=$3 spec func
-    shift 3
-    COMP_WORDS=("$@") COMP_CWORD=$cword COMP_LINE=$line COMP_POINT=${#line}
-    spec=$(complete -p -- "$1" 2>/dev/null) ||
-        { _completion_loader "$1"; spec=$(complete -p -- "$1" 2>/dev/null); }
-    func=${spec##*-F }
-    func=${func%% *}
-    COMPREPLY=()
-    "$func" "$1" "$arg2" "${COMP_WORDS[cword-1]}"
-    printf '@@ROW\n'
-    printf '%s\n' "${COMPREPLY[@]}"
-}""")
-    lines.append(f"cd {shlex.quote(str(scene.repo))}")
-    for row in _rows(setup):
-        words, current = _bash_words(row.line)
-        lines.append(" ".join(["__t", shlex.quote(row.line), shlex.quote(current),
-                               str(len(words) - 1), *map(shlex.quote, words)]))
-    script = scene.root / f"drive-{setup}.bash"
-    script.write_text("\n".join(lines) + "\n")
-    done = subprocess.run(["bash", "--norc", "--noprofile", str(script)],
-                          env=_shell_env(scene, setup),
-                          capture_output=True, text=True, timeout=120)
-    chunks = done.stdout.split("@@ROW\n")[1:]
-    assert len(chunks) == len(_rows(setup)), done.stdout + done.stderr
-    results = []
-    for row, chunk in zip(_rows(setup), chunks, strict=True):
-        # readline replaces the text after the last word break: complete the whole word
-        last = row.line.split(" ")[-1]
-        kept = re.match(r".*[=:]", last)
-        results.append([(kept.group(0) if kept else "") + item.rstrip()
-                        for item in chunk.splitlines() if item.strip()])
-    return results
-
-
-ZSH_INIT = r"""
-PS1='' PROMPT='' RPROMPT=''
-@FPATH@
-autoload -Uz compinit && compinit -u -d @DUMP@
-@MANUAL@
-# Record every candidate compadd is given and that matches the word, then add it.
-compadd() {
-  if [[ ${@[1,(i)(-|--)]} == *-(O|A|D)\ * ]]; then builtin compadd "$@"; return; fi
-  local -a __hits
-  local __hit
-  builtin compadd -O __hits "$@"
-  for __hit in $__hits; do print -r -- "@@<$__hit>@@"; done
-  builtin compadd "$@"
-}
-__capture() {
-  print -r -- "@@BEGIN@@"
-  zle complete-word
-  print -r -- "@@END@@"
-  zle kill-whole-line
-}
-zle -N __capture
-bindkey '^I' __capture
-cd @REPO@
-print -r -- "@@READY@@"
-"""
-
-ZSH_DRIVER = r"""
-zmodload zsh/zpty
-zpty shell zsh -f -i
-zpty -w shell "source @INIT@"
-zpty -r shell out '*@@READY@@*'
-for line in "$@"; do
-  zpty -w -n shell "$line"$'\t'
-  zpty -r shell out '*@@END@@*'
-  print -r -- "@@ROW@@"
-  print -r -- "$out"
-done
-zpty -d shell
-"""
+    preamble = ([f"source {shlex.quote(str(_manual_script(scene, 'bash')))}"]
+                if setup == "manual" else [])
+    return bash_tab([row.line for row in _rows(setup)], env=_shell_env(scene, setup),
+                    cwd=scene.repo, preamble=preamble)
 
 
 def _run_zsh(scene: Scene, setup: str) -> list[list[str]]:
+    """Installed: the site-functions folder on fpath. Manual: the printed script,
+    sourced after compinit as the script's own header says."""
     site = scene.prefix / "share" / "zsh" / "site-functions"
-    init = scene.root / f"init-{setup}.zsh"
-    manual = _manual_script(scene, "zsh") if setup == "manual" else None
-    init.write_text(ZSH_INIT
-                    .replace("@FPATH@",
-                             f"fpath=({shlex.quote(str(site))} $fpath)" if not manual else "")
-                    .replace("@DUMP@", shlex.quote(str(scene.root / f"zcompdump-{setup}")))
-                    .replace("@MANUAL@", f"source {shlex.quote(str(manual))}" if manual else "")
-                    .replace("@REPO@", shlex.quote(str(scene.repo))))
-    driver = scene.root / f"drive-{setup}.zsh"
-    driver.write_text(ZSH_DRIVER.replace("@INIT@", shlex.quote(str(init))))
-    done = subprocess.run(["zsh", "-f", str(driver), *(row.line for row in _rows(setup))],
-                          env=_shell_env(scene, setup), capture_output=True, text=True, timeout=120)
-    chunks = done.stdout.split("@@ROW@@")[1:]
-    assert len(chunks) == len(_rows(setup)), done.stdout + done.stderr
-    return [re.findall(r"@@<(.*?)>@@", chunk) for chunk in chunks]
-
-
-def _fish_quote(text: str) -> str:
-    return "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
+    dump = shlex.quote(str(scene.root / f"zcompdump-{setup}"))
+    init_lines = [f"autoload -Uz compinit && compinit -u -d {dump}"]
+    if setup == "installed":
+        init_lines.insert(0, f"fpath=({shlex.quote(str(site))} $fpath)")
+    else:
+        init_lines.append(f"source {shlex.quote(str(_manual_script(scene, 'zsh')))}")
+    return zsh_tab([row.line for row in _rows(setup)], env=_shell_env(scene, setup),
+                   cwd=scene.repo, init_lines=init_lines)
 
 
 def _run_fish(scene: Scene, setup: str) -> list[list[str]]:
@@ -344,29 +249,16 @@ def _run_fish(scene: Scene, setup: str) -> list[list[str]]:
         conf = Path(env["XDG_CONFIG_HOME"]) / "fish" / "conf.d" / "git-claim.fish"
         conf.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(_manual_script(scene, "fish"), conf)
-    commands = [f"cd {_fish_quote(str(scene.repo))}"]
-    for row in _rows(setup):
-        commands += ["echo @@ROW", f"complete -C {_fish_quote(row.line)}"]
-    done = subprocess.run(["fish", "-c", "\n".join(commands)], env=env, capture_output=True,
-                          text=True, timeout=120)
-    chunks = done.stdout.split("@@ROW\n")[1:]
-    assert len(chunks) == len(_rows(setup)), done.stdout + done.stderr
-    return [[item.split("\t", 1)[0] for item in chunk.splitlines() if item] for chunk in chunks]
+    return fish_tab([row.line for row in _rows(setup)], env=env, cwd=scene.repo)
 
 
 DRIVERS = {"bash": _run_bash, "zsh": _run_zsh, "fish": _run_fish}
 
 
-def _available(shell: str) -> bool:
-    if shutil.which(shell) is None:
-        return False
-    return shell != "bash" or BASH_COMPLETION.is_file()
-
-
 @pytest.fixture(scope="module")
 def completions(scene: Scene) -> dict[tuple[str, str], dict[str, list[str]]]:
     """Every (shell, setup) run once, side by side: {(shell, setup): {line: candidates}}."""
-    runs = [(shell, setup) for shell in DRIVERS if _available(shell) for setup in SETUPS]
+    runs = [(shell, setup) for shell in DRIVERS if available(shell) for setup in SETUPS]
     with ThreadPoolExecutor(max_workers=3) as pool:
         futures = {run: pool.submit(DRIVERS[run[0]], scene, run[1]) for run in runs}
         return {run: dict(zip((row.line for row in _rows(run[1])), future.result(), strict=True))
@@ -377,7 +269,7 @@ def completions(scene: Scene) -> dict[tuple[str, str], dict[str, list[str]]]:
     pytest.param(shell, setup, row, id=f"{shell}-{setup}-{row.line}")
     for shell in DRIVERS for setup in SETUPS for row in _rows(setup)])
 def test_completion(completions, shell: str, setup: str, row: Row) -> None:
-    if not _available(shell):
+    if not available(shell):
         pytest.skip(f"{shell} is not installed")
     got = set(completions[shell, setup][row.line])
     if row.exact:
@@ -389,7 +281,7 @@ def test_completion(completions, shell: str, setup: str, row: Row) -> None:
 
 # -- bash as typed: readline itself, in tmux ----------------------------------------------
 
-@pytest.mark.skipif(shutil.which("tmux") is None or not _available("bash"),
+@pytest.mark.skipif(shutil.which("tmux") is None or not available("bash"),
                     reason="tmux or bash-completion is not installed")
 def test_bash_readline_edits_the_line(scene: Scene) -> None:
     """What TAB does to the line: insert a unique candidate (also after `=`), and
@@ -429,10 +321,10 @@ def test_bash_readline_edits_the_line(scene: Scene) -> None:
         subprocess.run([*tmux, "kill-server"], capture_output=True)
 
 
-@pytest.mark.skipif(not _available("fish"), reason="fish is not installed")
+@pytest.mark.skipif(not available("fish"), reason="fish is not installed")
 def test_fish_shows_backlog_titles_made_safe(scene: Scene) -> None:
     done = subprocess.run(["fish", "-c",
-                           f"cd {_fish_quote(str(scene.repo))}; complete -C 'git claim 70'"],
+                           f"cd {fish_quote(str(scene.repo))}; complete -C 'git claim 70'"],
                           env=_shell_env(scene, "installed"), capture_output=True, text=True,
                           timeout=60)
     assert done.stdout.splitlines() == ["700\tFix the login page", "701\tColour ?[31mred"]

@@ -7,7 +7,8 @@ defaults), so the venv's share/ is on no shell's path, which is why the
 install command exists. Then bash (with bash-completion, as Debian's
 ~/.bashrc loads it), zsh (with the ~/.zshrc line the command asks for) and
 fish complete `git claim ` and `git release ` in a repository with claims on a
-real remote: subcommands including take, and only our live claims.
+real remote: subcommands including take, and only our live claims. The TABs
+are those of shells.py, as in test_completion.py; only the setup differs.
 
 click and pygit2 come from the test's own environment through a .pth file,
 so that the fresh venv needs no download of them; the package itself is a
@@ -18,8 +19,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
-import shlex
 import shutil
 import signal
 import subprocess
@@ -32,13 +31,14 @@ from typing import NamedTuple
 import pytest
 
 from agents import base_env
+from shells import available, bash_tab, fish_tab, zsh_tab
 
 ROOT = Path(__file__).resolve().parent.parent
-BASH_COMPLETION = Path("/usr/share/bash-completion/bash_completion")
 SHIPPED = ("git_claim", "completions", "man", "setup.cfg", "pyproject.toml", "README.md")
 SUBCOMMANDS = {"take", "list", "reopen", "heartbeat", "verify", "log", "hook", "run", "gc",
                "compact", "guard", "completion"}
 LIVE = {"640"}  # 650 is reaped, 660 released: both ours once, neither may be offered
+TYPED = ["git claim ", "git claim t", "git release ", "git-release "]  # then TAB, in each shell
 
 
 class User(NamedTuple):
@@ -123,97 +123,30 @@ def _install(user: User, shell: str) -> str:
     return first
 
 
-# -- bash: bash-completion, loaded as Debian's ~/.bashrc does -----------------------------
-
-BASH_DRIVER = r"""
-source @BASH_COMPLETION@
-__t() {  # LINE CWORD WORD...: what bash does on TAB once readline has split the line
-    local line=$1 cword=$2 spec func
-    shift 2
-    COMP_WORDS=("$@") COMP_CWORD=$cword COMP_LINE=$line COMP_POINT=${#line}
-    spec=$(complete -p -- "$1" 2>/dev/null) ||
-        { _completion_loader "$1"; spec=$(complete -p -- "$1" 2>/dev/null); }
-    func=${spec##*-F }
-    func=${func%% *}
-    COMPREPLY=()
-    "$func" "$1" "${COMP_WORDS[cword]}" "${COMP_WORDS[cword-1]}"
-    printf '@@ROW\n'
-    printf '%s\n' "${COMPREPLY[@]}"
-}
-cd @REPO@
-"""
-
-
-def _bash(user: User, lines: list[str]) -> list[set[str]]:
-    script = BASH_DRIVER.replace("@BASH_COMPLETION@", shlex.quote(str(BASH_COMPLETION))) \
-        .replace("@REPO@", shlex.quote(str(user.repo)))
-    for line in lines:
-        words = line.split() + ([""] if line.endswith(" ") else [])
-        script += " ".join(["__t", shlex.quote(line), str(len(words) - 1),
-                            *map(shlex.quote, words)]) + "\n"
-    done = subprocess.run(["bash", "--norc", "--noprofile", "-c", script], env=user.env,
-                          capture_output=True, text=True, timeout=120)
-    chunks = done.stdout.split("@@ROW\n")[1:]
-    assert len(chunks) == len(lines), done.stdout + done.stderr
-    return [{item.strip() for item in chunk.splitlines() if item.strip()} for chunk in chunks]
-
-
-@pytest.mark.skipif(shutil.which("bash") is None or not BASH_COMPLETION.is_file(),
-                    reason="bash-completion is not installed")
-def test_bash_after_pip_install(user: User) -> None:
-    before = _bash(user, ["git claim "])[0]
-    assert "take" not in before  # the venv's share/ is on no path: this is what install fixes
-    said = _install(user, "bash")
-    target = user.home / ".local" / "share" / "bash-completion" / "completions"
-    for name in ("git-claim", "git-release", "git-reap"):
-        assert f"wrote {target / name}" in said, said
-    claim, claim_t, release, release_direct = _bash(
-        user, ["git claim ", "git claim t", "git release ", "git-release "])
+def _assert_offered(offered: list[list[str]]) -> None:
+    """What a user must see after TAB on each of TYPED, in any shell."""
+    claim, claim_t, release, release_direct = (set(candidates) for candidates in offered)
     assert claim >= SUBCOMMANDS, claim
     assert claim_t == {"take"}
     assert release == LIVE and release_direct == LIVE
 
 
+# -- bash: bash-completion, loaded as Debian's ~/.bashrc does -----------------------------
+
+@pytest.mark.skipif(not available("bash"), reason="bash-completion is not installed")
+def test_bash_after_pip_install(user: User) -> None:
+    before = set(bash_tab(["git claim "], env=user.env, cwd=user.repo)[0])
+    assert "take" not in before  # the venv's share/ is on no path: this is what install fixes
+    said = _install(user, "bash")
+    target = user.home / ".local" / "share" / "bash-completion" / "completions"
+    for name in ("git-claim", "git-release", "git-reap"):
+        assert f"wrote {target / name}" in said, said
+    _assert_offered(bash_tab(TYPED, env=user.env, cwd=user.repo))
+
+
 # -- zsh: compsys, with the line the install asks for in ~/.zshrc -------------------------
 
-ZSH_CAPTURE = r"""
-PS1='' PROMPT='' RPROMPT=''
-compadd() {
-  if [[ ${@[1,(i)(-|--)]} == *-(O|A|D)\ * ]]; then builtin compadd "$@"; return; fi
-  local -a __hits
-  local __hit
-  builtin compadd -O __hits "$@"
-  for __hit in $__hits; do print -r -- "@@<$__hit>@@"; done
-  builtin compadd "$@"
-}
-__capture() {
-  print -r -- "@@BEGIN@@"
-  zle complete-word
-  print -r -- "@@END@@"
-  zle kill-whole-line
-}
-zle -N __capture
-bindkey '^I' __capture
-cd @REPO@
-print -r -- "@@READY@@"
-"""
-
-ZSH_DRIVER = r"""
-zmodload zsh/zpty
-zpty shell zsh -i
-zpty -w shell "source @CAPTURE@"
-zpty -r shell out '*@@READY@@*'
-for line in "$@"; do
-  zpty -w -n shell "$line"$'\t'
-  zpty -r shell out '*@@END@@*'
-  print -r -- "@@ROW@@"
-  print -r -- "$out"
-done
-zpty -d shell
-"""
-
-
-@pytest.mark.skipif(shutil.which("zsh") is None, reason="zsh is not installed")
+@pytest.mark.skipif(not available("zsh"), reason="zsh is not installed")
 def test_zsh_after_pip_install(user: User) -> None:
     said = _install(user, "zsh")
     assert f"wrote {user.home / '.zfunc' / '_git-claim'}" in said, said
@@ -221,42 +154,16 @@ def test_zsh_after_pip_install(user: User) -> None:
     (user.home / ".zshrc").write_text("fpath=(~/.zfunc $fpath)\nautoload -Uz compinit\n"
                                       "compinit -u\n")
     assert "fpath" not in _install(user, "zsh").replace("up to date", "")
-    capture = user.root / "capture.zsh"
-    capture.write_text(ZSH_CAPTURE.replace("@REPO@", shlex.quote(str(user.repo))))
-    driver = user.root / "drive.zsh"
-    driver.write_text(ZSH_DRIVER.replace("@CAPTURE@", shlex.quote(str(capture))))
-    lines = ["git claim ", "git claim t", "git release ", "git-release "]
-    done = subprocess.run(["zsh", "-f", str(driver), *lines], env=user.env, capture_output=True,
-                          text=True, timeout=120)
-    chunks = done.stdout.split("@@ROW@@")[1:]
-    assert len(chunks) == len(lines), done.stdout + done.stderr
-    claim, claim_t, release, release_direct = (set(re.findall(r"@@<(.*?)>@@", chunk))
-                                               for chunk in chunks)
-    assert claim >= SUBCOMMANDS, claim
-    assert claim_t == {"take"}
-    assert release == LIVE and release_direct == LIVE
+    _assert_offered(zsh_tab(TYPED, env=user.env, cwd=user.repo, interactive_rc=True))
 
 
 # -- fish ----------------------------------------------------------------------------------
 
-@pytest.mark.skipif(shutil.which("fish") is None, reason="fish is not installed")
+@pytest.mark.skipif(not available("fish"), reason="fish is not installed")
 def test_fish_after_pip_install(user: User) -> None:
     said = _install(user, "fish")
     assert f"wrote {user.home / '.config' / 'fish' / 'completions' / 'git-claim.fish'}" in said
-    commands = [f"cd {shlex.quote(str(user.repo))}"]
-    lines = ["git claim ", "git claim t", "git release ", "git-release "]
-    for line in lines:
-        commands += ["echo @@ROW", f"complete -C {shlex.quote(line)}"]
-    done = subprocess.run(["fish", "-c", "\n".join(commands)], env=user.env, capture_output=True,
-                          text=True, timeout=120)
-    chunks = done.stdout.split("@@ROW\n")[1:]
-    assert len(chunks) == len(lines), done.stdout + done.stderr
-    claim, claim_t, release, release_direct = ({item.split("\t", 1)[0]
-                                                for item in chunk.splitlines() if item}
-                                               for chunk in chunks)
-    assert claim >= SUBCOMMANDS, claim
-    assert claim_t == {"take"}
-    assert release == LIVE and release_direct == LIVE
+    _assert_offered(fish_tab(TYPED, env=user.env, cwd=user.repo))
 
 
 # -- the install command itself -------------------------------------------------------------
