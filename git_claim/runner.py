@@ -34,7 +34,7 @@ from .liveness import heartbeat
 from .ownership import Ownership
 from .session import Session
 from .testpoints import pause
-from .watchdog import LeaseRanOut, Watchdog, process_tree
+from .watchdog import LeaseRanOut, StartCancelled, Watchdog, process_tree
 
 __all__ = ["NotStarted", "RunOutcome", "process_tree", "run_with_heartbeat"]
 
@@ -80,15 +80,19 @@ class _Lease:
 class _Forwarding:
     """SIGINT, SIGTERM and SIGHUP go to the command's tree once it runs.
 
-    A signal before the start is kept in `pending` (the caller's list of
-    signals noted while it claimed, when it gave one): the command is then
-    never started. Handlers are installed before the start, so no signal
-    falls between the two; a signal ignored when we started stays ignored.
+    A signal before the watchdog is there is kept in `pending` (the caller's
+    list of signals noted while it claimed, when it gave one). Once the
+    watchdog waits for its start order, `attach` passes those on to it and
+    every later signal goes there at once: one that reaches the watchdog
+    before the start order cancels the start, so the command never starts
+    after a signal to run. Handlers are installed before the start, so no
+    signal falls between the two; a signal ignored when we started stays
+    ignored.
     """
 
     def __init__(self, pending: list[int]) -> None:
         self.pending = pending
-        self.watch: Watchdog | None = None
+        self.send: Callable[[int], None] | None = None
         self.first: int | None = None
         self.previous = {sig: signal.signal(sig, self._forward) for sig in FORWARDED
                          if signal.getsignal(sig) is not signal.SIG_IGN}
@@ -96,17 +100,22 @@ class _Forwarding:
     def _forward(self, signum: int, _frame: object) -> None:
         if self.first is None:
             self.first = signum
-        if self.watch is not None:
-            self.watch.forward(signum)
+        if self.send is not None:
+            self.send(signum)
         else:
-            self.pending.append(signum)  # arrived before the command started
+            self.pending.append(signum)  # arrived before the watchdog could take it
+
+    def attach(self, send: Callable[[int], None]) -> None:
+        """From now on signals go to `send`; those noted so far go there first."""
+        self.send = send
+        for signum in list(self.pending):
+            send(signum)
 
     def started(self, watch: Watchdog) -> None:
-        self.watch = watch
-        for signum in self.pending:
-            watch.forward(signum)
+        self.send = watch.forward
 
     def restore(self) -> None:
+        self.send = None
         for sig, handler in self.previous.items():
             signal.signal(sig, handler)
 
@@ -140,11 +149,18 @@ def run_with_heartbeat(session: Session, ticket: str, command: Sequence[str], *,
     if signals.pending:
         signals.restore()
         raise NotStarted(signals.pending[0])
-    pause("run:before-start")
+
+    def gate(send: Callable[[int], None]) -> None:
+        signals.attach(send)
+        pause("run:before-start")
+
     try:
         watch = _launch(session, command, mine, cwd=cwd, env=env, grace=grace,
                         lease_at=lease.last_success + lease_span if stop_on_lost else None,
-                        report=report)
+                        report=report, gate=gate)
+    except StartCancelled as cancelled:
+        signals.restore()
+        raise NotStarted(cancelled.signum) from None
     except LeaseRanOut:
         signals.restore()
         lost = _expired(session, ticket, elapsed() - lease.last_success, False)
@@ -177,8 +193,12 @@ def run_with_heartbeat(session: Session, ticket: str, command: Sequence[str], *,
 
 def _launch(session: Session, command: Sequence[str], mine: Ownership | None, *,
             cwd: Path | None, env: dict[str, str], grace: float, lease_at: float | None,
-            report: Callable[[str], None]) -> Watchdog:
+            report: Callable[[str], None],
+            gate: Callable[[Callable[[int], None]], None] | None = None) -> Watchdog:
     """Start the command under its watchdog; ClaimError (exit 3) when it cannot run.
+
+    `gate` runs once the watchdog waits for the order to start (see
+    Watchdog.start): a signal it passes on before then cancels the start.
 
     The locks on our claim's records go to the watchdog (and the command)
     too: they stay held, and the claim stays ours to no other process of
@@ -188,7 +208,7 @@ def _launch(session: Session, command: Sequence[str], mine: Ownership | None, *,
     try:
         return Watchdog.start(list(command), cwd=cwd, env=env, grace=grace,
                               keep_fds=session.store.hold_fds(mine) if mine else (),
-                              lease_at=lease_at,
+                              lease_at=lease_at, gate=gate,
                               on_stuck=lambda pids: report("waiting for " + _processes(
                                   pids, "process", "that SIGKILL did not end")))
     except OSError as error:

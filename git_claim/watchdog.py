@@ -13,6 +13,11 @@ itself: it starts this small process, which starts the command and
   every process the command starts and then leaves as an orphan is
   re-parented here instead of to init, so the whole tree stays findable
   through /proc, and is reaped here;
+- starts the command only on `run`'s order `start`: a `signal N` that comes
+  before it (run was told to stop while the watchdog was starting) means the
+  command never starts, and the watchdog reports `cancelled N`. The pipe
+  keeps the two in the order `run` sent them, so a signal is either before
+  the start, and nothing runs, or after it, and passed on;
 - takes orders from `run` over a pipe: `signal N` passes signal N on to every
   process of the tree, `stop` sends SIGTERM to all of them and SIGKILL to
   those left after the grace period, `lease T` says that the claim is safe
@@ -30,6 +35,7 @@ itself: it starts this small process, which starts the command and
   work on it can still be running.
 
 It reports to `run` over a second pipe, one line each: `started PID`,
+`cancelled N` (signal N came before `start`: nothing was started),
 `error ERRNO` (the command could not be started), `exit STATUS` (the
 command's own status, 128 + N when signal N ended it), `expired` (the lease
 ran out: the tree is being stopped) and `leftover PID...`
@@ -407,6 +413,33 @@ class Watch:
         self.stop()
         return None
 
+    def await_start(self) -> int | None:
+        """Wait for run's `start`; the signal that came first instead, if one did.
+
+        Leases sent before the start are taken; `signal N` or `stop` before it
+        cancel the start, and so does end of file (run has gone). Orders after
+        `start` stay in the buffer for the loop that watches the command.
+        """
+        assert self.orders is not None
+        while True:
+            while b"\n" in self.buffer:
+                line, self.buffer = self.buffer.split(b"\n", 1)
+                words = line.decode("ascii", "replace").split()
+                if words == ["start"]:
+                    return None
+                if words[:1] == ["signal"] and len(words) == 2 and words[1].isdigit():
+                    return int(words[1])
+                if words == ["stop"]:
+                    return int(signal.SIGTERM)
+                self.obey(words)  # a lease
+            try:
+                data = os.read(self.orders, 512)
+            except InterruptedError:
+                continue
+            if not data:
+                return int(signal.SIGHUP)  # run has ended before the start
+            self.buffer += data
+
     def take_waiting_orders(self) -> None:
         """Obey the orders already in the pipe, without waiting for more."""
         if self.orders is None:
@@ -472,7 +505,12 @@ class Watch:
             os.set_blocking(end, False)
         signal.set_wakeup_fd(wake_write, warn_on_full_buffer=False)
         signal.signal(signal.SIGCHLD, lambda *_: None)  # wakes select() through the pipe
-        self.take_waiting_orders()  # the first lease is in the pipe before we start
+        cancelled = self.await_start()  # the first lease is in the pipe before the start
+        if cancelled is not None:
+            self.report(f"cancelled {cancelled}")
+            return 0
+        if self.expired:
+            return 0  # reported already: the lease ran out while run was starting us
         if self.lease_at is not None and self.lease_at <= boot_clock():
             # run was frozen (or crawled) between taking its lease and starting us:
             # the claim may be reaped by now, so the command must not start at all
@@ -669,6 +707,14 @@ class LeaseRanOut(Exception):
     """The first lease had run out before the command could start: it never started."""
 
 
+class StartCancelled(Exception):
+    """A signal reached run before it ordered the start: the command never started."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
 class Watchdog:
     """`run`'s handle on the watchdog: start it with the command, give orders, read reports.
 
@@ -696,8 +742,16 @@ class Watchdog:
     def start(cls, command: Sequence[str], *, cwd: str | os.PathLike[str] | None,
               env: dict[str, str], grace: float,
               on_stuck: Callable[[list[int]], None] | None = None,
-              keep_fds: Sequence[int] = (), lease_at: float | None = None) -> Watchdog:
+              keep_fds: Sequence[int] = (), lease_at: float | None = None,
+              gate: Callable[[Callable[[int], None]], None] | None = None) -> Watchdog:
         """Start the watchdog and through it `command`; OSError if it cannot start.
+
+        The watchdog waits for the order to start the command. Before giving
+        it, `gate` is called with a function that passes a signal on over the
+        order pipe (safe in a signal handler): a signal passed on before the
+        start order cancels the start (StartCancelled), one after it reaches
+        the command. So a signal handler that uses it from then on needs no
+        check of its own: the pipe decides which came first.
 
         `on_stuck` hears, from another thread, of processes that outlive their
         SIGKILL by a grace period (the tree is still waited for). `keep_fds`
@@ -731,8 +785,21 @@ class Watchdog:
             signal.pthread_sigmask(signal.SIG_SETMASK, old_mask)
             os.close(orders_read)
             os.close(reports_write)
+        pipe: list[int | None] = [orders_write]  # None once closed: a late signal writes nothing
+
+        def send(signum: int) -> None:
+            fd = pipe[0]
+            if fd is not None:
+                try:
+                    os.write(fd, f"signal {int(signum)}\n".encode())
+                except OSError:
+                    pass  # the watchdog has gone
+
         first = b""
         try:
+            if gate is not None:
+                gate(send)
+            os.write(orders_write, b"start\n")
             while not first.endswith(b"\n"):
                 chunk = os.read(reports_read, 1)
                 if not chunk:
@@ -742,14 +809,18 @@ class Watchdog:
             if words[:1] == [b"started"] and len(words) == 2:
                 return cls(process, orders_write, reports_read, int(words[1]), on_stuck)
         except BaseException:
+            pipe[0] = None
             os.close(orders_write)  # the watchdog stops the command on its own
             os.close(reports_read)
             raise
+        pipe[0] = None
         os.close(orders_write)
         os.close(reports_read)
         process.wait()
         if words == [b"expired"]:
             raise LeaseRanOut()
+        if words[:1] == [b"cancelled"] and len(words) == 2 and words[1].isdigit():
+            raise StartCancelled(int(words[1]))
         if words[:1] == [b"error"] and len(words) == 2 and words[1].isdigit():
             code = int(words[1])
             raise OSError(code, os.strerror(code))

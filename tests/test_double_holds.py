@@ -506,6 +506,54 @@ def test_an_interrupt_while_claiming_never_starts_the_command(make_world, tmp_pa
     assert "interrupted before the command started" in err
 
 
+@pytest.mark.parametrize("signum,group", [(2, False), (15, False), (1, False), (2, True)],
+                         ids=["INT", "TERM", "HUP", "INT-group"])
+def test_a_signal_just_before_the_start_never_starts_the_command(make_world, tmp_path,
+                                                                 signum, group):
+    """The last moment before the start: the claim won, the lease taken, the watchdog
+    waiting for its order. A signal to run (or to its whole group, as Ctrl-C) then means
+    the command never runs; the ticket is given back, not blocked."""
+    world = make_world("git", "libgit2")
+    alice = world.agent("alice")
+    pause = PausePoint(world.root / "pauses", "run:before-start")
+    ran = tmp_path / "ran"
+    tool = Path(sys.executable).parent / "git-claim"
+    run = subprocess.Popen([str(tool), "run", "718", "--", "touch", str(ran)], cwd=alice.workdir,
+                           env=pause.env(alice.env), stdout=subprocess.PIPE,
+                           stderr=subprocess.PIPE, text=True, start_new_session=True)
+    pause.wait_reached(run)
+    if group:
+        os.killpg(run.pid, signum)
+    else:
+        os.kill(run.pid, signum)
+    pause.go()
+    out, err = run.communicate(timeout=60)
+    assert run.returncode == 128 + signum, (out, err)
+    assert not ran.exists(), err
+    assert ticket_state(world.repo, "718").state == "free", err
+    assert "interrupted before the command started" in err
+
+
+def test_a_signal_ignored_when_run_starts_stays_ignored(make_world, tmp_path):
+    """As nohup (or `cmd &` in a script) asks: run started with SIGINT and SIGHUP
+    ignored goes on through them, and so does its command, which ends the claim."""
+    world = make_world("git", "libgit2")
+    alice = world.agent("alice")
+    began, ran = tmp_path / "began", tmp_path / "ran"
+    tool = Path(sys.executable).parent / "git-claim"
+    command = f"touch '{began}'; sleep 1; touch '{ran}'"
+    run = subprocess.Popen(["sh", "-c", f"trap '' INT HUP; exec '{tool}' run 719 -- sh -c \"$0\"",
+                            command], cwd=alice.workdir, env=alice.env, stdout=subprocess.PIPE,
+                           stderr=subprocess.PIPE, text=True, start_new_session=True)
+    wait_until(began.exists, what="the command started")
+    os.kill(run.pid, 2)
+    os.killpg(run.pid, 1)
+    out, err = run.communicate(timeout=60)
+    assert run.returncode == 0, (out, err)
+    assert ran.exists()
+    assert ticket_state(world.repo, "719").state == "done", err
+
+
 def test_run_releases_only_the_claim_it_supervised(make_world, tmp_path):
     """run's claim is reaped while it releases, and the same name claims the ticket anew
     in the same clone: run must not release that new claim as done (found by review)."""
