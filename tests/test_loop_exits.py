@@ -199,3 +199,42 @@ def test_a_signal_ends_the_drain_after_the_current_command(make_world, tmp_path)
     assert ticket_state(world.repo, first[1]).state == "free"
     other = "S2" if first[1] == "S1" else "S1"
     assert ticket_state(world.repo, other).state == "free"
+
+
+def test_a_signal_while_the_drain_finds_nothing_left_is_not_a_clean_drain(make_world, tmp_path):
+    """The drain looks at the backlog once more after its last ticket: a SIGINT that
+    comes while it reads (a slow source, here a FIFO that answers late) ends it with 130,
+    never 0, although nothing was eligible any more."""
+    import os
+    import signal
+
+    from agents import wait_until
+
+    world = make_world("git", "libgit2")
+    alice = world.agent("alice")
+    backlog = tmp_path / "backlog"
+    os.mkfifo(backlog)
+    script, log = agent_script(tmp_path), tmp_path / "work.log"
+    tool = Path(sys.executable).parent / "git-claim"  # signalled itself, not through git
+    drain = subprocess.Popen([str(tool), "run", "--next", "--until-empty", "--from", str(backlog),
+                              *FAST, "--", str(script)], cwd=alice.workdir,
+                             env=with_env(alice, WORK_LOG=str(log)), text=True,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    backlog.write_text("F1\n")  # the first read: one ticket
+    wait_until(lambda: logged(log) == [("alice", "F1")], 60, "F1 never ran")
+    wait_until(lambda: ticket_state(world.repo, "F1").state == "done", 60, "F1 never ended")
+    # the drain now waits on the backlog again: a FIFO's open blocks until a writer comes
+    def waiting_on_the_backlog() -> bool:
+        with open(f"/proc/{drain.pid}/wchan") as wchan:
+            return wchan.read() in ("wait_for_partner", "fifo_open", "pipe_read")
+
+    wait_until(waiting_on_the_backlog, 60, "the drain never read the backlog again")
+    drain.send_signal(signal.SIGINT)
+    # lets the read go on (F1 only, done by now); ENXIO here: the drain stopped reading
+    writer = os.open(backlog, os.O_WRONLY | os.O_NONBLOCK)
+    os.write(writer, b"F1\n")
+    os.close(writer)
+    out, err = drain.communicate(timeout=60)
+    assert drain.returncode == 128 + signal.SIGINT, (out, err)
+    assert "drained" not in err, err
+    assert logged(log) == [("alice", "F1")]

@@ -205,8 +205,8 @@ def drain(session: Session, request: RunRequest) -> Drained:
             tried = frozenset(result.ticket for result in runs if result.ticket)
             try:
                 claimed = _claim(session, replace(pick, skip_ids=tried))
-            except NothingEligible as empty:
-                return _drained(runs, empty=empty)
+            except NothingEligible as empty:  # a signal while looking still ends it so
+                return _drained(runs, empty=empty, interrupted=early[0] if early else None)
             except ClaimError as error:
                 return _drained(runs, stopped=error, interrupted=early[0] if early else None)
             if pick.backlog is None and session.settings.source == "-":
