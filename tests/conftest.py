@@ -10,6 +10,7 @@ from __future__ import annotations
 import itertools
 import os
 import shutil
+import signal
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
@@ -29,6 +30,16 @@ _names = itertools.count()
 
 def _bin_dir() -> Path:
     return Path(sys.executable).parent
+
+
+# A suite started in the background of a non-interactive shell (`pytest ... &`, a
+# CI step run that way) inherits SIGINT ignored, and so would every process the
+# tests start: `git claim run` keeps a signal ignored that it was started with
+# ignoring (as nohup asks), so the tests that send SIGINT would see it ignored.
+# They model a user whose Ctrl-C reaches the tool: give the processes we start
+# SIGINT at its default (a caught signal is reset to the default across exec).
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 def pytest_configure(config: pytest.Config) -> None:
