@@ -101,7 +101,9 @@ def row(session: Session, view: ClaimView, *, at: float, ours: set[str],
 def board_rows(session: Session) -> list[BoardRow]:
     """Every claim in force, by state then age; judged as this clone's reaper would."""
     views = read_claims(session)
-    ours = {record.tag for record in session.store.all()}
+    agent = session.settings.agent  # ours: what this agent may release (holders.my_records)
+    ours = {record.tag for record in session.store.all()
+            if record.agent == agent or record.worktree_copy}
     at = now()
     memory = reaper_memory(session)
     rows = [row(session, view, at=at, ours=ours, memory=memory) for view in views.values()

@@ -26,7 +26,10 @@ limits that keep a TAB from hanging:
   less those: the best we know, offline.
 
 "Ours and live" is the rule of `git claim list` (board.py): the claim in
-force on the remote is held, and its tag is one our records name.
+force on the remote is held, and its tag is one this agent's records name
+(or the copy a claim worktree carries), as `git release` would accept it.
+Several agents may share a checkout, each with its own GIT_CLAIM_AGENT: each
+gets its own answer, cached apart (the cache names the agent it is for).
 """
 
 from __future__ import annotations
@@ -37,6 +40,7 @@ import sys
 import time
 
 CACHE_FILE = ("git-claim", "completion-live.json")
+AGENT_VARIABLE = "GIT_CLAIM_AGENT"  # settings.AGENT_VARIABLE, not imported: a TAB stays light
 CACHE_SECONDS = 5.0
 READ_TIMEOUT = 1.5
 CHILD_LIMIT = 20
@@ -80,8 +84,22 @@ def _records(git_dir: str) -> list[dict[str, object]]:
         ticket = ticket_id(record.get("ticket"))
         tag = record.get("tag")
         if ticket and isinstance(tag, str):
-            records.append({"ticket": ticket, "tag": tag, "remote_url": record.get("remote_url")})
+            records.append({"ticket": ticket, "tag": tag, "remote_url": record.get("remote_url"),
+                            "agent": record.get("agent"),
+                            "worktree_copy": record.get("worktree_copy") is True})
     return records
+
+
+def _named_agent() -> str | None:
+    """The agent GIT_CLAIM_AGENT names, if it does: how agents sharing a checkout differ."""
+    return os.environ.get(AGENT_VARIABLE) or None
+
+
+def _of_agent(records: list[dict[str, object]], agent: str | None) -> list[dict[str, object]]:
+    """The records `agent` may release: its own and worktree copies (all when None)."""
+    if agent is None:
+        return records
+    return [r for r in records if r["agent"] == agent or r["worktree_copy"]]
 
 
 def recorded_tickets(git_dir: str) -> list[str]:
@@ -102,7 +120,8 @@ def _fresh(cache: dict[str, object], remote: str, tags: list[str]) -> bool:
     at = cache.get("at")
     if not isinstance(at, (int, float)) or not 0 <= time.time() - at < CACHE_SECONDS:
         return False
-    return cache.get("remote") == remote and cache.get("tags") == tags
+    return (cache.get("remote") == remote and cache.get("tags") == tags
+            and cache.get("agent") == _named_agent())
 
 
 def our_live_tickets(remote: str | None = None) -> list[str]:
@@ -115,7 +134,7 @@ def our_live_tickets(remote: str | None = None) -> list[str]:
     git_dir = dirs[0]
     cache = _read_cache(git_dir)
     ended = set(_strings(cache.get("ended")))
-    every = _records(git_dir)
+    every = _of_agent(_records(git_dir), _named_agent())
     if not [r for r in every if r["tag"] not in ended]:
         return []
     tags = sorted({str(r["tag"]) for r in every})  # what the cached answer is about
@@ -176,9 +195,9 @@ def main(args: list[str]) -> int:
         return 1
     git_dir = dirs[0]
     cache = _read_cache(git_dir)
-    records = _records(git_dir)
+    records = _of_agent(_records(git_dir), _named_agent())
     known = set(_strings(cache.get("ended")))
-    answer: dict[str, object] = {"remote": remote,
+    answer: dict[str, object] = {"remote": remote, "agent": _named_agent(),
                                  "tags": sorted({str(r["tag"]) for r in records})}
     try:
         live, ended = _read_remote(remote, [r for r in records if r["tag"] not in known])
@@ -208,7 +227,9 @@ def _read_remote(remote: str, records: list[dict[str, object]]) -> tuple[list[st
     from .session import open_session
 
     session = open_session(remote=remote or None)
-    here = [r for r in records if r["remote_url"] == session.remote_url]
+    agent = session.settings.agent  # what release checks: the name, from any source
+    here = [r for r in records if r["remote_url"] == session.remote_url
+            and (r["agent"] == agent or r["worktree_copy"])]
     if not here:
         return [], set()
     views = read_claims(session, list(dict.fromkeys(str(r["ticket"]) for r in here)))

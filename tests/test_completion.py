@@ -445,3 +445,31 @@ def test_git_claim_completion_prints_the_script(scene: Scene, shell: str) -> Non
         checked = subprocess.run([shell, "--no-execute", "-c", printed.stdout],
                                  capture_output=True, text=True)
         assert checked.returncode == 0, checked.stderr
+
+
+def test_agents_sharing_a_checkout_are_offered_their_own_claims(make_world) -> None:
+    """Two agents in one checkout, each with its own GIT_CLAIM_AGENT: each TAB after
+    `git release` offers only what that agent may release, right after the other's TAB
+    too (the cached answer is the other agent's), and `list` stars only those."""
+    world = make_world("git", "libgit2")
+    shared = world.agent("shared")
+    alice = dict(shared.env, GIT_CLAIM_AGENT="alice")
+    bob = dict(shared.env, GIT_CLAIM_AGENT="bob")
+    assert shared.cmd("claim", "101", env=alice).code == 0
+    assert shared.cmd("claim", "202", env=bob).code == 0
+
+    def offered(env: dict[str, str]) -> list[str]:
+        done = subprocess.run(["git-claim", "--complete", "release", ""], env=env,
+                              cwd=shared.workdir, capture_output=True, text=True, timeout=60)
+        assert done.returncode == 0, done.stderr
+        return done.stdout.split()
+
+    assert offered(bob) == ["202"]
+    assert offered(alice) == ["101"]
+    assert offered(bob) == ["202"]
+    listed = shared.cmd("claim", "list", "--json", env=bob)
+    assert listed.code == 0, listed
+    starred = {row["ticket"] for row in json.loads(listed.stdout) if row["ours"]}
+    assert starred == {"202"}, listed.stdout
+    refused = shared.cmd("release", "101", env=bob)
+    assert refused.code != 0  # what the TAB no longer offers, release refuses
