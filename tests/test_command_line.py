@@ -36,6 +36,10 @@ MISTAKES = {
     ("--agent", "bob", "lsit"): "git claim list",
     ("--no-gate", "verfiy", "640"): "git claim verify",
     ("help", "lsit"): "git claim list",
+    ("done", "640"): "git release --done",
+    ("blocked", "640"): "git release --blocked",
+    ("logs", "640"): "git claim log",
+    ("install", "bash"): "git claim completion install",
 }
 
 
@@ -220,7 +224,7 @@ def test_word_rules():
 
     names = ["take", "list", "heartbeat", "log", "run", "gc", "reopen"]
     for word in ("640", "PROJ-123", "fix-login", "lot", "rum", "go", "v2", "l1st", "x" * 64,
-                 "improve-heartbeat-interval"):
+                 "improve-heartbeat-interval", "gone", "none", "blocker", "installer"):
         assert lookalike(word, names) is None, word
     for word, meant in (("lsit", "git claim list"), ("lst", "git claim list"),
                         ("heartbaet", "git claim heartbeat"), ("hartbeet", "git claim heartbeat"),

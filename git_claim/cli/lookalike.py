@@ -16,6 +16,8 @@ A word is command-like when, compared without case and without a leading `#`:
   are still a typo and no longer a different word. A word with a digit in it
   is never near a name: no command has one, and every ticket scheme does
   (640, KEY-123), so fuzzy matching can never refuse those.
+- or it is exactly one of SAID_FOR (`done`, `blocked`, `logs`, `install`: what
+  another command does);
 - or it is exactly one of GIT_WORDS: the commands `git help` lists as common,
   plus a few more that git users type by reflex. Only exact matches: these are
   short and many, and near misses of them are ordinary words.
@@ -38,6 +40,14 @@ FAMILY = {
     "next": "git claim --next",
     "version": "git claim --version",
     "worktree": "git claim --worktree",
+}
+# Words that say what another command does, taken only as they are (one slip from
+# `done` is bone, gone, none: ordinary words a ticket may be named).
+SAID_FOR = {
+    "done": "git release --done",
+    "blocked": "git release --blocked",
+    "logs": "git claim log",
+    "install": "git claim completion install",
 }
 # `git help`'s common commands, and checkout, stash, config, remote: said by reflex.
 GIT_WORDS = frozenset({
@@ -74,6 +84,8 @@ def lookalike(word: str, commands: Iterable[str]) -> Lookalike | None:
     targets.update((name, meant) for name, meant in FAMILY.items() if name not in targets)
     if key in targets:
         return Lookalike(word, targets[key])
+    if key in SAID_FOR:
+        return Lookalike(word, SAID_FOR[key])
     if key in GIT_WORDS:
         return Lookalike(word, f"git {key}")
     if any(char.isdigit() for char in key):
