@@ -240,12 +240,12 @@ def _beat_until_done(session: Session, ticket: str, watch: Watchdog, lease: _Lea
     """Beat every `interval` until the tree ends; stop it once the claim is lost."""
     finished = watch.finished
     while not finished.wait(lease.wait):
+        renewed = lease.last_success  # a beat that comes back late renews nothing that ran out
         _beat_once(session, ticket, watch, lease, interval=interval,
                    give_up_after=give_up_after, lease_span=lease_span,
                    stop_on_lost=stop_on_lost, report=report)
         if lease.lost is None and watch.expired:
-            lease.lost = _expired(session, ticket, elapsed() - lease.last_success,
-                                  lease.failed > 0)
+            lease.lost = _expired(session, ticket, elapsed() - renewed, lease.failed > 0)
         if lease.lost is not None:
             op.step(fence=lease.lost[:200])
             report(lease.lost)

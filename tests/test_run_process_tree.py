@@ -391,6 +391,14 @@ LEASE_GRACE = 1.0
 LEASE_CONFIG = {"claim.ttl": "4s", "claim.maxSkew": "1s"}
 
 
+def silence(run: Run) -> int:
+    """The seconds run says no heartbeat renewed the lease for."""
+    import re
+
+    found = re.search(r"no heartbeat renewed the lease for (\d+)s", run.err.read_text())
+    return int(found.group(1)) if found else -1
+
+
 def start_leased(start_run, **options) -> Run:
     return start_run(SCRIPTS["background"], interval="1s", grace=LEASE_GRACE,
                      config=LEASE_CONFIG, **options)
@@ -413,7 +421,38 @@ def test_a_stopped_run_does_not_keep_its_command_working_past_the_lease(start_ru
     assert ("no heartbeat renewed the lease" in run.err.read_text()
             and "stopped before any reaper could free the ticket" in run.err.read_text()), \
         run.err.read_text()
+    assert silence(run) >= LEASE, run.err.read_text()  # not the time since a late beat
     assert run.state() == "held"  # never released: the reaper frees it
+
+
+def test_a_beat_after_the_lease_ran_out_renews_nothing(start_run):
+    """run resumes while its stopped tree is still ending (a worker that ignores SIGTERM
+    waits out the grace period): its next beat goes through, but the lease had run out;
+    run says for how long nothing renewed it, not the moments since that late beat."""
+    lease = 5.0  # TTL 6 s less the interval; the grace of 3 s ends before a reaper's TTL
+    run = start_run(SCRIPTS["stubborn"], interval="1s", grace=3.0,
+                    config={"claim.ttl": "6s", "claim.maxSkew": "1s"})
+    run.worker()
+
+    def script_running() -> bool:  # the script dies of the SIGTERM its worker ignores
+        for pid in session_members(run.process.pid):
+            try:
+                with open(f"/proc/{pid}/cmdline", "rb") as handle:
+                    if b"agent.sh" in handle.read():
+                        return True
+            except OSError:
+                pass
+        return False
+
+    assert script_running()
+    os.kill(run.process.pid, signal.SIGSTOP)
+    try:
+        poll(lambda: not script_running(), lease + MARGIN + 1, "the lease never ran out")
+    finally:
+        os.kill(run.process.pid, signal.SIGCONT)  # the worker lives on for the grace period
+    assert run.finish() == 4, run.err.read_text()
+    assert silence(run) >= lease - 1, run.err.read_text()
+    assert run.state() == "held"
 
 
 def test_a_stopped_group_does_not_keep_its_command_working_past_the_lease(start_run):
@@ -430,6 +469,7 @@ def test_a_stopped_group_does_not_keep_its_command_working_past_the_lease(start_
     assert run.finish() == 4, run.err.read_text()
     assert run.stopped() == [], run.lines()  # no work done after the SIGCONT
     assert "no heartbeat renewed the lease" in run.err.read_text(), run.err.read_text()
+    assert silence(run) >= LEASE, run.err.read_text()
     assert run.state() == "held"
 
 
