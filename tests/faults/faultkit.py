@@ -91,7 +91,8 @@ class FaultProxy:
         self._links: set[_Link] = set()
         self._lock = threading.Lock()
         self._stopped = False
-        threading.Thread(target=self._accept_loop, daemon=True).start()
+        self._acceptor = threading.Thread(target=self._accept_loop, daemon=True)
+        self._acceptor.start()
 
     # control ----------------------------------------------------------------
 
@@ -113,7 +114,21 @@ class FaultProxy:
         return len(links)
 
     def stop(self) -> None:
+        """Stop accepting, wait for the accepting thread to end, then cut every link.
+
+        The thread must be gone before the listener's descriptor is closed: a
+        thread still in (or about to retry) accept() on that number would
+        otherwise accept on whatever socket the number is given to next, such
+        as the next test's proxy, and forward its clients to this proxy's
+        server.
+        """
         self._stopped = True
+        try:
+            self.listener.shutdown(socket.SHUT_RDWR)  # wakes an accept() in progress
+        except OSError:
+            pass
+        self._acceptor.join(timeout=10)
+        assert not self._acceptor.is_alive(), "the proxy's accepting thread did not end"
         try:
             self.listener.close()
         except OSError:
@@ -135,6 +150,9 @@ class FaultProxy:
             try:
                 client, _ = self.listener.accept()
             except OSError:
+                return
+            if self._stopped:
+                client.close()
                 return
             with self._lock:
                 mode = self.mode
