@@ -256,6 +256,12 @@ def spawn(command: Sequence[str]) -> int:
             for name in ("SIGCHLD", "SIGPIPE", "SIGXFZ", "SIGXFSZ"):
                 if hasattr(signal, name):
                     signal.signal(getattr(signal, name), signal.SIG_DFL)
+            # A signal pending now (sent to the whole group after the start order) acts
+            # as on the command: by default, not as a Python handler that would raise
+            # here, before the exec. One ignored when run started stays ignored.
+            for signum in WATCHED:
+                if signal.getsignal(signum) is not signal.SIG_IGN:
+                    signal.signal(signum, signal.SIG_DFL)
             signal.pthread_sigmask(signal.SIG_UNBLOCK, WATCHED)
             os.execvp(command[0], list(command))
         except OSError as error:
@@ -417,8 +423,11 @@ class Watch:
         """Wait for run's `start`; the signal that came first instead, if one did.
 
         Leases sent before the start are taken; `signal N` or `stop` before it
-        cancel the start, and so does end of file (run has gone). Orders after
-        `start` stay in the buffer for the loop that watches the command.
+        cancel the start, and so does end of file (run has gone). So does one
+        that is in the pipe already when `start` is read: run was told to stop
+        while we were still starting (a loaded machine), and the command has
+        not started yet. Other orders after `start` stay in the buffer for the
+        loop that watches the command.
         """
         assert self.orders is not None
         while True:
@@ -426,11 +435,10 @@ class Watch:
                 line, self.buffer = self.buffer.split(b"\n", 1)
                 words = line.decode("ascii", "replace").split()
                 if words == ["start"]:
-                    return None
-                if words[:1] == ["signal"] and len(words) == 2 and words[1].isdigit():
-                    return int(words[1])
-                if words == ["stop"]:
-                    return int(signal.SIGTERM)
+                    return self._stop_order_waiting()
+                stop = _stop_order(words)
+                if stop is not None:
+                    return stop
                 self.obey(words)  # a lease
             try:
                 data = os.read(self.orders, 512)
@@ -439,6 +447,23 @@ class Watch:
             if not data:
                 return int(signal.SIGHUP)  # run has ended before the start
             self.buffer += data
+
+    def _stop_order_waiting(self) -> int | None:
+        """The signal of a `signal N` or `stop` already sent after `start`, if any."""
+        assert self.orders is not None
+        os.set_blocking(self.orders, False)
+        try:
+            while data := os.read(self.orders, 512):
+                self.buffer += data
+        except (BlockingIOError, InterruptedError):
+            pass
+        finally:
+            os.set_blocking(self.orders, True)
+        for line in self.buffer.split(b"\n")[:-1]:
+            stop = _stop_order(line.decode("ascii", "replace").split())
+            if stop is not None:
+                return stop
+        return None
 
     def take_waiting_orders(self) -> None:
         """Obey the orders already in the pipe, without waiting for more."""
@@ -462,6 +487,10 @@ class Watch:
             self.stop()
             return
         self.buffer += data
+        self.obey_buffered()
+
+    def obey_buffered(self) -> None:
+        """Obey the whole orders read so far (a partial line waits for the rest)."""
         while b"\n" in self.buffer:
             line, self.buffer = self.buffer.split(b"\n", 1)
             self.obey(line.decode("ascii", "replace").split())
@@ -522,6 +551,9 @@ class Watch:
             self.report(f"error {error.errno or 0}")
             return 127
         self.report(f"started {self.main}")
+        # what run sent after `start` may have come in the same read: a signal
+        # there is for the command, now, not at the next order
+        self.obey_buffered()
         while self.reap():
             lease_left = self.check_lease()
             if self.term_at is not None and time.monotonic() >= self.term_at:
@@ -550,6 +582,15 @@ class Watch:
             if self.orders is not None and self.orders in ready:
                 self.read_orders()
         return self.status if self.status is not None else 1
+
+
+def _stop_order(words: list[str]) -> int | None:
+    """The signal an order stops the command with: `signal N` (N), `stop` (SIGTERM)."""
+    if words[:1] == ["signal"] and len(words) == 2 and words[1].isdigit():
+        return int(words[1])
+    if words == ["stop"]:
+        return int(signal.SIGTERM)
+    return None
 
 
 def _group_of(pid: int) -> int | None:
@@ -799,7 +840,10 @@ class Watchdog:
         try:
             if gate is not None:
                 gate(send)
-            os.write(orders_write, b"start\n")
+            try:
+                os.write(orders_write, b"start\n")
+            except BrokenPipeError:
+                pass  # the watchdog ended already (a signal cancelled the start): its report says
             while not first.endswith(b"\n"):
                 chunk = os.read(reports_read, 1)
                 if not chunk:

@@ -506,13 +506,49 @@ def test_an_interrupt_while_claiming_never_starts_the_command(make_world, tmp_pa
     assert "interrupted before the command started" in err
 
 
-@pytest.mark.parametrize("signum,group", [(2, False), (15, False), (1, False), (2, True)],
-                         ids=["INT", "TERM", "HUP", "INT-group"])
+def _watchdogs(session: int) -> list[int]:
+    """The watchdog processes (guardian and watchdog) of the run leading `session`."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as handle:
+                fields = handle.read().rsplit(")", 1)[1].split()
+            with open(f"/proc/{entry}/cmdline", "rb") as handle:
+                command = handle.read()
+        except OSError:
+            continue
+        if int(fields[3]) == session and fields[0] not in ("Z", "X") \
+                and b"watchdog" in command:
+            found.append(int(entry))
+    return found
+
+
+def _waits_on_a_pipe(pid: int) -> bool:
+    """Blocked reading a pipe, with no signal pending: a handler that ran is done."""
+    with open(f"/proc/{pid}/wchan") as handle:
+        wchan = handle.read()
+    with open(f"/proc/{pid}/status") as handle:
+        pending = [line.split()[1] for line in handle if line.startswith(("SigPnd", "ShdPnd"))]
+    return wchan in ("pipe_read", "anon_pipe_read") and all(int(p, 16) == 0 for p in pending)
+
+
+@pytest.mark.parametrize("signum,group,moment", [
+    (2, False, "paused"), (15, False, "paused"), (1, False, "paused"), (2, True, "paused"),
+    (15, False, "cancelled"), (1, False, "cancelled"), (15, False, "after-start-order"),
+    (2, True, "after-start-order"),
+], ids=["INT", "TERM", "HUP", "INT-group", "TERM-cancelled", "HUP-cancelled",
+        "TERM-after-start-order", "INT-group-after-start-order"])
 def test_a_signal_just_before_the_start_never_starts_the_command(make_world, tmp_path,
-                                                                 signum, group):
-    """The last moment before the start: the claim won, the lease taken, the watchdog
+                                                                 signum, group, moment):
+    """The last moments before the start: the claim won, the lease taken, the watchdog
     waiting for its order. A signal to run (or to its whole group, as Ctrl-C) then means
-    the command never runs; the ticket is given back, not blocked."""
+    the command never runs; the ticket is given back, not blocked. Also when the
+    watchdog acted on it before run gave the start order (`cancelled`: the order then
+    finds the watchdog gone), and when run had given the order already but the
+    watchdog, slow to start on a loaded machine, reads the signal with it
+    (`after-start-order`: here it is stopped meanwhile)."""
     world = make_world("git", "libgit2")
     alice = world.agent("alice")
     pause = PausePoint(world.root / "pauses", "run:before-start")
@@ -522,11 +558,29 @@ def test_a_signal_just_before_the_start_never_starts_the_command(make_world, tmp
                            env=pause.env(alice.env), stdout=subprocess.PIPE,
                            stderr=subprocess.PIPE, text=True, start_new_session=True)
     pause.wait_reached(run)
-    if group:
-        os.killpg(run.pid, signum)
+    watchdogs = _watchdogs(run.pid)
+    assert watchdogs, "no watchdog waits for the start order"
+
+    def signal_run() -> None:
+        if group:
+            os.killpg(run.pid, signum)
+        else:
+            os.kill(run.pid, signum)
+
+    if moment == "after-start-order":
+        for pid in watchdogs:
+            os.kill(pid, 19)  # SIGSTOP: a watchdog that has not read its orders yet
+        pause.go()
+        wait_until(lambda: _waits_on_a_pipe(run.pid), what="run gave the start order")
+        signal_run()
+        wait_until(lambda: _waits_on_a_pipe(run.pid), what="run passed the signal on")
+        for pid in watchdogs:
+            os.kill(pid, 18)  # SIGCONT
     else:
-        os.kill(run.pid, signum)
-    pause.go()
+        signal_run()
+        if moment == "cancelled":
+            wait_until(lambda: not _watchdogs(run.pid), what="the watchdog ended")
+        pause.go()
     out, err = run.communicate(timeout=60)
     assert run.returncode == 128 + signum, (out, err)
     assert not ran.exists(), err
