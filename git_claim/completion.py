@@ -259,7 +259,8 @@ def _arguments(table: Table, path: str, cur: str, arguments: list[str],
     if kind == HELD:
         from .live_claims import our_live_tickets
 
-        tickets = [(ticket, "") for ticket in our_live_tickets(used.get("--remote") or None)]
+        tickets = [(ticket, "") for ticket in our_live_tickets(used.get("--remote") or None,
+                                                               used.get("--agent") or None)]
     else:
         tickets = _backlog_tickets()
     out = []

@@ -28,8 +28,9 @@ limits that keep a TAB from hanging:
 "Ours and live" is the rule of `git claim list` (board.py): the claim in
 force on the remote is held, and its tag is one this agent's records name
 (or the copy a claim worktree carries), as `git release` would accept it.
-Several agents may share a checkout, each with its own GIT_CLAIM_AGENT: each
-gets its own answer, cached apart (the cache names the agent it is for).
+Several agents may share a checkout, each with its own name (--agent on the
+line, GIT_CLAIM_AGENT, claim.agent, or the default): each gets its own
+answer, online and offline, and the cache says whose answer it holds.
 """
 
 from __future__ import annotations
@@ -38,6 +39,10 @@ import json
 import os
 import sys
 import time
+
+TYPE_CHECKING = False  # not imported from typing: a TAB imports as little as it can
+if TYPE_CHECKING:
+    from .session import Session
 
 CACHE_FILE = ("git-claim", "completion-live.json")
 AGENT_VARIABLE = "GIT_CLAIM_AGENT"  # settings.AGENT_VARIABLE, not imported: a TAB stays light
@@ -90,9 +95,21 @@ def _records(git_dir: str) -> list[dict[str, object]]:
     return records
 
 
-def _named_agent() -> str | None:
-    """The agent GIT_CLAIM_AGENT names, if it does: how agents sharing a checkout differ."""
-    return os.environ.get(AGENT_VARIABLE) or None
+def _who(given: str | None) -> str | None:
+    """The agent name the command would take before its default, or None for the default.
+
+    `--agent` on the line, else GIT_CLAIM_AGENT, else `claim.agent`, as the
+    settings read them; the default name (user@host:dir-hash) is the child's
+    to work out, with the full settings, and it says it in the cache.
+    """
+    if given:
+        return given
+    if AGENT_VARIABLE in os.environ:
+        return os.environ[AGENT_VARIABLE]  # "" too: the command would refuse that name
+    from .quickgit import git
+
+    configured = (git("config", "--get", "claim.agent") or "").strip()
+    return configured or None
 
 
 def _of_agent(records: list[dict[str, object]], agent: str | None) -> list[dict[str, object]]:
@@ -116,32 +133,48 @@ def _read_cache(git_dir: str) -> dict[str, object]:
     return found if isinstance(found, dict) else {}
 
 
-def _fresh(cache: dict[str, object], remote: str, tags: list[str]) -> bool:
+def _fresh(cache: dict[str, object], remote: str, who: str | None, tags: list[str]) -> bool:
     at = cache.get("at")
     if not isinstance(at, (int, float)) or not 0 <= time.time() - at < CACHE_SECONDS:
         return False
-    return (cache.get("remote") == remote and cache.get("tags") == tags
-            and cache.get("agent") == _named_agent())
+    return cache.get("remote") == remote and cache.get("who") == who and cache.get("tags") == tags
 
 
-def our_live_tickets(remote: str | None = None) -> list[str]:
-    """Tickets whose claim in force on the remote is ours and held (see the module docstring)."""
+def _agent_for(who: str | None, cache: dict[str, object]) -> str | None:
+    """Whose records count: the named agent, or the default one the child found (None:
+    not known yet, every record counts)."""
+    if who is not None:
+        return who
+    agent = cache.get("agent") if "who" in cache and cache.get("who") is None else None
+    return agent if isinstance(agent, str) else None
+
+
+def our_live_tickets(remote: str | None = None, agent: str | None = None) -> list[str]:
+    """Tickets whose claim in force on the remote is ours and held (see the module docstring).
+
+    `agent` is the --agent of the command line being completed, if any.
+    """
     from .quickgit import git_dirs
 
     dirs = git_dirs()
     if dirs is None:
         return []
+    who = _who(agent)
+    if who == "":
+        return []  # no agent has that name: the command would refuse it
     git_dir = dirs[0]
     cache = _read_cache(git_dir)
     ended = set(_strings(cache.get("ended")))
-    every = _of_agent(_records(git_dir), _named_agent())
+    every = _of_agent(_records(git_dir), _agent_for(who, cache))
     if not [r for r in every if r["tag"] not in ended]:
         return []
     tags = sorted({str(r["tag"]) for r in every})  # what the cached answer is about
     wanted = remote or ""
-    if not _fresh(cache, wanted, tags) and _ask_remote(wanted, READ_TIMEOUT):
+    if not _fresh(cache, wanted, who, tags) and _ask_remote(wanted, who, READ_TIMEOUT):
         cache = _read_cache(git_dir)
-    if _fresh(cache, wanted, tags) and not cache.get("failed"):
+        every = _of_agent(_records(git_dir), _agent_for(who, cache))
+        tags = sorted({str(r["tag"]) for r in every})
+    if _fresh(cache, wanted, who, tags) and not cache.get("failed"):
         return _strings(cache.get("live"))
     ended = set(_strings(cache.get("ended")))  # offline: our records, less the ended claims
     return list(dict.fromkeys(str(r["ticket"]) for r in every if r["tag"] not in ended))
@@ -151,7 +184,7 @@ def _strings(value: object) -> list[str]:
     return [item for item in value if isinstance(item, str)] if isinstance(value, list) else []
 
 
-def _ask_remote(remote: str, timeout: float) -> bool:
+def _ask_remote(remote: str, who: str | None, timeout: float) -> bool:
     """Start the child that reads the remote; True when it finished within `timeout`."""
     import select
 
@@ -159,7 +192,8 @@ def _ask_remote(remote: str, timeout: float) -> bool:
     env = dict(os.environ, GIT_TERMINAL_PROMPT="0", SSH_ASKPASS_REQUIRE="never",
                GCM_INTERACTIVE="never")
     try:
-        os.posix_spawn(sys.executable, [sys.executable, "-c", _CHILD, remote], env,
+        named = "" if who is None else "=" + who  # "=NAME" for a name, "" for the default
+        os.posix_spawn(sys.executable, [sys.executable, "-c", _CHILD, remote, named], env,
                        file_actions=[(os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
                                      (os.POSIX_SPAWN_DUP2, write_end, 1),
                                      (os.POSIX_SPAWN_OPEN, 2, os.devnull, os.O_WRONLY, 0)],
@@ -179,7 +213,10 @@ def _ask_remote(remote: str, timeout: float) -> bool:
 
 
 def main(args: list[str]) -> int:
-    """The child: read our claims on the remote (`args`: a remote name, or ''), cache the answer."""
+    """The child: read our claims on the remote, cache the answer.
+
+    `args`: a remote name or '', and '=NAME' for the agent named, or '' for the default.
+    """
     import signal
 
     def give_up(signum: int, frame: object) -> None:
@@ -188,6 +225,7 @@ def main(args: list[str]) -> int:
     signal.signal(signal.SIGALRM, give_up)
     signal.alarm(CHILD_LIMIT)
     remote = args[0] if args else ""
+    who = args[1][1:] if len(args) > 1 and args[1].startswith("=") else None
     from .quickgit import git_dirs
 
     dirs = git_dirs()
@@ -195,12 +233,23 @@ def main(args: list[str]) -> int:
         return 1
     git_dir = dirs[0]
     cache = _read_cache(git_dir)
-    records = _of_agent(_records(git_dir), _named_agent())
+    session: Session | None = None
+    agent = who
+    try:
+        from .session import open_session
+
+        session = open_session(remote=remote or None, agent=who)
+        agent = session.settings.agent  # what release checks: the name, from any source
+    except Exception:  # any failure: the completion answers offline
+        pass
+    records = _of_agent(_records(git_dir), agent)
     known = set(_strings(cache.get("ended")))
-    answer: dict[str, object] = {"remote": remote, "agent": _named_agent(),
+    answer: dict[str, object] = {"remote": remote, "who": who, "agent": agent,
                                  "tags": sorted({str(r["tag"]) for r in records})}
     try:
-        live, ended = _read_remote(remote, [r for r in records if r["tag"] not in known])
+        if session is None:
+            raise RuntimeError("no session")
+        live, ended = _read_remote(session, [r for r in records if r["tag"] not in known])
         answer.update(live=live)
     except Exception:  # any failure: the completion answers offline
         ended = set()
@@ -220,16 +269,13 @@ def main(args: list[str]) -> int:
     return 0
 
 
-def _read_remote(remote: str, records: list[dict[str, object]]) -> tuple[list[str], set[str]]:
+def _read_remote(session: Session,
+                 records: list[dict[str, object]]) -> tuple[list[str], set[str]]:
     """(tickets live and ours, tags of ours that the remote shows ended)."""
     from .claims import read_claims
     from .record import OUTCOME_STATES
-    from .session import open_session
 
-    session = open_session(remote=remote or None)
-    agent = session.settings.agent  # what release checks: the name, from any source
-    here = [r for r in records if r["remote_url"] == session.remote_url
-            and (r["agent"] == agent or r["worktree_copy"])]
+    here = [r for r in records if r["remote_url"] == session.remote_url]
     if not here:
         return [], set()
     views = read_claims(session, list(dict.fromkeys(str(r["ticket"]) for r in here)))

@@ -475,28 +475,48 @@ def test_git_claim_completion_prints_the_script(scene: Scene, shell: str) -> Non
 
 
 def test_agents_sharing_a_checkout_are_offered_their_own_claims(make_world) -> None:
-    """Two agents in one checkout, each with its own GIT_CLAIM_AGENT: each TAB after
-    `git release` offers only what that agent may release, right after the other's TAB
-    too (the cached answer is the other agent's), and `list` stars only those."""
-    world = make_world("git", "libgit2")
+    """Agents in one checkout, named by GIT_CLAIM_AGENT, by --agent on the line, by
+    claim.agent or by default: each TAB after `git release` offers only what that agent
+    may release, right after another agent's TAB too (the cached answer is the other's),
+    and offline; `list` stars only those."""
+    world = make_world("path", "libgit2")
     shared = world.agent("shared")
-    alice = dict(shared.env, GIT_CLAIM_AGENT="alice")
-    bob = dict(shared.env, GIT_CLAIM_AGENT="bob")
+    base = {key: value for key, value in shared.env.items() if key != "GIT_CLAIM_AGENT"}
+    alice = dict(base, GIT_CLAIM_AGENT="alice")
+    bob = dict(base, GIT_CLAIM_AGENT="bob")
     assert shared.cmd("claim", "101", env=alice).code == 0
     assert shared.cmd("claim", "202", env=bob).code == 0
+    assert shared.cmd("claim", "303", env=base).code == 0  # the default name
+    assert shared.cmd("-c", "claim.agent=carol", "claim", "404", env=base).code == 0
 
-    def offered(env: dict[str, str]) -> list[str]:
-        done = subprocess.run(["git-claim", "--complete", "release", ""], env=env,
+    def offered(env: dict[str, str], *words: str) -> list[str]:
+        done = subprocess.run(["git-claim", "--complete", "release", *words, ""], env=env,
                               cwd=shared.workdir, capture_output=True, text=True, timeout=60)
         assert done.returncode == 0, done.stderr
         return done.stdout.split()
 
-    assert offered(bob) == ["202"]
-    assert offered(alice) == ["101"]
-    assert offered(bob) == ["202"]
+    carol = dict(base, GIT_CONFIG_PARAMETERS="'claim.agent'='carol'")  # as `git -c` passes it
+    for _ in range(2):  # the second round: from the cache, each agent after another
+        assert offered(bob) == ["202"]
+        assert offered(alice) == ["101"]
+        assert offered(base) == ["303"]
+        assert offered(carol) == ["404"]
+        assert offered(base, "--agent", "alice") == ["101"]
+        assert offered(bob, "--agent=alice") == ["101"]
     listed = shared.cmd("claim", "list", "--json", env=bob)
     assert listed.code == 0, listed
     starred = {row["ticket"] for row in json.loads(listed.stdout) if row["ours"]}
     assert starred == {"202"}, listed.stdout
-    refused = shared.cmd("release", "101", env=bob)
-    assert refused.code != 0  # what the TAB no longer offers, release refuses
+    assert shared.cmd("release", "101", env=bob).code != 0  # not offered: not releasable
+    # offline: the remote cannot be read; each agent is still offered only its own claims
+    from git_claim.live_claims import CACHE_SECONDS
+
+    served = world.repo.path
+    served.rename(served.with_name(served.name + ".away"))
+    try:
+        time.sleep(CACHE_SECONDS)  # past the cached answers
+        assert offered(base) == ["303"]
+        assert offered(bob) == ["202"]
+        assert offered(base, "--agent", "alice") == ["101"]
+    finally:
+        served.with_name(served.name + ".away").rename(served)
