@@ -144,6 +144,23 @@ def test_bash_after_pip_install(user: User) -> None:
     _assert_offered(bash_tab(TYPED, env=user.env, cwd=user.repo))
 
 
+@pytest.mark.skipif(not available("bash"), reason="bash-completion is not installed")
+def test_bash_after_a_pipx_style_install(user: User, tmp_path: Path) -> None:
+    """pipx keeps its venv off PATH and links the commands into ~/.local/bin: the one
+    command sets completion up from there as well."""
+    home = tmp_path / "home"
+    links = home / ".local" / "bin"
+    links.mkdir(parents=True)
+    for name in ("git-claim", "git-release", "git-reap"):
+        (links / name).symlink_to(user.venv / "bin" / name)
+    env = dict(user.env, HOME=str(home), PATH=f"{links}:/usr/local/bin:/usr/bin:/bin")
+    assert shutil.which("git-claim", path=env["PATH"]) == str(links / "git-claim")
+    said = _run(user.repo, env, "git", "claim", "completion", "install", "bash").stdout
+    target = home / ".local" / "share" / "bash-completion" / "completions"
+    assert f"wrote {target / 'git-claim'}" in said, said
+    _assert_offered(bash_tab(TYPED, env=env, cwd=user.repo))
+
+
 # -- zsh: compsys, with the line the install asks for in ~/.zshrc -------------------------
 
 @pytest.mark.skipif(not available("zsh"), reason="zsh is not installed")
