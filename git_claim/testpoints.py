@@ -7,7 +7,8 @@ interleaving (a heartbeat landing between a reaper's read and write) or to
 SIGKILL a process at an exact step. Points: claim:before-push,
 claim:after-push, heartbeat:before-push, release:before-decide,
 reap:before-decide, run:before-start (the lease is taken, the command not
-yet started).
+yet started), watchdog:before-spawn (the watchdog has its start order and
+has not forked the command yet; watchdog.py has its own copy of `pause`).
 """
 
 from __future__ import annotations

@@ -244,8 +244,21 @@ def become_subreaper() -> bool:
         return False
 
 
+class KilledBeforeExec(Exception):
+    """A signal ended the command's process before it could exec: the command never ran."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
 def spawn(command: Sequence[str]) -> int:
-    """Fork and exec `command`; its pid, or OSError when it cannot be started."""
+    """Fork and exec `command`; its pid, or OSError when it cannot be started.
+
+    The child says `x` just before its exec (and an errno after it if the exec
+    failed): end of file without it means a signal ended the child first
+    (KilledBeforeExec), and the command never ran.
+    """
     read_end, write_end = os.pipe()  # close-on-exec: end of file once exec worked
     pid = os.fork()
     if pid == 0:
@@ -256,13 +269,15 @@ def spawn(command: Sequence[str]) -> int:
             for name in ("SIGCHLD", "SIGPIPE", "SIGXFZ", "SIGXFSZ"):
                 if hasattr(signal, name):
                     signal.signal(getattr(signal, name), signal.SIG_DFL)
-            # A signal pending now (sent to the whole group after the start order) acts
-            # as on the command: by default, not as a Python handler that would raise
-            # here, before the exec. One ignored when run started stays ignored.
+            # A signal pending now (sent to the whole group as we forked) acts as on
+            # the command, by default, not as a Python handler raising here: it ends
+            # this process before the exec, which the parent reads as "never ran".
+            # One ignored when run started stays ignored.
             for signum in WATCHED:
                 if signal.getsignal(signum) is not signal.SIG_IGN:
                     signal.signal(signum, signal.SIG_DFL)
             signal.pthread_sigmask(signal.SIG_UNBLOCK, WATCHED)
+            os.write(write_end, b"x")
             os.execvp(command[0], list(command))
         except OSError as error:
             os.write(write_end, str(error.errno or 0).encode())
@@ -273,9 +288,15 @@ def spawn(command: Sequence[str]) -> int:
     while chunk := os.read(read_end, 64):
         chunks.append(chunk)
     os.close(read_end)
-    if chunks:
+    said = b"".join(chunks)
+    if not said.startswith(b"x"):  # ended before its exec: by a signal, or it could not run
+        _, wait_status = os.waitpid(pid, 0)
+        if os.WIFSIGNALED(wait_status):
+            raise KilledBeforeExec(os.WTERMSIG(wait_status))
+        raise OSError(0, "the command's process ended before it could start")
+    if said[1:]:
         os.waitpid(pid, 0)
-        code = int(b"".join(chunks))
+        code = int(said[1:])
         raise OSError(code, os.strerror(code))
     return pid
 
@@ -463,7 +484,7 @@ class Watch:
             stop = _stop_order(line.decode("ascii", "replace").split())
             if stop is not None:
                 return stop
-        return None
+        return _group_signal_pending()
 
     def take_waiting_orders(self) -> None:
         """Obey the orders already in the pipe, without waiting for more."""
@@ -545,8 +566,16 @@ class Watch:
             # the claim may be reaped by now, so the command must not start at all
             self.report("expired")
             return 0
+        _test_pause("watchdog:before-spawn")
+        late = self._stop_order_waiting()  # the last look, a fork away from the start
+        if late is not None:
+            self.report(f"cancelled {late}")
+            return 0
         try:
             self.main = spawn(command)
+        except KilledBeforeExec as killed:  # a signal to the group came first: nothing ran
+            self.report(f"cancelled {killed.signum}")
+            return 0
         except OSError as error:
             self.report(f"error {error.errno or 0}")
             return 127
@@ -582,6 +611,36 @@ class Watch:
             if self.orders is not None and self.orders in ready:
                 self.read_orders()
         return self.status if self.status is not None else 1
+
+
+def _test_pause(point: str) -> None:
+    """The tool's test pause points (git_claim.testpoints), for the watchdog: stdlib only."""
+    if os.environ.get("GIT_CLAIM_TEST_PAUSE") != point:
+        return
+    folder = os.environ.get("GIT_CLAIM_TEST_PAUSE_DIR", ".")
+    name = os.path.join(folder, point.replace(":", "-"))
+    with open(name + ".reached", "w") as marker:
+        marker.write(str(os.getpid()))
+    deadline = time.monotonic() + 120
+    while not os.path.exists(name + ".go") and time.monotonic() < deadline:
+        time.sleep(0.01)
+
+
+def _group_signal_pending() -> int | None:
+    """A signal sent to the whole group that is pending here (we block them), if any.
+
+    The group's processes got it; a command started now would not have, and
+    run passes it on as a group signal, which goes only to processes outside
+    the group: so none must start. A signal run ignores (nohup) is left alone.
+    """
+    try:
+        pending = signal.sigpending()
+    except (AttributeError, OSError):
+        return None
+    for signum in WATCHED:
+        if signum in pending and signal.getsignal(signum) is not signal.SIG_IGN:
+            return int(signum)
+    return None
 
 
 def _stop_order(words: list[str]) -> int | None:

@@ -558,8 +558,9 @@ def test_a_signal_just_before_the_start_never_starts_the_command(make_world, tmp
                            env=pause.env(alice.env), stdout=subprocess.PIPE,
                            stderr=subprocess.PIPE, text=True, start_new_session=True)
     pause.wait_reached(run)
+    # the guardian and the watchdog, once both exec'd (a forked child names its parent)
+    wait_until(lambda: len(_watchdogs(run.pid)) >= 2, what="a watchdog waits for the order")
     watchdogs = _watchdogs(run.pid)
-    assert watchdogs, "no watchdog waits for the start order"
 
     def signal_run() -> None:
         if group:
@@ -585,6 +586,33 @@ def test_a_signal_just_before_the_start_never_starts_the_command(make_world, tmp
     assert run.returncode == 128 + signum, (out, err)
     assert not ran.exists(), err
     assert ticket_state(world.repo, "718").state == "free", err
+    assert "interrupted before the command started" in err
+
+
+@pytest.mark.parametrize("group", [True, False], ids=["group", "run-alone"])
+def test_a_signal_while_the_watchdog_forks_never_starts_the_command(make_world, tmp_path, group):
+    """The watchdog has run's start order and is about to fork the command when Ctrl-C
+    reaches the group (or a signal reaches run alone, which passes it on): the command,
+    not there yet to get it, is never started."""
+    world = make_world("git", "libgit2")
+    alice = world.agent("alice")
+    pause = PausePoint(world.root / "pauses", "watchdog:before-spawn")
+    ran = tmp_path / "ran"
+    tool = Path(sys.executable).parent / "git-claim"
+    run = subprocess.Popen([str(tool), "run", "720", "--", "touch", str(ran)], cwd=alice.workdir,
+                           env=pause.env(alice.env), stdout=subprocess.PIPE,
+                           stderr=subprocess.PIPE, text=True, start_new_session=True)
+    pause.wait_reached(run)
+    if group:
+        os.killpg(run.pid, 2)
+    else:
+        os.kill(run.pid, 2)
+    wait_until(lambda: _waits_on_a_pipe(run.pid), what="run passed the signal on")
+    pause.go()
+    out, err = run.communicate(timeout=60)
+    assert run.returncode == 130, (out, err)
+    assert not ran.exists(), err
+    assert ticket_state(world.repo, "720").state == "free", err
     assert "interrupted before the command started" in err
 
 
