@@ -506,6 +506,17 @@ def test_an_interrupt_while_claiming_never_starts_the_command(make_world, tmp_pa
     assert "interrupted before the command started" in err
 
 
+def _paused_run(world, pause: PausePoint, ticket: str, ran: Path) -> subprocess.Popen[str]:
+    """`git-claim run TICKET -- touch RAN`, leading its own session, held at `pause`."""
+    alice = world.agent("alice")
+    tool = Path(sys.executable).parent / "git-claim"  # signalled itself, not through git
+    run = subprocess.Popen([str(tool), "run", ticket, "--", "touch", str(ran)],
+                           cwd=alice.workdir, env=pause.env(alice.env), stdout=subprocess.PIPE,
+                           stderr=subprocess.PIPE, text=True, start_new_session=True)
+    pause.wait_reached(run)
+    return run
+
+
 def _watchdogs(session: int) -> list[int]:
     """The watchdog processes (guardian and watchdog) of the run leading `session`."""
     found = []
@@ -550,14 +561,9 @@ def test_a_signal_just_before_the_start_never_starts_the_command(make_world, tmp
     watchdog, slow to start on a loaded machine, reads the signal with it
     (`after-start-order`: here it is stopped meanwhile)."""
     world = make_world("git", "libgit2")
-    alice = world.agent("alice")
     pause = PausePoint(world.root / "pauses", "run:before-start")
     ran = tmp_path / "ran"
-    tool = Path(sys.executable).parent / "git-claim"
-    run = subprocess.Popen([str(tool), "run", "718", "--", "touch", str(ran)], cwd=alice.workdir,
-                           env=pause.env(alice.env), stdout=subprocess.PIPE,
-                           stderr=subprocess.PIPE, text=True, start_new_session=True)
-    pause.wait_reached(run)
+    run = _paused_run(world, pause, "718", ran)
     # the guardian and the watchdog, once both exec'd (a forked child names its parent)
     wait_until(lambda: len(_watchdogs(run.pid)) >= 2, what="a watchdog waits for the order")
     watchdogs = _watchdogs(run.pid)
@@ -595,14 +601,9 @@ def test_a_signal_while_the_watchdog_forks_never_starts_the_command(make_world, 
     reaches the group (or a signal reaches run alone, which passes it on): the command,
     not there yet to get it, is never started."""
     world = make_world("git", "libgit2")
-    alice = world.agent("alice")
     pause = PausePoint(world.root / "pauses", "watchdog:before-spawn")
     ran = tmp_path / "ran"
-    tool = Path(sys.executable).parent / "git-claim"
-    run = subprocess.Popen([str(tool), "run", "720", "--", "touch", str(ran)], cwd=alice.workdir,
-                           env=pause.env(alice.env), stdout=subprocess.PIPE,
-                           stderr=subprocess.PIPE, text=True, start_new_session=True)
-    pause.wait_reached(run)
+    run = _paused_run(world, pause, "720", ran)
     if group:
         os.killpg(run.pid, 2)
     else:
