@@ -444,11 +444,10 @@ class Watch:
         """Wait for run's `start`; the signal that came first instead, if one did.
 
         Leases sent before the start are taken; `signal N` or `stop` before it
-        cancel the start, and so does end of file (run has gone). So does one
-        that is in the pipe already when `start` is read: run was told to stop
-        while we were still starting (a loaded machine), and the command has
-        not started yet. Other orders after `start` stay in the buffer for the
-        loop that watches the command.
+        cancel the start, and so does end of file (run has gone). Orders after
+        `start` stay in the buffer: they are looked at once more right before
+        the fork (a signal there cancels the start too), then the loop that
+        watches the command obeys the rest.
         """
         assert self.orders is not None
         while True:
@@ -456,7 +455,7 @@ class Watch:
                 line, self.buffer = self.buffer.split(b"\n", 1)
                 words = line.decode("ascii", "replace").split()
                 if words == ["start"]:
-                    return self._stop_order_waiting()
+                    return None  # what came after it is looked at right before the fork
                 stop = _stop_order(words)
                 if stop is not None:
                     return stop
