@@ -34,6 +34,21 @@ MAX_BODY = 65536
 
 
 @dataclass(frozen=True)
+class Link:
+    """Another ticket this one names: a blocker, or a sub-issue.
+
+    `id` is a ticket id of this source when the linked ticket is one (it may
+    then be claimed, and released as done, through git-claim), else how the
+    source names it (`octo/other#12`), for messages only. `open` is the linked
+    ticket's state as the source reports it; None when the source does not say.
+    """
+
+    id: str
+    open: bool | None = True
+    local: bool = True  # a ticket of this backlog's own tracker (git-claim may hold it)
+
+
+@dataclass(frozen=True)
 class Ticket:
     """One backlog entry; `id` is canonical (it passed `parse_ticket`)."""
 
@@ -45,6 +60,16 @@ class Ticket:
     labels_known: bool = True
     open: bool = True
     url: str = ""
+    # Dependencies and sub-issues. `links_known` is False when the source
+    # could not read them (an old gh, no permission, a field the host lacks):
+    # a rule that needs them fails closed, and `links_problem` says why.
+    blocked_by: tuple[Link, ...] = ()
+    children: tuple[Link, ...] = ()
+    links_known: bool = True
+    links_problem: str = ""
+    # A priority tier the source states outright (0 = critical, 3 = low), as
+    # the file backlog's `priority` field does; None: read it from the labels.
+    priority: int | None = None
 
 
 @dataclass(frozen=True)
