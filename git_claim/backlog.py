@@ -1,23 +1,41 @@
-"""Picking work: `git claim --next`, eligibility and the human design gate.
+"""Picking work: `git claim --next`, the rules on a direct claim, and resuming.
 
-The tracker only says what exists and how it is labelled; the claim ref is
-still the lock. Picking is contention-aware: one listing of the remote's
-claim refs removes what is taken, and each agent walks the top candidates in
-its own order (a hash of its identity), so agents starting together spread
-over the backlog instead of all pushing for the top ticket.
+The tracker only says what exists, how it is labelled and what it waits on;
+the claim ref is still the lock. The rules themselves live in `picking`;
+this module reads what they judge (the backlog, the remote's claims, this
+checkout's records) and claims. Picking is contention-aware: one listing of
+the remote's claim refs removes what is taken, and each agent walks the top
+candidates of the highest tier in its own order (a hash of its identity),
+so agents starting together spread over the backlog instead of all pushing
+for the top ticket.
 """
 
 from __future__ import annotations
 
-import hashlib
-from collections.abc import Callable, Collection, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Collection, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 
+from .claims import ClaimView, read_claim, read_claims
 from .errors import GitError, RefusedError
 from .lock import ClaimResult, claim
+from .picking import (
+    COUNT_WORDS,
+    Judgement,
+    Remote,
+    Rules,
+    State,
+    find_cycles,
+    judge,
+    judge_all,
+    pick_order,
+    wip_counts,
+)
+from .record import STATE_HELD
 from .safetext import clean
 from .session import Session
 from .tracker.base import Ticket, Tracker, TrackerError
+
+LOST = "lost to another agent"
 
 
 @dataclass
@@ -26,167 +44,299 @@ class NextResult:
     claim: ClaimResult
     pushes: int
     skipped: dict[str, int] = field(default_factory=dict)
+    resumed: bool = False  # a live claim of ours no process was working on
 
 
-def gate_refusal(session: Session, ticket: Ticket) -> str | None:
-    """Why the design gate refuses `ticket`, or None when it may be claimed."""
+def rules_for(session: Session, *, labels: Sequence[str] = (), exclude: Sequence[str] = (),
+              gate: bool = True, capabilities: frozenset[str] | None = None,
+              for_next: bool = True) -> Rules:
+    """The rules as settings and the command line set them.
+
+    A direct claim (`for_next` False) is judged by the gate, dependencies
+    and capabilities only: the WIP limits shape what an agent picks, and a
+    human naming a ticket has chosen it.
+    """
     settings = session.settings
-    if not ticket.labels_known:
-        return (f"{clean(ticket.id)}: its labels are unknown, and the design gate fails closed"
-                " (a human may pass --no-gate)")
-    labels = {label.lower() for label in ticket.labels}  # GitHub labels ignore case
-    if settings.gate_label.lower() in labels and settings.approved_label.lower() not in labels:
-        return (f"{clean(ticket.id)} needs design approval (labelled {settings.gate_label},"
-                f" not {settings.approved_label})")
-    return None
+    return Rules(agent=settings.agent, gate=gate, gate_label=settings.gate_label,
+                 approved_label=settings.approved_label, labels=tuple(labels),
+                 exclude=tuple(exclude), dependencies=settings.dependencies,
+                 parents_wait=settings.parents_wait,
+                 capabilities=capabilities if capabilities is not None
+                 else settings.capabilities,
+                 max_per_agent=settings.max_per_agent if for_next else 0,
+                 wip=settings.wip if for_next else {},
+                 priority_labels=settings.priority_labels, spread=settings.spread)
+
+
+def read_remote(session: Session, views: Mapping[str, ClaimView] | None = None) -> Remote:
+    """The remote's claims as the rules read them, and this agent's count.
+
+    A live claim of this agent counts against claim.maxPerAgent unless a
+    live process of this checkout is working on it (`git claim run`, or a
+    worker that holds its record): several workers sharing a name each have
+    a limit of their own, while a claim left by `git claim --next` (no
+    process) counts until it is released.
+    """
+    if views is None:
+        views = read_claims(session)
+    agent = session.settings.agent
+    taken: dict[str, tuple[str, str]] = {}
+    mine = 0
+    supervised = _supervised_tags(session)
+    for ticket, view in views.items():
+        if view.oid is None:
+            continue
+        record = view.record
+        taken[ticket] = (record.state if record else "unknown", record.agent if record else "")
+        if record is not None and record.state == STATE_HELD and record.agent == agent \
+                and view.oid not in supervised:
+            mine += 1
+    return Remote(taken=taken, mine=mine)
+
+
+def _supervised_tags(session: Session) -> set[str]:
+    """Tags of this agent's claims that another live process of this checkout holds."""
+    store = session.store
+    return {record.tag for record in store.all()
+            if record.agent == session.settings.agent and not record.pending
+            and store.supervised_elsewhere(record)}
 
 
 def labels_for_gate(session: Session, ticket: Ticket, tracker: Tracker | None) -> Ticket:
-    """Fill in labels a plain id list cannot carry, from the configured tracker."""
+    """Fill in labels (and links) a plain id list cannot carry, from the configured tracker."""
     if ticket.labels_known:
         return ticket
     if tracker is None:
         # No tracker to ask: the source has no labels, so nothing says design:required.
-        return Ticket(ticket.id, ticket.title, (), True, ticket.open, ticket.url)
+        return replace(ticket, labels=(), labels_known=True)
     try:
-        return tracker.ticket(ticket.id)
+        filled = tracker.ticket(ticket.id)
     except TrackerError:
-        return Ticket(ticket.id, ticket.title, (), False, ticket.open, ticket.url)
+        return replace(ticket, labels=(), labels_known=False)
+    if ticket.blocked_by or ticket.children or ticket.priority is not None:
+        # the backlog's own links and priority stand; the tracker adds labels
+        return replace(filled, blocked_by=ticket.blocked_by, children=ticket.children,
+                       links_known=ticket.links_known, links_problem=ticket.links_problem,
+                       priority=ticket.priority)
+    return filled
 
 
-def check_gate(session: Session, ticket_id: str, tracker: Tracker | None) -> Ticket | None:
-    """`git claim T`: refuse a gated ticket (exit 1); fail closed when labels are unreadable."""
+def refusal_message(judgement: Judgement, rules: Rules) -> str:
+    """One line saying why the rules refuse a named ticket (a direct claim)."""
+    ticket = clean(judgement.ticket.id)
+    state, detail = judgement.state, clean(judgement.detail, 300)
+    override = " (a human may pass --no-gate)"
+    if state is State.LABELS_UNKNOWN:
+        return (f"{ticket}: its labels are unknown, and the design gate fails closed"
+                + override)
+    if state is State.GATED:
+        return (f"{ticket} needs design approval (labelled {rules.gate_label},"
+                f" not {rules.approved_label})")
+    if state is State.WAITING:
+        return f"{ticket} is waiting on {detail}, still open" + override
+    if state is State.LINKS_UNKNOWN:
+        return (f"{ticket}: its dependencies cannot be read ({detail}), and the rule fails"
+                " closed" + override)
+    if state is State.CYCLE:
+        return f"{ticket} is in a dependency cycle: {detail}" + override
+    if state is State.SUB_ISSUES:
+        return (f"{ticket} waits on its open sub-issues {detail} (claim.parentsWait)"
+                + override)
+    if state is State.NEEDS:
+        return (f"{ticket} needs {detail}, which this agent cannot do (--can or"
+                " claim.capabilities)" + override)
+    return f"{ticket}: {COUNT_WORDS[state]}"
+
+
+def ticket_for_rules(session: Session, ticket_id: str, source: Tracker | None,
+                     tracker: Tracker | None) -> Ticket:
+    """What is known of a named ticket: the backlog file's line, else the tracker's.
+
+    The file comes first because it is what `--next` reads: a gate a file
+    sets applies to a direct claim too. A ticket nobody lists, with no
+    tracker to ask, has no labels and no links.
+    """
+    listed: Ticket | None = None
+    if source is not None:
+        try:
+            listed = source.ticket(ticket_id)
+        except TrackerError:
+            listed = None
+    if listed is not None and listed.labels_known:
+        return listed
+    base = listed or Ticket(ticket_id, labels_known=False)
     if tracker is None:
-        return None
+        return replace(base, labels=(), labels_known=True)
     try:
-        ticket = tracker.ticket(ticket_id)
+        return tracker.ticket(ticket_id)
     except TrackerError as error:
         raise TrackerError(f"cannot read the labels of {clean(ticket_id)} from {tracker.name}:"
                            f" {error.message}; the design gate fails closed"
                            " (a human may pass --no-gate)") from None
-    refusal = gate_refusal(session, ticket)
-    if refusal:
-        raise RefusedError(refusal)
+
+
+def check_rules(session: Session, ticket_id: str, *, source: Tracker | None,
+                tracker: Tracker | None, rules: Rules) -> Ticket | None:
+    """`git claim T`: the gate, dependencies and capabilities (RefusedError, exit 1).
+
+    None when nothing can be known (no source, no tracker): the ticket is
+    claimed as named, as before there were rules.
+    """
+    if source is None and tracker is None:
+        return None
+    ticket = ticket_for_rules(session, ticket_id, source, tracker)
+    remote = Remote()
+    if any(link.local and link.open is not False for link in ticket.blocked_by + ticket.children):
+        # a blocker released --done through git-claim counts as done: ask the remote
+        taken = {}
+        for link in ticket.blocked_by + ticket.children:
+            if link.local and link.open is not False:
+                view = read_claim(session, link.id)
+                if view.record is not None and view.oid is not None:
+                    taken[link.id] = (view.record.state, view.record.agent)
+        remote = Remote(taken=taken)
+    backlog = source.backlog() if source is not None else [ticket]
+    cycles = find_cycles(backlog, remote) if rules.dependencies else {}
+    judgement = judge(ticket, rules, remote, cycles=cycles, wip_held={})
+    if not judgement.eligible:
+        raise RefusedError(refusal_message(judgement, rules))
     return ticket
 
 
-def _has_all(ticket: Ticket, wanted: Sequence[str]) -> bool:
-    have = {label.lower() for label in ticket.labels}
-    return all(label.lower() in have for label in wanted)
+def resumable(session: Session, views: Mapping[str, ClaimView]) -> list[str]:
+    """Live claims of this agent that no live process works on: a run that died.
 
-
-def _has_any(ticket: Ticket, unwanted: Sequence[str]) -> bool:
-    have = {label.lower() for label in ticket.labels}
-    return any(label.lower() in have for label in unwanted)
-
-
-def spread_order(tickets: Sequence[Ticket], agent: str, spread: int) -> list[Ticket]:
-    """The top `spread` candidates in this agent's own order, then the rest in order."""
-    top = list(tickets[:spread])
-    top.sort(key=lambda t: hashlib.sha1(f"{agent}\0{t.id}".encode()).digest())
-    return top + list(tickets[spread:])
-
-
-def _taken_ids(session: Session) -> set[str]:
-    """Tickets whose newest claim is in force (held, done, blocked or unreadable).
-
-    Claim refs stay after a release (each claim is a new ref), so the notes
-    say which tickets are free again: one listing and one fetch of what is new.
+    Ours means a record in this checkout with the claim's own tag (a claim
+    made elsewhere under the same name is not resumed: nothing here proves
+    it ours). Oldest first, so work is finished in the order it was begun.
     """
-    from .claims import read_claims
-
-    return {ticket for ticket, view in read_claims(session).items() if view.oid is not None}
-
-
-def _still_free(session: Session, candidates: Sequence[Ticket], passed: set[str],
-                skip: Callable[[str], None]) -> list[Ticket] | None:
-    """After a lost race: the candidates not yet passed that the remote still has free.
-
-    A loss means others are claiming from the same candidates, so most of
-    this agent's next ones may be gone too. One listing (and a fetch of the
-    new claims and notes) costs less than a claim push lost on each of them, and spreading
-    anew over what is left, in backlog order, keeps the losers of one round
-    from colliding again on the next. None when the listing fails: the agent
-    then goes on in the order it had.
-    """
-    try:
-        taken = _taken_ids(session)
-    except GitError:
-        return None
-    free = []
-    for ticket in candidates:
-        if ticket.id in passed:
+    store = session.store
+    agent = session.settings.agent
+    found = []
+    for record in store.all():
+        if record.agent != agent or record.pending or record.worktree_copy:
             continue
-        if ticket.id in taken:
-            passed.add(ticket.id)
-            skip("claimed, done or blocked")
-        else:
-            free.append(ticket)
-    return spread_order(free, session.settings.agent, session.settings.spread)
+        view = views.get(record.ticket)
+        if view is None or view.oid != record.tag or not view.held:
+            continue
+        if store.supervised_elsewhere(record):
+            continue
+        found.append((record.claimed_at, record.ticket))
+    return [ticket for _, ticket in sorted(found)]
 
 
 def claim_next(session: Session, backlog: Sequence[Ticket], *, tracker: Tracker | None,
-               labels: Sequence[str] = (), exclude: Sequence[str] = (), gate: bool = True,
-               progress: Callable[[int], None] | None = None,
-               skip_ids: Collection[str] = ()) -> NextResult:
+               rules: Rules, progress: Callable[[int], None] | None = None,
+               skip_ids: Collection[str] = (), resume: bool = False) -> NextResult:
     """Claim one eligible ticket; on a lost race try the next; RefusedError when none is left.
 
     `skip_ids`: tickets a drain (`run --until-empty`) already ran, never picked again.
+    `resume`: first take back a live claim of ours that no process works on.
     """
-    settings = session.settings
-    skipped: dict[str, int] = {}
-
-    def skip(reason: str) -> None:
-        skipped[reason] = skipped.get(reason, 0) + 1
-
-    taken = _taken_ids(session)
-    candidates: list[Ticket] = []
-    for ticket in backlog:
-        if progress is not None:
-            progress(1)
-        if not ticket.open:
-            skip("closed")
-        elif ticket.id in skip_ids:
-            skip("already run by this drain")
-        elif ticket.id in taken:
-            skip("claimed, done or blocked")
-        elif ticket.labels_known and not _has_all(ticket, labels):
-            skip("without the wanted labels")
-        elif ticket.labels_known and _has_any(ticket, exclude):
-            skip("excluded by label")
-        else:
-            candidates.append(ticket)
+    views = read_claims(session)
+    if resume:
+        resumed = _resume(session, views, backlog, skip_ids)
+        if resumed is not None:
+            return resumed
+    if tracker is None:
+        backlog = [replace(t, labels=(), labels_known=True) if not t.labels_known else t
+                   for t in backlog]
+    remote = read_remote(session, views)
+    judgements = judge_all(backlog, rules, remote, skip_ids=skip_ids)
+    if progress is not None:
+        progress(len(backlog))
+    # Labels a plain id list lacks are asked of the tracker ticket by ticket,
+    # only for tickets that every other rule lets through.
+    candidates = [j for j in judgements
+                  if j.eligible or (j.state is State.LABELS_UNKNOWN and tracker is not None)]
+    chosen = {j.ticket.id for j in candidates}
+    verdicts: dict[str, str] = {j.ticket.id: COUNT_WORDS[j.state] for j in judgements
+                                if j.ticket.id not in chosen}
     from . import backlog_cache
 
-    backlog_cache.save(session.location.common_dir, candidates, backlog)
+    backlog_cache.save(session.location.common_dir, [j.ticket for j in candidates], backlog)
     pushes = 0
-    order = spread_order(candidates, settings.agent, settings.spread)
-    passed: set[str] = set()  # ids tried, or skipped for their labels
+    order = pick_order(candidates, rules)
+    cycles = find_cycles(backlog, remote) if rules.dependencies else {}
     while order:
         ticket = order.pop(0)
-        passed.add(ticket.id)
-        if gate or labels or exclude:
+        if not ticket.labels_known:
             ticket = labels_for_gate(session, ticket, tracker)
-            if ticket.labels_known and (not _has_all(ticket, labels)
-                                        or _has_any(ticket, exclude)):
-                skip("without the wanted labels" if labels else "excluded by label")
-                continue
-        if gate:
-            refusal = gate_refusal(session, ticket)
-            if refusal:
-                skip("labels unknown (gate fails closed)" if not ticket.labels_known
-                     else "needs design approval")
+            judgement = judge(ticket, rules, remote, cycles=cycles,
+                              wip_held=wip_counts(backlog, remote, rules), skip_ids=skip_ids)
+            if not judgement.eligible:
+                verdicts[ticket.id] = COUNT_WORDS[judgement.state]
                 continue
         pushes += 1
         try:
-            won = claim(session, ticket.id, no_gate=not gate, reuse=False)
+            won = claim(session, ticket.id, no_gate=not rules.gate, reuse=False)
         except RefusedError:
-            skip("lost to another agent")
-            free = _still_free(session, candidates, passed, skip)
-            if free is not None:
-                order = free
+            verdicts[ticket.id] = LOST
+            fresh = _still_free(session, backlog, order, rules, verdicts, skip_ids)
+            if fresh is not None:
+                order, remote = fresh
             continue
-        return NextResult(ticket, won, pushes, skipped)
+        return NextResult(ticket, won, pushes, _counts(verdicts))
+    skipped = _counts(verdicts)
     summary = ", ".join(f"{count} {reason}" for reason, count in sorted(skipped.items()))
     raise RefusedError(f"nothing eligible ({summary or 'the backlog is empty'})",
                        skipped=skipped, pushes=pushes)
+
+
+def _counts(verdicts: Mapping[str, str]) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for words in verdicts.values():
+        counts[words] = counts.get(words, 0) + 1
+    return counts
+
+
+def _still_free(session: Session, backlog: Sequence[Ticket], order: Sequence[Ticket],
+                rules: Rules, verdicts: dict[str, str],
+                skip_ids: Collection[str]) -> tuple[list[Ticket], Remote] | None:
+    """After a lost race: the rest of the order judged again on a fresh listing.
+
+    A loss means others are claiming from the same candidates, so most of
+    this agent's next ones may be gone too, and the WIP counts may have
+    moved. One listing (and a fetch of the new claims and notes) costs less
+    than a claim push lost on each, and spreading anew over what is left
+    keeps the losers of one round from colliding again on the next. None
+    when the listing fails: the agent then goes on in the order it had.
+    """
+    try:
+        remote = read_remote(session)
+    except GitError:
+        return None
+    cycles = find_cycles(backlog, remote) if rules.dependencies else {}
+    held = wip_counts(backlog, remote, rules)
+    left = []
+    for ticket in order:
+        judgement = judge(ticket, rules, remote, cycles=cycles, wip_held=held,
+                          skip_ids=skip_ids)
+        if judgement.eligible or (judgement.state is State.LABELS_UNKNOWN):
+            left.append(judgement)
+        else:
+            verdicts[ticket.id] = COUNT_WORDS[judgement.state]
+    return pick_order(left, rules), remote
+
+
+def _resume(session: Session, views: Mapping[str, ClaimView], backlog: Sequence[Ticket],
+            skip_ids: Collection[str]) -> NextResult | None:
+    """Take back the oldest live claim of ours that no process works on."""
+    titles = {ticket.id: ticket for ticket in backlog}
+    for ticket_id in resumable(session, views) + _handed_to_us(session, views):
+        if ticket_id in skip_ids:
+            continue
+        try:
+            won = claim(session, ticket_id, reuse=True)
+        except RefusedError:
+            continue  # another process of ours took it back first
+        ticket = titles.get(ticket_id) or Ticket(ticket_id)
+        return NextResult(ticket, won, 0 if won.already_ours else 1, {}, resumed=True)
+    return None
+
+
+def _handed_to_us(session: Session, views: Mapping[str, ClaimView]) -> list[str]:
+    """Tickets another agent handed to this one (`git release T --to AGENT`)."""
+    agent = session.settings.agent
+    return sorted(ticket for ticket, view in views.items()
+                  if getattr(view, "handed_to", None) == agent)

@@ -86,6 +86,25 @@ def _lock(path: Path) -> Hold | None:
     return Hold(path, handle)
 
 
+def _locked_by_another(path: Path) -> bool:
+    """Try the flock on `path` and let it go: the pid of its last holder stays."""
+    try:
+        import fcntl
+    except ImportError:
+        return False
+    try:
+        handle = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return False  # a record whose lock file is gone: nobody holds it
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        return True
+    finally:
+        os.close(handle)
+    return False
+
+
 class OwnershipStore:
     """The claim records of one git dir, and the locks of the records this process holds."""
 
@@ -151,6 +170,16 @@ class OwnershipStore:
         """The descriptors of this process's locks on `record` and its copies."""
         return [held.handle for key, held in self.holds.items()
                 if held.handle >= 0 and (key == record.tag or key.endswith(f":{record.tag}"))]
+
+    def supervised_elsewhere(self, record: Ownership) -> bool:
+        """Whether another live process holds the record's lock (it works on the claim).
+
+        The lock is only tried: when it is free it is let go at once, so
+        asking never adopts a claim.
+        """
+        if record.tag in self.holds or not self._dir(record.ticket).is_dir():
+            return False
+        return _locked_by_another(self._lock_path(record))
 
     def held_here(self, record: Ownership) -> bool:
         return record.tag in self.holds

@@ -10,11 +10,17 @@ import hashlib
 import os
 import re
 import socket
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 
 from .clock import parse_duration
 from .errors import UsageError
 from .gateway.localrepo import Location
+from .picking import (
+    DEFAULT_PRIORITY_LABELS,
+    parse_capabilities,
+    parse_priority_labels,
+)
 
 DEFAULTS = {
     "claim.remote": "origin",
@@ -40,7 +46,13 @@ DEFAULTS = {
     "claim.worktreeDir": "",
     "claim.assign": "",
     "claim.idPattern": "",
+    "claim.dependencies": "true",
+    "claim.parentsWait": "false",
+    "claim.capabilities": "",
+    "claim.maxPerAgent": "1",
+    "claim.priorityLabels": DEFAULT_PRIORITY_LABELS,
 }
+WIP_PREFIX = "claim.wip."  # claim.wip.<label> N: the team's limit of live claims per label
 AGENT_VARIABLE = "GIT_CLAIM_AGENT"
 MAX_AGENT_LENGTH = 100
 
@@ -72,6 +84,12 @@ class Settings:
     worktree_dir: str = ""
     assign: str = ""
     id_pattern: re.Pattern[str] | None = None
+    dependencies: bool = True
+    parents_wait: bool = False
+    capabilities: frozenset[str] = frozenset()
+    max_per_agent: int = 1  # for --next; 0: no limit
+    wip: Mapping[str, int] = field(default_factory=dict)  # lower-case label -> limit
+    priority_labels: Mapping[str, int] = field(default_factory=dict)
 
     def claim_ref(self, ticket: str, epoch: int = 1) -> str:
         """The ref of a ticket's `epoch`-th claim: refs/claims/640, then 640@2, 640@3, ...
@@ -186,11 +204,64 @@ def load_settings(location: Location, config: dict[str, list[str]], *,
         project_status=_get(config, "claim.projectStatus"),
         tracker_timeout=parse_duration(_get(config, "claim.trackerTimeout"),
                                        what="tracker timeout"),
-        worktree=_get(config, "claim.worktree").lower() in ("true", "yes", "on", "1"),
+        worktree=_get(config, "claim.worktree").lower() in _TRUE,
         worktree_dir=_get(config, "claim.worktreeDir"),
         assign=_get(config, "claim.assign"),
         id_pattern=_id_pattern(_get(config, "claim.idPattern")),
+        dependencies=_flag(_get(config, "claim.dependencies"), "claim.dependencies"),
+        parents_wait=_flag(_get(config, "claim.parentsWait"), "claim.parentsWait"),
+        capabilities=parse_capabilities(_get(config, "claim.capabilities")),
+        max_per_agent=_count(_get(config, "claim.maxPerAgent"), "claim.maxPerAgent"),
+        wip=_wip_limits(config),
+        priority_labels=_priority_labels(_get(config, "claim.priorityLabels")),
     )
+
+
+_TRUE = ("true", "yes", "on", "1")
+_FALSE = ("false", "no", "off", "0", "")
+
+
+def _flag(value: str, key: str) -> bool:
+    """A git boolean, as `git config --type=bool` reads it."""
+    if value.lower() in _TRUE:
+        return True
+    if value.lower() in _FALSE:
+        return False
+    raise UsageError(f"{key} must be true or false, not {value!r}")
+
+
+def _count(value: str, key: str) -> int:
+    """A whole number, 0 or more (0: no limit)."""
+    if not (value.strip().isascii() and value.strip().isdigit()):
+        raise UsageError(f"{key} must be a whole number (0 for no limit), not {value!r}")
+    return int(value)
+
+
+def _wip_limits(config: dict[str, list[str]]) -> dict[str, int]:
+    """The team's limits of live claims per label (labels compared without case).
+
+    `claim.wip.<label> N` where the label can be a git key name (letters,
+    digits, `-`, dots); `claim.wipLimit LABEL=N`, one value per label, for
+    any other label (`area:ui=2`).
+    """
+    limits: dict[str, int] = {}
+    for key, values in config.items():
+        if key.startswith(WIP_PREFIX) and len(key) > len(WIP_PREFIX) and values:
+            limits[key[len(WIP_PREFIX):].lower()] = _count(values[-1], key)
+    for value in config.get("claim.wiplimit", []):
+        label, sep, number = value.rpartition("=")
+        if not sep or not label.strip():
+            raise UsageError(f"claim.wipLimit takes LABEL=N, not {value!r}")
+        limits[label.strip().lower()] = _count(number, "claim.wipLimit")
+    return limits
+
+
+def _priority_labels(value: str) -> dict[str, int]:
+    try:
+        return parse_priority_labels(value)
+    except ValueError as error:
+        raise UsageError(f"claim.priorityLabels takes LABEL=TIER pairs (tiers 0 to 4),"
+                         f" not {str(error)!r}") from None
 
 
 def _id_pattern(value: str) -> re.Pattern[str] | None:

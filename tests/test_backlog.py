@@ -71,6 +71,7 @@ def test_the_design_gate(make_world, gh):
                                       " design:required, not design:approved)")
     assert "refs/claims/645" not in remote_refs(world.repo)
     assert alice.claim("646").code == 0
+    alice.git("config", "claim.maxPerAgent", "0")  # alice holds 646: let --next take more
     picked = alice.claim("--next", "--json")
     assert picked.code == 0, picked
     assert picked.json()["ticket"] == "647"
@@ -113,6 +114,7 @@ def test_next_from_files_and_stdin_with_filters(make_world, tmp_path):
     assert first.json()["ticket"] == "2" and first.json()["labels"] == ["bug", "ui"]
     shown = world.agent("bob").claim("--next", "--from", str(backlog), "--exclude-label", "bug")
     assert shown.code == 0 and shown.stdout.startswith("claimed 3 ")
+    alice.git("config", "claim.maxPerAgent", "0")  # alice holds 2: let --next take more
     plain = alice.cmd("claim", "--next", "--from", "-", input="2\n3\n1\n")
     assert plain.code == 0 and plain.stdout.startswith("claimed 1 "), plain
     empty = alice.cmd("claim", "--next", "--from", "-", input="1\n2\n")

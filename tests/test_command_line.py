@@ -132,6 +132,7 @@ def test_options_before_a_subcommand_go_to_it(make_world):
     as_json = alice.claim("--json", "642")
     assert as_json.code == 0 and as_json.json()["ticket"] == "642", as_json
     (alice.workdir / "list").write_text("643\n")  # a backlog file named like a command
+    alice.git("config", "claim.maxPerAgent", "0")  # alice holds 642: let --next take more
     from_list = alice.claim("--from", "list", "--next")
     assert from_list.code == 0 and "claimed 643" in from_list.stdout, from_list
     tree = world.root / "tree-644"

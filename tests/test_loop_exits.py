@@ -132,11 +132,13 @@ def test_nothing_eligible_has_its_own_exit_status(make_world, tmp_path):
     taken = alice.claim("--next", "--from", str(backlog), "--json")
     assert taken.code == 6, taken
     assert taken.json()["error"]["kind"] == "empty" and taken.json()["exit_code"] == 6
-    run = alice.cmd("claim", "run", "--next", "--from", str(backlog), "--", "touch", str(marker))
+    # --no-resume: by default run --next would take E1 back, alice's own and unsupervised
+    run = alice.cmd("claim", "run", "--next", "--no-resume", "--from", str(backlog), "--",
+                    "touch", str(marker))
     assert run.code == 6 and "nothing eligible (1 claimed, done or blocked)" in run.stderr, run
     # a command that itself exits 6 is passed through: --until-empty tells them apart
-    drained = alice.cmd("claim", "run", "--next", "--until-empty", "--from", str(backlog),
-                        "--", "touch", str(marker))
+    drained = alice.cmd("claim", "run", "--next", "--no-resume", "--until-empty", "--from",
+                        str(backlog), "--", "touch", str(marker))
     assert drained.code == 0, drained
     assert "the backlog is drained (0 runs); nothing eligible" in drained.stderr
     assert not marker.exists()

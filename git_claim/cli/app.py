@@ -26,6 +26,7 @@ def _claim_group() -> click.Group:
         completion_cmd,
         guard_cmd,
         liveness_cmd,
+        ready_cmd,
         run_cmd,
     )
     from .claim_cmd import claim_group

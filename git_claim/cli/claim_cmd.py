@@ -50,7 +50,7 @@ def claim_group() -> None:
 @json_option
 def take_command(tickets: tuple[str, ...], pick_next: bool, source: str | None,
                  labels: tuple[str, ...], excluded: tuple[str, ...], no_gate: bool,
-                 worktree: str | None, base: str | None,
+                 capabilities: str | None, worktree: str | None, base: str | None,
                  remote: str | None, agent: str | None, as_json: bool) -> None:
     """Claim the first TICKET that can be won, or --next from the backlog (the default command)."""
     with reporting(as_json=as_json, command="git claim"):
@@ -66,6 +66,7 @@ def take_command(tickets: tuple[str, ...], pick_next: bool, source: str | None,
         line = StatusLine("reading the backlog")
         request = claim_request(ids, pick_next=pick_next, labels=labels, excluded=excluded,
                                 source=source, no_gate=no_gate, worktree=worktree, base=base,
+                                capabilities=capabilities,
                                 **({"stdin": sys.stdin, "progress": line.update}
                                    if pick_next else {}))
         session = session_from(remote, agent, source=source)

@@ -42,7 +42,11 @@ def claim_options(function: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--exclude-label", "excluded", multiple=True, metavar="LABEL",
                      help="--next: skip tickets with this label (repeatable)."),
         click.option("--no-gate", is_flag=True,
-                     help="Skip the design gate (for humans; recorded in the claim)."),
+                     help="Skip the design gate (for humans; recorded in the claim). On a"
+                          " named ticket it passes dependencies and capabilities too."),
+        click.option("--can", "capabilities", metavar="CAPS",
+                     help="What this agent can do (comma-separated): tickets labelled"
+                          " needs:<capability> need it [claim.capabilities]."),
         click.option("--worktree", "worktree", is_flag=False, flag_value="", default=None,
                      metavar="[PATH]",
                      help="After a win, make a linked worktree on claim/<ticket>"
@@ -83,7 +87,7 @@ def worktree_request(worktree: str | None, base: str | None) -> WorktreeRequest:
 
 def claim_request(ids: list[str], *, pick_next: bool, labels: tuple[str, ...],
                   excluded: tuple[str, ...], source: str | None, no_gate: bool,
-                  worktree: str | None, base: str | None,
+                  worktree: str | None, base: str | None, capabilities: str | None = None,
                   **extra: Any) -> TakeRequest | NextRequest:
     """The request of `take` or `run` from their shared options; usage errors exit 2."""
     from ..errors import UsageError
@@ -93,8 +97,11 @@ def claim_request(ids: list[str], *, pick_next: bool, labels: tuple[str, ...],
         raise UsageError("give ticket ids or --next, not both")
     if not pick_next and (labels or excluded or source):
         raise UsageError("--from, --label and --exclude-label go with --next")
+    from ..picking import parse_capabilities
+
     tree = worktree_request(worktree, base)
+    can = parse_capabilities(capabilities) if capabilities is not None else None
     if pick_next:
         return NextRequest(labels=labels, exclude=excluded, gate=not no_gate, worktree=tree,
-                           **extra)
-    return TakeRequest(tickets=tuple(ids), gate=not no_gate, worktree=tree)
+                           capabilities=can, **extra)
+    return TakeRequest(tickets=tuple(ids), gate=not no_gate, worktree=tree, capabilities=can)

@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from ..ops.hook import GuardInstalled, HookInstalled, HookRemoved, Verdict
     from ..ops.liveness import Beat, Verified
     from ..ops.log import TicketLog
+    from ..ops.ready import Ready, ReadyEntry
     from ..ops.reap import Reaped
     from ..ops.release import Released, Reopened
     from ..ops.run import Drained, RunResult
@@ -341,7 +342,8 @@ def claimed_document(claimed: Claimed) -> dict[str, Any]:
         "labels": list(claimed.labels) if claimed.labels is not None else None,
         "warnings": list(claimed.warnings)}
     if claimed.from_backlog:
-        document.update(pushes=claimed.pushes, skipped=dict(claimed.skipped))
+        document.update(pushes=claimed.pushes, skipped=dict(claimed.skipped),
+                        resumed=claimed.resumed)
     else:
         document.update(already_ours=claimed.already_ours, refused=list(claimed.refused))
     if claimed.worktree is not None:
@@ -355,7 +357,8 @@ def claimed_lines(claimed: Claimed) -> list[str]:
     lines += [f"warning: {warning}" for warning in claimed.warnings]
     if claimed.from_backlog:
         title = f": {clean(claimed.title, 100)}" if claimed.title else ""
-        lines.append(f"claimed {claimed.ticket} ({claimed.ref}){title}")
+        verb = "resumed" if claimed.resumed else "claimed"
+        lines.append(f"{verb} {claimed.ticket} ({claimed.ref}){title}")
     else:
         note = " (already yours)" if claimed.already_ours else ""
         lines.append(f"claimed {claimed.ticket} ({claimed.ref}){note}")
@@ -488,3 +491,45 @@ def emit_gc(result: GcResult, *, as_json: bool) -> None:
         click.echo(item.message)
     if not result.worktrees:
         click.echo("nothing to clean")
+
+
+READY_WORDS = {
+    "eligible": "eligible", "held": "held by", "done": "done", "blocked": "blocked",
+    "closed": "closed", "already-run": "already run", "filtered": "without the wanted labels",
+    "excluded": "excluded by label", "gated": "needs design approval",
+    "labels-unknown": "labels unknown (gate fails closed)", "waiting": "waiting on",
+    "dependencies-unknown": "dependencies unknown:", "cycle": "dependency cycle:",
+    "sub-issues-open": "waiting on sub-issues", "needs-capability": "needs",
+    "agent-limit": "over this agent's claim limit:", "wip-limit": "over the WIP limit of",
+}
+
+
+def ready_state(entry: ReadyEntry) -> str:
+    """`held by alice`, `waiting on #640`, `needs frontend`: the state and its detail."""
+    words = READY_WORDS.get(entry.state.value, entry.state.value)
+    if entry.state.value in ("done", "blocked") and entry.detail:
+        return f"{words} ({clean(entry.detail, 60)})"
+    if entry.state.value == "gated" or not entry.detail:
+        return words
+    return f"{words} {clean(entry.detail, 120)}"
+
+
+def ready_document(result: Ready) -> dict[str, Any]:
+    """`git claim ready --json` (see git-claim(1))."""
+    return {"ok": True, "agent": result.agent, "eligible": result.eligible,
+            "counts": dict(result.counts), "source_skipped": dict(result.source_skipped),
+            "tickets": [{"ticket": e.ticket, "title": e.title, "state": e.state.value,
+                         "detail": e.detail, "tier": e.tier, "mine": e.mine, "url": e.url}
+                        for e in result.entries]}
+
+
+def emit_ready(result: Ready, *, as_json: bool) -> None:
+    if as_json:
+        emit_json(ready_document(result))
+        return
+    for entry in result.entries:
+        title = f"  {clean(entry.title, 80)}" if entry.title else ""
+        click.echo(f"{clean(entry.ticket, 30):<10} P{entry.tier}  {ready_state(entry)}{title}")
+    counts = ", ".join(f"{n} {words}" for words, n in sorted(result.counts.items()))
+    click.echo(f"{result.eligible} eligible of {len(result.entries)}"
+               + (f" ({counts})" if counts else ""))

@@ -36,13 +36,17 @@ RUN_SETTINGS = {**CONTEXT_SETTINGS, "ignore_unknown_options": False}
               help="When the claim is lost: stop the command, or only warn (no lease enforced).")
 @click.option("--grace", metavar="DURATION", default="10s", show_default=True,
               help="Time between SIGTERM and SIGKILL when stopping the command.")
+@click.option("--resume/--no-resume", default=True, show_default=True,
+              help="With --next: first take back a live claim of this agent that no process"
+                   " works on (a run that died), or one handed to it.")
 @remote_options
 @json_option
 def run_command(arguments: tuple[str, ...], pick_next: bool, source: str | None,
                 labels: tuple[str, ...], excluded: tuple[str, ...], no_gate: bool,
-                worktree: str | None, base: str | None, until_empty: bool,
-                interval: str | None, on_failure: str, on_lost: str, grace: str,
-                remote: str | None, agent: str | None, as_json: bool) -> None:
+                capabilities: str | None, worktree: str | None, base: str | None,
+                until_empty: bool, interval: str | None, on_failure: str, on_lost: str,
+                grace: str, resume: bool, remote: str | None, agent: str | None,
+                as_json: bool) -> None:
     """Claim TICKET (or --next), run COMMAND while heartbeating, then release.
 
     Exit 0 of COMMAND releases --done; another status releases --blocked with
@@ -84,8 +88,9 @@ def run_command(arguments: tuple[str, ...], pick_next: bool, source: str | None,
         claim = claim_request(parse_tickets(tuple(tickets)), pick_next=pick_next,
                               labels=labels, excluded=excluded, source=source,
                               no_gate=no_gate, worktree=None, base=None,
-                              **({"stdin": sys.stdin, "progress": line.update}
-                                 if pick_next else {}))
+                              capabilities=capabilities,
+                              **({"stdin": sys.stdin, "progress": line.update,
+                                  "resume": resume} if pick_next else {}))
         request = RunRequest(
             command=tuple(command), claim=claim, worktree=worktree_request(worktree, base),
             interval=parse_duration(interval, what="interval") if interval else None,

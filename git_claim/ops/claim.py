@@ -19,7 +19,7 @@ from ..errors import ClaimError, ExitCode, RefusedError, UsageError
 
 if TYPE_CHECKING:
     from ..session import Session
-    from ..tracker.base import Ticket
+    from ..tracker.base import Ticket, Tracker
     from ..worktree import Worktree
 
 __all__ = ["Claimed", "NextRequest", "NothingEligible", "TakeRequest", "WorktreeRequest",
@@ -53,8 +53,9 @@ class TakeRequest:
     """`git claim TICKET...`: the first of `tickets` (already validated) that can be won."""
 
     tickets: tuple[str, ...]
-    gate: bool = True
+    gate: bool = True  # False: a human passes the gate, dependencies and capabilities
     worktree: WorktreeRequest = WorktreeRequest()
+    capabilities: frozenset[str] | None = None  # --can; None: claim.capabilities
 
 
 @dataclass(frozen=True)
@@ -72,6 +73,10 @@ class NextRequest:
     skip_ids: frozenset[str] = frozenset()
     # The backlog as read once before (standard input cannot be read twice).
     backlog: tuple[Ticket, ...] | None = None
+    capabilities: frozenset[str] | None = None  # --can; None: claim.capabilities
+    # Take back a live claim of ours no process works on (a run that died),
+    # or one handed to this agent, before anything new.
+    resume: bool = False
 
 
 @dataclass(frozen=True)
@@ -93,6 +98,7 @@ class Claimed:
     skipped: Mapping[str, int] = field(default_factory=lambda: MappingProxyType({}))
     worktree: Worktree | None = None
     backlog: tuple[Ticket, ...] = ()  # what --next read, for a drain to read no more
+    resumed: bool = False  # --next took back a claim of ours instead of a new one
 
 
 def take(session: Session, request: TakeRequest | NextRequest) -> Claimed:
@@ -115,17 +121,20 @@ def claim_ids(session: Session, request: TakeRequest) -> Claimed:
     A git or tracker error stops at once: the later ids are not tried, so a
     remote that fails is never mistaken for tickets held by others.
     """
-    from ..backlog import check_gate
+    from ..backlog import check_rules, rules_for
     from ..lock import claim
     from ..mirror import on_claimed, open_label_tracker
     from ..ticket import check_id_pattern
 
     check_id_pattern(request.tickets, session.settings.id_pattern)  # all, before the first
     tracker = open_label_tracker(session)
+    source = open_rules_source(session) if request.gate else None
+    rules = rules_for(session, capabilities=request.capabilities, for_next=False)
     refusals: list[str] = []
     for ticket in request.tickets:
         try:
-            info = check_gate(session, ticket, tracker) if request.gate else None
+            info = check_rules(session, ticket, source=source, tracker=tracker,
+                               rules=rules) if request.gate else None
             won = claim(session, ticket, no_gate=not request.gate)
         except RefusedError as refusal:
             refusals.append(refusal.message)
@@ -154,28 +163,47 @@ def read_backlog(session: Session, stdin: TextIO | None) -> tuple[Ticket, ...]:
     return tuple(tracker.backlog())
 
 
+def open_rules_source(session: Session) -> Tracker | None:
+    """The backlog file of claim.source, for the rules a direct claim obeys.
+
+    Only a file: `gh` is the label tracker already, and standard input is the
+    backlog of one `--next`, not a place to look a ticket up.
+    """
+    from ..tracker.sources import open_tracker
+
+    source = session.settings.source
+    if not source or source in ("gh", "-"):
+        return None
+    return open_tracker(source, cwd=session.location.worktree,
+                        timeout=session.settings.tracker_timeout)
+
+
 def claim_next(session: Session, request: NextRequest) -> Claimed:
     """One eligible ticket of the backlog; NothingEligible (exit 6) when none is left."""
     from ..backlog import claim_next as pick
+    from ..backlog import rules_for
     from ..mirror import on_claimed, open_label_tracker
 
     backlog = request.backlog if request.backlog is not None \
         else read_backlog(session, request.stdin)
     label_tracker = open_label_tracker(session)
+    rules = rules_for(session, labels=request.labels, exclude=request.exclude,
+                      gate=request.gate, capabilities=request.capabilities)
     try:
-        result = pick(session, backlog, tracker=label_tracker, labels=request.labels,
-                      exclude=request.exclude, gate=request.gate,
+        result = pick(session, backlog, tracker=label_tracker, rules=rules,
                       progress=_counter(request.progress, len(backlog)),
-                      skip_ids=request.skip_ids)
+                      skip_ids=request.skip_ids, resume=request.resume)
     except RefusedError as refusal:
         raise NothingEligible(refusal.message, **refusal.details) from None
-    warnings = on_claimed(session, label_tracker, result.ticket.id)
+    warnings = on_claimed(session, label_tracker, result.ticket.id) \
+        if not result.claim.already_ours else []
     won = result.claim
     return Claimed(ticket=result.ticket.id, ref=won.ref, tag=won.tag, epoch=won.epoch,
                    agent=won.record.agent, already_ours=won.already_ours,
                    title=result.ticket.title, labels=tuple(result.ticket.labels),
                    from_backlog=True, warnings=tuple(warnings), pushes=result.pushes,
-                   skipped=MappingProxyType(dict(result.skipped)), backlog=tuple(backlog))
+                   skipped=MappingProxyType(dict(result.skipped)), backlog=tuple(backlog),
+                   resumed=result.resumed)
 
 
 def _counter(progress: Progress | None, total: int) -> Callable[[int], None] | None:

@@ -31,6 +31,7 @@ MAX_LABELS = 100
 MAX_LABEL_NAME = 100
 MAX_URL = 2000
 MAX_BODY = 65536
+TIER_NAMES = ("critical", "high", "medium", "low", "backlog")  # priority tiers 0-4
 
 
 @dataclass(frozen=True)
@@ -159,3 +160,22 @@ def bound_labels(names: Iterable[Any]) -> tuple[str, ...]:
 
 def missing_source(shown: str, why: str) -> BacklogSourceError:
     return BacklogSourceError(f"cannot read the backlog {quoted(shown)}: {why}")
+
+
+def parse_priority(value: object) -> int | None:
+    """A file backlog's `priority`: 0-4, `P0`-`P4`, or critical/high/medium/low/backlog.
+
+    None for anything else (the caller counts the line as unreadable there).
+    """
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value if 0 <= value < len(TIER_NAMES) else None
+    if not isinstance(value, str):
+        return None
+    text = value.strip().lower()
+    if text in TIER_NAMES:
+        return TIER_NAMES.index(text)
+    if text.startswith("p"):
+        text = text[1:]
+    return int(text) if text.isdigit() and int(text) < len(TIER_NAMES) else None

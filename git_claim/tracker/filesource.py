@@ -7,6 +7,14 @@ whose `#` is followed by something that cannot start an id (`# todo`, `##`,
 `labels` may also be gh's objects (`{"name": ...}`), so the output of
 `gh issue list --json ... | jq -c '.[]'` can be saved and reused.
 
+JSON lines may also say what a ticket waits on and how urgent it is:
+`"blocked_by": [638, 639]` (ids of this backlog), `"parent": 600` (a
+sub-issue of 600) and `"priority"` (0-4, `P0`-`P4`, or critical, high,
+medium, low, backlog). The file is the whole backlog: a blocker or
+sub-issue it does not list is taken as finished, as deleting a line is how
+a file's user closes a ticket; one listed with `"state": "closed"` is
+finished too. A `blocked_by` that is not a list of ids fails closed.
+
 The file is somebody's notes, not a protocol: a line the tool cannot use is
 skipped and counted under a reason (`skipped`), never fatal. What is read is
 bounded; the backlog is in priority order, so cutting the tail keeps what
@@ -18,6 +26,7 @@ from __future__ import annotations
 
 import json
 import re
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -27,6 +36,7 @@ from ..ticket import parse_ticket
 from .base import (
     MAX_TITLE,
     MAX_URL,
+    Link,
     PullRequest,
     Ticket,
     Tracker,
@@ -34,6 +44,7 @@ from .base import (
     bound_labels,
     bound_text,
     missing_source,
+    parse_priority,
 )
 
 MAX_BYTES = 10 * 1024 * 1024
@@ -52,6 +63,10 @@ SKIP_DUPLICATE = "duplicate ticket"
 SKIP_LONG_LINE = f"line longer than {MAX_LINE // 1024} KB"
 SKIP_TOO_MANY = f"past the {MAX_TICKETS:,}-ticket limit"
 SKIP_TOO_BIG = f"past the {MAX_BYTES // (1024 * 1024)} MB size limit"
+SKIP_BAD_PRIORITY = "priority not understood (taken as medium)"
+MAX_LINKS = 1000
+BAD_BLOCKERS = "its blocked_by is not a list of ticket ids"
+BAD_PARENT = "its parent is not a ticket id"
 
 
 class FileTracker(Tracker):
@@ -64,7 +79,11 @@ class FileTracker(Tracker):
         self._by_id: dict[str, Ticket] = {}
         if truncated:
             self._skip(SKIP_TOO_BIG)
+        # what JSON lines name, resolved once every line is read
+        self._blockers: dict[str, list[str]] = {}
+        self._parents: dict[str, str] = {}
         self._parse(text)
+        self._link()
 
     @classmethod
     def from_path(cls, path: Path, *, shown: str | None = None) -> FileTracker:
@@ -160,9 +179,50 @@ class FileTracker(Tracker):
             return None
         labels_known = isinstance(entry.get("labels"), list)
         labels = _label_names(entry["labels"]) if labels_known else ()
+        problem = self._read_links(ticket_id, entry)
+        priority = None
+        if entry.get("priority") is not None:
+            priority = parse_priority(entry["priority"])
+            if priority is None:
+                self._skip(SKIP_BAD_PRIORITY)
         return Ticket(id=ticket_id, title=bound_text(entry.get("title"), MAX_TITLE),
                       labels=labels, labels_known=labels_known,
-                      open=state.lower() == "open", url=bound_text(entry.get("url"), MAX_URL))
+                      open=state.lower() == "open", url=bound_text(entry.get("url"), MAX_URL),
+                      links_known=not problem, links_problem=problem, priority=priority)
+
+    def _read_links(self, ticket_id: str, entry: dict[str, Any]) -> str:
+        """Note the line's blockers and parent; the reason they fail closed, or ""."""
+        raw = entry.get("blocked_by", [])
+        if raw is None:
+            raw = []
+        ids = [_link_id(item) for item in raw] if isinstance(raw, list) else [None]
+        if None in ids or len(ids) > MAX_LINKS:
+            return BAD_BLOCKERS
+        self._blockers[ticket_id] = [name for name in ids if name is not None]
+        parent = entry.get("parent")
+        if parent is not None:
+            parent_id = _link_id(parent)
+            if parent_id is None:
+                return BAD_PARENT
+            self._parents[ticket_id] = parent_id
+        return ""
+
+    def _link(self) -> None:
+        """Give every ticket its blockers and sub-issues, with the states the file says."""
+        children: dict[str, list[str]] = {}
+        for child, parent in self._parents.items():
+            children.setdefault(parent, []).append(child)
+        for index, ticket in enumerate(self._tickets):
+            blockers = tuple(self._state_of(name) for name in self._blockers.get(ticket.id, ()))
+            subs = tuple(self._state_of(name) for name in children.get(ticket.id, ()))
+            if blockers or subs:
+                linked = replace(ticket, blocked_by=blockers, children=subs)
+                self._tickets[index] = linked
+                self._by_id[ticket.id] = linked
+
+    def _state_of(self, ticket_id: str) -> Link:
+        listed = self._by_id.get(ticket_id)
+        return Link(ticket_id, open=listed is not None and listed.open)
 
     def backlog(self) -> list[Ticket]:
         return [ticket for ticket in self._tickets if ticket.open]
@@ -211,6 +271,15 @@ def _ticket_id(raw: str) -> str | None:
         return parse_ticket(raw)
     except BadTicketError:
         return None
+
+
+def _link_id(raw: Any) -> str | None:
+    """A ticket id named in `blocked_by` or `parent`: a number, `640` or `#640`."""
+    if isinstance(raw, int) and not isinstance(raw, bool):
+        raw = str(raw)
+    if not isinstance(raw, str):
+        return None
+    return _ticket_id(raw.strip())
 
 
 def _label_names(raw: list[Any]) -> tuple[str, ...]:

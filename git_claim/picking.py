@@ -1,0 +1,351 @@
+"""The picking rules: which backlog tickets this agent may take, and in what order.
+
+One judgement serves `--next`, a direct claim and `git claim ready`, so the
+three can never disagree on what is eligible. The rules, in the order they
+are applied (the first that refuses a ticket names its state):
+
+1. closed, already run by this drain, held / done / blocked on the remote;
+2. the wanted and excluded labels of the command line;
+3. the human design gate (fails closed when labels are unknown);
+4. dependencies: an open blocker, a blocker that cannot be read, a cycle,
+   and (claim.parentsWait) open sub-issues;
+5. capabilities: `needs:<capability>` labels this agent lacks;
+6. work-in-progress limits: this agent's live claims (claim.maxPerAgent)
+   and the team's per label (claim.wip.<label>);
+7. priority tiers, highest first, and within a tier the contention spread.
+
+Everything here is pure: the callers read the backlog and the remote's
+claims once and pass them in. Nothing here prints, fetches or pushes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Collection, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from enum import Enum
+
+from .record import STATE_BLOCKED, STATE_DONE
+from .tracker.base import TIER_NAMES, Link, Ticket
+
+CAPABILITY_PREFIX = "needs:"
+DEFAULT_TIER = 2  # a ticket without a priority counts as medium
+DEFAULT_PRIORITY_LABELS = ("priority:critical=0,priority:high=1,priority:medium=2,"
+                           "priority:low=3,P0=0,P1=1,P2=2,P3=3,P4=4")
+
+
+class State(str, Enum):
+    """Where a ticket stands for this agent; `value` is what `ready --json` prints."""
+
+    ELIGIBLE = "eligible"
+    CLOSED = "closed"
+    ALREADY_RUN = "already-run"
+    HELD = "held"
+    DONE = "done"
+    BLOCKED = "blocked"
+    FILTERED = "filtered"
+    EXCLUDED = "excluded"
+    GATED = "gated"
+    LABELS_UNKNOWN = "labels-unknown"
+    WAITING = "waiting"
+    LINKS_UNKNOWN = "dependencies-unknown"
+    CYCLE = "cycle"
+    SUB_ISSUES = "sub-issues-open"
+    NEEDS = "needs-capability"
+    AGENT_LIMIT = "agent-limit"
+    WIP = "wip-limit"
+
+
+# The words a "nothing eligible (...)" line counts each state under. The
+# first three predate the rules of this module and scripts match them.
+COUNT_WORDS: Mapping[State, str] = {
+    State.CLOSED: "closed",
+    State.ALREADY_RUN: "already run by this drain",
+    State.HELD: "claimed, done or blocked",
+    State.DONE: "claimed, done or blocked",
+    State.BLOCKED: "claimed, done or blocked",
+    State.FILTERED: "without the wanted labels",
+    State.EXCLUDED: "excluded by label",
+    State.GATED: "needs design approval",
+    State.LABELS_UNKNOWN: "labels unknown (gate fails closed)",
+    State.WAITING: "waiting on an open blocker",
+    State.LINKS_UNKNOWN: "dependencies unknown (fails closed)",
+    State.CYCLE: "in a dependency cycle",
+    State.SUB_ISSUES: "waiting on open sub-issues",
+    State.NEEDS: "needs a capability this agent lacks",
+    State.AGENT_LIMIT: "over this agent's claim limit",
+    State.WIP: "over a team WIP limit",
+}
+
+
+@dataclass(frozen=True)
+class Rules:
+    """What the rules need from settings and the command line."""
+
+    agent: str
+    gate: bool = True
+    gate_label: str = "design:required"
+    approved_label: str = "design:approved"
+    labels: tuple[str, ...] = ()  # every one wanted (--label)
+    exclude: tuple[str, ...] = ()  # none of these (--exclude)
+    dependencies: bool = True
+    parents_wait: bool = False
+    capabilities: frozenset[str] = frozenset()  # lower case
+    max_per_agent: int = 0  # 0: no limit (direct claims)
+    wip: Mapping[str, int] = field(default_factory=dict)  # lower-case label -> limit
+    priority_labels: Mapping[str, int] = field(default_factory=dict)  # lower case -> tier
+    spread: int = 32
+
+
+@dataclass(frozen=True)
+class Remote:
+    """What the remote's claims say, reduced to what the rules read.
+
+    `taken`: ticket -> (state, holder) for every claim in force ("held",
+    "done", "blocked", or "unknown" for an unreadable one). `mine`: how
+    many live claims count against this agent's limit.
+    """
+
+    taken: Mapping[str, tuple[str, str]] = field(default_factory=dict)
+    mine: int = 0
+
+
+@dataclass(frozen=True)
+class Judgement:
+    ticket: Ticket
+    state: State
+    detail: str = ""  # "octo", "#12, #13", "frontend", "in-review (2 of 2)"
+    tier: int = DEFAULT_TIER
+
+    @property
+    def eligible(self) -> bool:
+        return self.state is State.ELIGIBLE
+
+
+def _lower(labels: Iterable[str]) -> set[str]:
+    return {label.lower() for label in labels}  # GitHub labels ignore case
+
+
+def tier_of(ticket: Ticket, rules: Rules) -> int:
+    """The ticket's priority tier: stated outright, else its highest priority label."""
+    if ticket.priority is not None:
+        return ticket.priority
+    tiers = [rules.priority_labels[label] for label in _lower(ticket.labels)
+             if label in rules.priority_labels]
+    return min(tiers) if tiers else DEFAULT_TIER
+
+
+def needed_capabilities(ticket: Ticket) -> list[str]:
+    return sorted(label[len(CAPABILITY_PREFIX):].lower() for label in ticket.labels
+                  if label.lower().startswith(CAPABILITY_PREFIX)
+                  and len(label) > len(CAPABILITY_PREFIX))
+
+
+def link_open(link: Link, remote: Remote) -> bool:
+    """Whether a blocker or sub-issue still waits: open at its source and not
+    released `--done` through git-claim (that counts at once, before the
+    tracker closes it). A state the source does not give counts as open."""
+    if link.local and remote.taken.get(link.id, ("", ""))[0] == STATE_DONE:
+        return False
+    return link.open is not False
+
+
+def find_cycles(tickets: Iterable[Ticket], remote: Remote) -> dict[str, list[str]]:
+    """Ticket id -> the ids of the dependency cycle it is in, in blocking order.
+
+    Only open blockers of this backlog make edges. Iterative (a backlog may
+    hold 100,000 tickets), and each ticket is visited once, so a cycle is
+    reported, never looped on.
+    """
+    edges: dict[str, list[str]] = {}
+    for ticket in tickets:
+        edges[ticket.id] = [link.id for link in ticket.blocked_by
+                            if link.local and link_open(link, remote)]
+    edges = {node: [n for n in targets if n in edges] for node, targets in edges.items()}
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    on_stack: set[str] = set()
+    stack: list[str] = []
+    cycles: dict[str, list[str]] = {}
+    counter = 0
+    for root in edges:
+        if root in index:
+            continue
+        work: list[tuple[str, int]] = [(root, 0)]
+        while work:
+            node, position = work.pop()
+            if position == 0:
+                index[node] = low[node] = counter
+                counter += 1
+                stack.append(node)
+                on_stack.add(node)
+            targets = edges[node]
+            if position < len(targets):
+                work.append((node, position + 1))
+                target = targets[position]
+                if target not in index:
+                    work.append((target, 0))
+                elif target in on_stack:
+                    low[node] = min(low[node], index[target])
+                continue
+            if low[node] == index[node]:
+                component = []
+                while True:
+                    member = stack.pop()
+                    on_stack.discard(member)
+                    component.append(member)
+                    if member == node:
+                        break
+                if len(component) > 1 or node in edges[node]:
+                    ordered = list(reversed(component))
+                    for member in component:
+                        cycles[member] = ordered
+            if work:
+                parent = work[-1][0]
+                low[parent] = min(low[parent], low[node])
+    return cycles
+
+
+def judge(ticket: Ticket, rules: Rules, remote: Remote, *, cycles: Mapping[str, list[str]],
+          wip_held: Mapping[str, int], skip_ids: Collection[str] = ()) -> Judgement:
+    """The first rule that refuses `ticket`, or ELIGIBLE, with its tier."""
+    tier = tier_of(ticket, rules)
+
+    def refuse(state: State, detail: str = "") -> Judgement:
+        return Judgement(ticket, state, detail, tier)
+
+    if not ticket.open:
+        return refuse(State.CLOSED)
+    if ticket.id in skip_ids:
+        return refuse(State.ALREADY_RUN)
+    taken = remote.taken.get(ticket.id)
+    if taken is not None:
+        state, holder = taken
+        named = {STATE_DONE: State.DONE, STATE_BLOCKED: State.BLOCKED}.get(state, State.HELD)
+        return refuse(named, holder)
+    have = _lower(ticket.labels)
+    if ticket.labels_known and not all(label.lower() in have for label in rules.labels):
+        return refuse(State.FILTERED)
+    if ticket.labels_known and any(label.lower() in have for label in rules.exclude):
+        return refuse(State.EXCLUDED)
+    if rules.gate:
+        if not ticket.labels_known:
+            return refuse(State.LABELS_UNKNOWN)
+        if rules.gate_label.lower() in have and rules.approved_label.lower() not in have:
+            return refuse(State.GATED, rules.gate_label)
+    if rules.dependencies:
+        refusal = _dependency_refusal(ticket, rules, remote, cycles)
+        if refusal is not None:
+            return refuse(*refusal)
+    missing = [name for name in needed_capabilities(ticket) if name not in rules.capabilities]
+    if missing:
+        return refuse(State.NEEDS, ", ".join(missing))
+    if rules.max_per_agent and remote.mine >= rules.max_per_agent:
+        return refuse(State.AGENT_LIMIT, f"{remote.mine} of {rules.max_per_agent}")
+    for label in sorted(have):
+        limit = rules.wip.get(label)
+        if limit is not None and wip_held.get(label, 0) >= limit:
+            return refuse(State.WIP, f"{label} ({wip_held.get(label, 0)} of {limit})")
+    return Judgement(ticket, State.ELIGIBLE, "", tier)
+
+
+def _dependency_refusal(ticket: Ticket, rules: Rules, remote: Remote,
+                        cycles: Mapping[str, list[str]]) -> tuple[State, str] | None:
+    if not ticket.links_known:
+        return State.LINKS_UNKNOWN, ticket.links_problem or "they could not be read"
+    if ticket.id in cycles:
+        cycle = cycles[ticket.id]
+        start = cycle.index(ticket.id)
+        turn = cycle[start:] + cycle[:start]  # from this ticket round to it again
+        return State.CYCLE, " -> ".join(turn + turn[:1])
+    waiting = [link.id for link in ticket.blocked_by if link_open(link, remote)]
+    if waiting:
+        return State.WAITING, ", ".join(_shown(name) for name in waiting)
+    if rules.parents_wait:
+        open_children = [link.id for link in ticket.children if link_open(link, remote)]
+        if open_children:
+            return State.SUB_ISSUES, ", ".join(_shown(name) for name in open_children)
+    return None
+
+
+def _shown(ticket_id: str) -> str:
+    """`#12` for a ticket of this backlog, `octo/other#3` as the source named it."""
+    return ticket_id if "#" in ticket_id else f"#{ticket_id}"
+
+
+def wip_counts(tickets: Iterable[Ticket], remote: Remote, rules: Rules) -> dict[str, int]:
+    """Live claims per limited label, across the team (what the backlog's labels say)."""
+    counts: dict[str, int] = {}
+    if not rules.wip:
+        return counts
+    for ticket in tickets:
+        taken = remote.taken.get(ticket.id)
+        if taken is None or taken[0] != "held":
+            continue
+        for label in _lower(ticket.labels):
+            if label in rules.wip:
+                counts[label] = counts.get(label, 0) + 1
+    return counts
+
+
+def judge_all(backlog: Sequence[Ticket], rules: Rules, remote: Remote, *,
+              skip_ids: Collection[str] = ()) -> list[Judgement]:
+    """Every ticket of the backlog judged, in backlog order."""
+    cycles = find_cycles(backlog, remote) if rules.dependencies else {}
+    held = wip_counts(backlog, remote, rules)
+    return [judge(ticket, rules, remote, cycles=cycles, wip_held=held, skip_ids=skip_ids)
+            for ticket in backlog]
+
+
+def spread_order(tickets: Sequence[Ticket], agent: str, spread: int) -> list[Ticket]:
+    """The top `spread` candidates in this agent's own order, then the rest in order."""
+    top = list(tickets[:spread])
+    top.sort(key=lambda t: hashlib.sha1(f"{agent}\0{t.id}".encode()).digest())
+    return top + list(tickets[spread:])
+
+
+def pick_order(candidates: Sequence[Judgement], rules: Rules) -> list[Ticket]:
+    """Highest tier first; within a tier, backlog order with this agent's spread.
+
+    Spreading inside a tier keeps agents that start together from colliding
+    without any of them taking lower-priority work while higher work is free.
+    """
+    tiers: dict[int, list[Ticket]] = {}
+    for judgement in candidates:
+        tiers.setdefault(judgement.tier, []).append(judgement.ticket)
+    order: list[Ticket] = []
+    for tier in sorted(tiers):
+        order += spread_order(tiers[tier], rules.agent, rules.spread)
+    return order
+
+
+def count_words(judgements: Iterable[Judgement]) -> dict[str, int]:
+    """The "nothing eligible" counts: each refused ticket under its rule's words."""
+    counts: dict[str, int] = {}
+    for judgement in judgements:
+        if judgement.eligible:
+            continue
+        words = COUNT_WORDS[judgement.state]
+        counts[words] = counts.get(words, 0) + 1
+    return counts
+
+
+def parse_priority_labels(value: str) -> dict[str, int]:
+    """`claim.priorityLabels`: `LABEL=TIER,...` (tiers 0 to 4, 0 the highest)."""
+    mapping: dict[str, int] = {}
+    for item in value.split(","):
+        item = item.strip()
+        if not item:
+            continue
+        label, sep, tier = item.rpartition("=")
+        if not sep or not label.strip() or not (tier.strip().isdigit()
+                                                and int(tier) < len(TIER_NAMES)):
+            raise ValueError(item)
+        mapping[label.strip().lower()] = int(tier)
+    return mapping
+
+
+def parse_capabilities(value: str) -> frozenset[str]:
+    """`--can python,frontend` or claim.capabilities: commas or spaces between names."""
+    return frozenset(part.strip().lower() for part in value.replace(",", " ").split()
+                     if part.strip())
