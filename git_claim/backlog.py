@@ -113,12 +113,24 @@ def labels_for_gate(session: Session, ticket: Ticket, tracker: Tracker | None) -
         filled = tracker.ticket(ticket.id)
     except TrackerError:
         return replace(ticket, labels=(), labels_known=False)
-    if ticket.blocked_by or ticket.children or ticket.priority is not None:
-        # the backlog's own links and priority stand; the tracker adds labels
-        return replace(filled, blocked_by=ticket.blocked_by, children=ticket.children,
-                       links_known=ticket.links_known, links_problem=ticket.links_problem,
-                       priority=ticket.priority)
-    return filled
+    return with_backlog_links(filled, ticket)
+
+
+def with_backlog_links(filled: Ticket, listed: Ticket) -> Ticket:
+    """The tracker's ticket, with what the backlog line itself says kept.
+
+    A backlog line that names blockers, sub-issues or a priority is the
+    team's word on them; the tracker adds what the line lacks (labels).
+    """
+    if not (listed.blocked_by or listed.children or listed.priority is not None
+            or not listed.links_known):
+        return filled
+    return replace(filled, blocked_by=listed.blocked_by + filled.blocked_by,
+                   children=listed.children + filled.children,
+                   links_known=listed.links_known and filled.links_known,
+                   links_problem=listed.links_problem or filled.links_problem,
+                   priority=listed.priority if listed.priority is not None
+                   else filled.priority)
 
 
 def refusal_message(judgement: Judgement, rules: Rules) -> str:
@@ -168,11 +180,12 @@ def ticket_for_rules(session: Session, ticket_id: str, source: Tracker | None,
     if tracker is None:
         return replace(base, labels=(), labels_known=True)
     try:
-        return tracker.ticket(ticket_id)
+        filled = tracker.ticket(ticket_id)
     except TrackerError as error:
         raise TrackerError(f"cannot read the labels of {clean(ticket_id)} from {tracker.name}:"
                            f" {error.message}; the design gate fails closed"
                            " (a human may pass --no-gate)") from None
+    return with_backlog_links(filled, base)
 
 
 def check_rules(session: Session, ticket_id: str, *, source: Tracker | None,
