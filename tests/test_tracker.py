@@ -291,7 +291,8 @@ def test_backlog_is_open_issues_in_gh_order_with_their_fields(gh):
                                 labels_known=True, open=True,
                                 url="https://github.com/octo/widgets/issues/642")
     assert tracker.name == "gh" and tracker.can_mirror
-    (call,) = gh.calls()
+    call, links = gh.calls()  # the listing, then its dependencies (tests/test_gh_links.py)
+    assert links["argv"][:3] == ["api", "graphql", "--paginate"]
     argv = call["argv"]
     assert argv[:4] == ["issue", "list", "--state", "open"]
     assert argv[argv.index("--json") + 1] == "number,title,labels,url"

@@ -11,6 +11,10 @@ no `gh project` command, so boards fall back to `gh api graphql`. Every gh
 refuses `issue edit --add-label` for a label the repository does not have;
 the label is then created once and the edit retried.
 
+Dependencies and sub-issues come from `gh api graphql` (see `ghlinks`): one
+more call per backlog listing, and when it fails the tickets are still listed,
+with their links marked unknown and the reason, so no rule guesses them.
+
 Issue titles, labels and bodies come from anyone who can open an issue: they
 are bounded here and cleaned by the printer. gh's own error lines are cleaned
 before they become messages.
@@ -25,12 +29,14 @@ import shutil
 import signal
 import subprocess
 import unicodedata
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, TypeGuard
 
 from ..errors import BadTicketError
 from ..safetext import clean, quoted
 from ..ticket import parse_ticket
+from . import ghlinks
 from .base import (
     MAX_BODY,
     MAX_TITLE,
@@ -113,8 +119,10 @@ class GhTracker(Tracker):
     can_mirror = True
 
     def __init__(self, *, cwd: Path | None = None, timeout: float = 20.0, gh: str = "gh",
-                 limit: int = DEFAULT_LIMIT) -> None:
+                 limit: int = DEFAULT_LIMIT, links: bool = True) -> None:
         super().__init__()
+        # False: dependencies are switched off; tickets carry no links, known as none.
+        self.links = links
         self.cwd = cwd
         self.timeout = timeout
         self.gh = gh
@@ -175,7 +183,16 @@ class GhTracker(Tracker):
             ticket = self._ticket_from(entry)
             if ticket is not None and ticket.open:
                 tickets.append(ticket)
-        return tickets
+        if not self.links or not tickets:
+            return tickets
+        text, problem = self._links_answer(ghlinks.listing_args())
+        found: dict[int, ghlinks.Links] = {}
+        if not problem:
+            try:
+                found = ghlinks.parse_listing(text)
+            except ghlinks.LinksUnreadable as error:
+                problem = str(error)
+        return [_with_links(ticket, found.get(int(ticket.id)), problem) for ticket in tickets]
 
     def ticket(self, ticket_id: str) -> Ticket:
         number = _issue_number(ticket_id)
@@ -184,7 +201,25 @@ class GhTracker(Tracker):
         ticket = self._ticket_from(entry)
         if ticket is None or ticket.id != number:
             raise TrackerError(NOT_JSON)
-        return ticket
+        if not self.links:
+            return ticket
+        text, problem = self._links_answer(ghlinks.issue_args(number))
+        links = None
+        if not problem:
+            try:
+                links = ghlinks.parse_issue(text, int(number))
+            except ghlinks.LinksUnreadable as error:
+                problem = str(error)
+        return _with_links(ticket, links, problem)
+
+    def _links_answer(self, args: list[str]) -> tuple[str, str]:
+        """gh's answer to a links query and "", or "" and why there is none (fail closed)."""
+        try:
+            return self._run(args), ""
+        except GhCommandError as error:  # gh's or GitHub's own words
+            return "", error.reason
+        except TrackerError as error:  # no answer in time, too much output, no login
+            return "", error.message
 
     def labelled(self, label: str) -> list[str]:
         label = _label_arg(label)
@@ -376,6 +411,15 @@ class GhTracker(Tracker):
         if not isinstance(data, dict):
             raise TrackerError(NOT_JSON)
         return data
+
+
+def _with_links(ticket: Ticket, links: ghlinks.Links | None, problem: str) -> Ticket:
+    """The ticket with its links, or marked unknown (and why) when they could not be read."""
+    problem = problem or (ghlinks.NOT_ANSWERED if links is None else links.problem)
+    if problem or links is None:
+        return replace(ticket, links_known=False, links_problem=problem)
+    return replace(ticket, blocked_by=links.blocked_by, children=links.children,
+                   links_known=True, links_problem="")
 
 
 def _board(project: str, owner: str, project_id: str,
