@@ -24,7 +24,8 @@ def open_label_tracker(session: Session) -> Tracker | None:
     from .tracker.sources import open_tracker
 
     return open_tracker(name, cwd=session.location.worktree,
-                        timeout=session.settings.tracker_timeout)
+                        timeout=session.settings.tracker_timeout,
+                        links=session.settings.dependencies)
 
 
 def _warn(what: str, ticket: str, error: TrackerError, *,

@@ -336,3 +336,95 @@ def test_resume_env_is_the_claims_own(make_world, tmp_path):
                     f"echo $GIT_CLAIM_TICKET:$GIT_CLAIM_AGENT > {out}")
     assert run.code == 0 and out.read_text().strip() == "7:alice", run
     assert with_env(alice)["GIT_CLAIM_AGENT"] == "alice"
+
+
+# -- the same rules with gh as the source (the fake gh answers like gh) -------
+
+FAKE_GH = Path(__file__).parent / "fake_gh"
+
+
+def gh_world(make_world, tmp_path, issues, name="alice", **fake):
+    world = make_world("path", "libgit2")
+    state = tmp_path / "gh-state.json"
+    log = tmp_path / "gh-log.jsonl"
+    state.write_text(json.dumps({"issues": issues, "prs": [], "labels": [
+        "in-progress", "blocked", "design:required", "design:approved"]}))
+    agent = world.agent(name)
+    agent.git("config", "claim.source", "gh")
+    agent.env = with_env(agent, PATH=f"{FAKE_GH}:{agent.env['PATH']}",
+                         FAKE_GH_STATE=str(state), FAKE_GH_LOG=str(log), **fake)
+    return world, agent, log
+
+
+def gh_calls(log: Path) -> list[list[str]]:
+    return [json.loads(line)["argv"] for line in log.read_text().splitlines()] \
+        if log.exists() else []
+
+
+def gh_issue(number, **more):
+    return {"number": number, "title": f"issue {number}", "labels": [], "state": "open",
+            **more}
+
+
+def test_gh_dependencies_cost_one_call_per_listing(make_world, tmp_path):
+    issues = [gh_issue(n, blocked_by=[n - 1]) for n in range(2, 60)] + [gh_issue(1)]
+    world, alice, log = gh_world(make_world, tmp_path, issues, FAKE_GH_PAGE="7")
+    taken = alice.claim("--next", "--json")
+    assert taken.code == 0 and taken.json()["ticket"] == "1", taken  # all others wait
+    reads = [argv for argv in gh_calls(log) if argv[:2] in (["issue", "list"], ["api", "graphql"])]
+    assert [argv[:2] for argv in reads] == [["issue", "list"], ["api", "graphql"]], reads
+    assert ready(alice)["2"]["state"] == "waiting"
+    alice.git("config", "claim.dependencies", "false")
+    log.unlink()
+    assert ready(alice)["2"]["state"] != "waiting"
+    assert not [argv for argv in gh_calls(log) if argv[:2] == ["api", "graphql"]]
+
+
+def test_gh_blockers_gate_a_named_issue_and_done_counts_at_once(make_world, tmp_path):
+    issues = [gh_issue(650, blocked_by=[640]), gh_issue(640), gh_issue(641, state="closed"),
+              gh_issue(651, blocked_by=[641])]
+    world, alice, log = gh_world(make_world, tmp_path, issues)
+    refused = alice.claim("650")
+    assert refused.code == 1 and "650 is waiting on #640, still open" in refused.stderr
+    assert ticket_state(world.repo, "650").state == "free"
+    assert alice.claim("651").code == 0  # its blocker is closed
+    assert alice.release("651", "--done").code == 0
+    assert alice.claim("640").code == 0 and alice.release("640", "--done").code == 0
+    assert alice.claim("650").code == 0  # 640 is still open on GitHub: done here counts
+
+
+def test_gh_without_dependencies_fails_closed_and_says_why(make_world, tmp_path):
+    issues = [gh_issue(1), gh_issue(2)]
+    world, alice, log = gh_world(make_world, tmp_path, issues, FAKE_GH_NO_DEPENDENCIES="1")
+    seen = ready(alice)
+    assert seen["1"]["state"] == "dependencies-unknown"
+    assert "blockedBy" in seen["1"]["detail"], seen
+    nothing = alice.claim("--next")
+    assert nothing.code == 6 and "2 dependencies unknown (fails closed)" in nothing.stderr
+    refused = alice.claim("1")
+    assert refused.code == 1 and "dependencies cannot be read" in refused.stderr, refused
+    assert "blockedBy" in refused.stderr
+    alice.git("config", "claim.dependencies", "false")  # the team's way out, said in the docs
+    assert alice.claim("--next").code == 0
+
+
+def test_gh_parents_wait_for_sub_issues(make_world, tmp_path):
+    issues = [gh_issue(10), gh_issue(11, parent=10), gh_issue(12, parent=10, state="closed")]
+    world, alice, log = gh_world(make_world, tmp_path, issues)
+    alice.git("config", "claim.parentsWait", "true")
+    alice.git("config", "claim.maxPerAgent", "0")
+    seen = ready(alice)
+    assert seen["10"]["state"] == "sub-issues-open" and seen["10"]["detail"] == "#11"
+    assert alice.claim("10").code == 1
+    assert alice.claim("11").code == 0 and alice.release("11", "--done").code == 0
+    assert alice.claim("10").code == 0
+
+
+def test_gh_priority_labels_and_capabilities(make_world, tmp_path):
+    issues = [gh_issue(1, labels=["priority:low"]), gh_issue(2),
+              gh_issue(3, labels=["needs:frontend", "P0"]), gh_issue(4, labels=["P1"])]
+    world, alice, log = gh_world(make_world, tmp_path, issues)
+    order = [e["ticket"] for e in alice.claim("ready", "--json").json()["tickets"]]
+    assert order == ["4", "2", "1", "3"]  # 3 is P0 but needs what alice cannot do
+    taken = alice.claim("--next", "--can", "frontend", "--json")
+    assert taken.json()["ticket"] == "3", taken

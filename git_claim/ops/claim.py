@@ -159,7 +159,8 @@ def read_backlog(session: Session, stdin: TextIO | None) -> tuple[Ticket, ...]:
     if not source:
         raise UsageError("--next needs a backlog: --from gh|FILE|- or git config claim.source")
     tracker = open_tracker(source, stdin=stdin, cwd=session.location.worktree,
-                           timeout=session.settings.tracker_timeout)
+                           timeout=session.settings.tracker_timeout,
+                           links=session.settings.dependencies)
     return tuple(tracker.backlog())
 
 

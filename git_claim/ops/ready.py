@@ -67,7 +67,8 @@ def ready(session: Session, request: ReadyRequest) -> Ready:
         raise UsageError("ready needs a backlog: --from gh|FILE|- or git config claim.source")
     tracker_of_source = open_tracker(settings.source, stdin=request.stdin,
                                      cwd=session.location.worktree,
-                                     timeout=settings.tracker_timeout)
+                                     timeout=settings.tracker_timeout,
+                                     links=settings.dependencies)
     backlog = list(tracker_of_source.backlog())
     label_tracker = open_label_tracker(session)
     backlog = [labels_for_gate(session, ticket, label_tracker) for ticket in backlog]
