@@ -252,12 +252,20 @@ class KilledBeforeExec(Exception):
         self.signum = signum
 
 
-def spawn(command: Sequence[str]) -> int:
+class ExpiredBeforeExec(Exception):
+    """The lease ran out before the command's process could exec: it never ran."""
+
+
+def spawn(command: Sequence[str], lease_at: float | None = None) -> int:
     """Fork and exec `command`; its pid, or OSError when it cannot be started.
 
     The child says `x` just before its exec (and an errno after it if the exec
     failed): end of file without it means a signal ended the child first
-    (KilledBeforeExec), and the command never ran.
+    (KilledBeforeExec), and the command never ran. With `lease_at` (on
+    boot_clock) the child looks at the lease last, a moment before its exec,
+    and says `e` instead when it ran out (ExpiredBeforeExec): a watchdog
+    frozen between its own look and the fork must not start the command on a
+    claim a reaper may have freed meanwhile.
     """
     read_end, write_end = os.pipe()  # close-on-exec: end of file once exec worked
     pid = os.fork()
@@ -277,6 +285,9 @@ def spawn(command: Sequence[str]) -> int:
                 if signal.getsignal(signum) is not signal.SIG_IGN:
                     signal.signal(signum, signal.SIG_DFL)
             signal.pthread_sigmask(signal.SIG_UNBLOCK, WATCHED)
+            if lease_at is not None and boot_clock() >= lease_at:
+                os.write(write_end, b"e")
+                os._exit(127)
             os.write(write_end, b"x")
             os.execvp(command[0], list(command))
         except OSError as error:
@@ -289,6 +300,9 @@ def spawn(command: Sequence[str]) -> int:
         chunks.append(chunk)
     os.close(read_end)
     said = b"".join(chunks)
+    if said == b"e":
+        os.waitpid(pid, 0)
+        raise ExpiredBeforeExec()
     if not said.startswith(b"x"):  # ended before its exec: by a signal, or it could not run
         _, wait_status = os.waitpid(pid, 0)
         if os.WIFSIGNALED(wait_status):
@@ -571,9 +585,12 @@ class Watch:
             self.report(f"cancelled {late}")
             return 0
         try:
-            self.main = spawn(command)
+            self.main = spawn(command, self.lease_at)
         except KilledBeforeExec as killed:  # a signal to the group came first: nothing ran
             self.report(f"cancelled {killed.signum}")
+            return 0
+        except ExpiredBeforeExec:  # frozen after the look above, past the lease: nothing ran
+            self.report("expired")
             return 0
         except OSError as error:
             self.report(f"error {error.errno or 0}")

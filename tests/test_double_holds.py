@@ -618,6 +618,29 @@ def test_a_signal_while_the_watchdog_forks_never_starts_the_command(make_world, 
     assert "interrupted before the command started" in err
 
 
+def test_a_watchdog_frozen_past_the_lease_as_it_forks_never_starts_the_command(
+        make_world, tmp_path):
+    """The watchdog looked at the lease and was frozen (SIGSTOP, a crawling machine) a
+    fork away from the start until the lease ran out (found by the soak): the command's
+    process looks at the lease last, before its exec, and never runs it."""
+    world = make_world("git", "libgit2")
+    alice = world.agent("alice")
+    for key, value in (("ttl", "6s"), ("maxSkew", "1s"), ("heartbeat", "1s")):
+        alice.git("config", f"claim.{key}", value)
+    pause = PausePoint(world.root / "pauses", "watchdog:before-spawn")
+    ran = tmp_path / "ran"
+    tool = Path(sys.executable).parent / "git-claim"
+    run = subprocess.Popen([str(tool), "run", "721", "--grace", "1s", "--", "touch", str(ran)],
+                           cwd=alice.workdir, env=pause.env(alice.env), stdout=subprocess.PIPE,
+                           stderr=subprocess.PIPE, text=True, start_new_session=True)
+    pause.wait_reached(run)
+    time.sleep(6)  # the lease (TTL less a margin and the grace) runs out meanwhile
+    pause.go()
+    out, err = run.communicate(timeout=60)
+    assert not ran.exists(), err
+    assert run.returncode == 4 and "the command was not started" in err, (out, err)
+
+
 def test_a_signal_ignored_when_run_starts_stays_ignored(make_world, tmp_path):
     """As nohup (or `cmd &` in a script) asks: run started with SIGINT and SIGHUP
     ignored goes on through them, and so does its command, which ends the claim."""
