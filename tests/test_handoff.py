@@ -313,3 +313,31 @@ def test_the_taker_in_the_same_clone_gets_the_worktree_and_its_work(make_world):
     assert head == "draft"
     assert designer.cmd("claim", "heartbeat", "640", env=coder_env).code == 0
     assert designer.claim("heartbeat", "640").code == 1  # the designer holds nothing
+
+
+def test_the_server_guard_lets_only_the_named_agent_take_up(make_world, tmp_path):
+    """With `git claim guard` on the server, a claim pushed by hand over a hand-off to
+    someone else is refused, and the hand-off's note gives way only to a reap."""
+    world = make_world("path", "git")  # the git CLI runs the server's hooks
+    admin = world.agent("admin")
+    assert admin.claim("guard", "install", str(world.repo.path)).code == 0
+    alice, bob, carol, reaper = (world.agent(n) for n in ("alice", "bob", "carol", "reaper"))
+    for ticket in ("640", "641"):
+        assert alice.claim(ticket).code == 0
+        assert alice.release(ticket, "--to", "bob").code == 0
+    message = ("claim 640\n\nClaim-Ticket: 640\nClaim-State: held\nClaim-Agent: carol\n"
+               "Claim-Host: h\nClaim-Time: 2026-01-01T00:00:00Z\n"
+               f"Claim-Nonce: {'ab' * 16}\nClaim-Epoch: 2\nClaim-Version: 1\n")
+    blob = carol.git("hash-object", "-w", "--stdin", input="").stdout.strip()
+    tag = carol.git("mktag", input=f"object {blob}\ntype blob\ntag claim/640\n"
+                                   "tagger carol <c@example.com> 1767225600 +0000\n\n"
+                                   + message).stdout.strip()
+    pushed = carol.git("push", "origin", f"{tag}:refs/claims/640@2", check=False)
+    assert pushed.code != 0, pushed
+    assert "640 is handed to bob: only that agent takes it up" in pushed.stderr, pushed
+    assert "refs/claims/640@2" not in remote_refs(world.repo)
+    assert bob.claim("640").code == 0  # the named agent passes the guard
+    assert ticket_state(world.repo, "640").agent == "bob"
+    reaped = reap(reaper, "641")  # an untaken hand-off may be reaped
+    assert reaped.code == 0 and reaped.json()["reaped"], reaped
+    assert ticket_state(world.repo, "641").state == "free"
