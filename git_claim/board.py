@@ -57,6 +57,7 @@ class BoardRow:
     seed_pattern: bool
     problem: str | None
     epoch: int
+    handed_from: str | None = None  # a hand-off to `agent` not yet taken up: who handed it
 
     def as_dict(self) -> dict[str, Any]:
         return {"ticket": self.ticket, "ref": self.ref, "state": self.state.value,
@@ -65,7 +66,7 @@ class BoardRow:
                 "beats": self.beats, "reap_in_seconds": self.reap_in_seconds,
                 "reason": self.reason, "ours": self.ours, "tag": self.tag,
                 "seed_pattern": self.seed_pattern, "problem": self.problem,
-                "epoch": self.epoch}
+                "epoch": self.epoch, "handed_from": self.handed_from}
 
 
 def row(session: Session, view: ClaimView, *, at: float, ours: set[str],
@@ -95,7 +96,7 @@ def row(session: Session, view: ClaimView, *, at: float, ours: set[str],
         ours=view.oid in ours, tag=view.oid,
         seed_pattern=bool(record and record.seed_pattern),
         problem=record.problem if record and record.problem else None,
-        epoch=view.epoch)
+        epoch=view.epoch, handed_from=view.handed_from if view.handed_to is not None else None)
 
 
 def board_rows(session: Session) -> list[BoardRow]:

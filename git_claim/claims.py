@@ -16,6 +16,7 @@ from typing import Any
 from .clock import now
 from .errors import GitError
 from .record import (
+    EVENT_HANDED,
     EVENT_HEARTBEAT,
     EVENT_RELEASED,
     OUTCOME_STATES,
@@ -46,6 +47,14 @@ class ClaimView:
     records an outcome (done, blocked); a note that ends it (a release, a
     reap, a reopening) frees the ticket, and the next claim creates the
     next epoch.
+
+    A hand-off (`git release T --to B`) ends the holder's claim, but the
+    ticket is not free: it waits for B alone. Such a view keeps the handed
+    claim as `oid` (a reap or a forced release writes its note there), reads
+    as held by B since the hand-off (`record.agent`, `record.time`: the
+    reaper's last sign of life), and is not `held` (no one holds it yet: its
+    former holder's beats and releases are refused, and B takes it up by
+    creating the next epoch, see lock.claim).
     """
 
     ticket: str
@@ -57,6 +66,8 @@ class ClaimView:
     epoch: int = 1  # of `ref`
     previous: str | None = None  # when free: the newest claim's tag (ended), if any
     claims: tuple[tuple[int, str], ...] = ()  # every epoch listed, (epoch, tag id)
+    handed_to: str | None = None  # a hand-off not yet taken up: the agent it waits for
+    handed_from: str | None = None  # ... and the holder who handed it
 
     @property
     def state(self) -> str:
@@ -64,7 +75,9 @@ class ClaimView:
 
     @property
     def held(self) -> bool:
-        return self.record is not None and self.record.state == STATE_HELD
+        """Held by its claim's own holder (a hand-off waiting for its taker is not)."""
+        return self.record is not None and self.record.state == STATE_HELD \
+            and self.handed_to is None
 
     @property
     def last_alive(self) -> float | None:
@@ -95,6 +108,11 @@ def _view(session: Session, ticket: str, claims: dict[int, str],
     record = _claim_record(session, ticket, oid)
     note_bytes = session.local.note_on(notes_tip, oid)
     note = parse_liveness(note_bytes) if note_bytes is not None else None
+    if note is not None and note.event == EVENT_HANDED and record.state == STATE_HELD:
+        # in force for the agent it names alone, since the hand-off (its last sign of life)
+        waiting = replace(record, agent=note.to, host="", time=note.time)
+        return ClaimView(ticket, ref, oid, waiting, notes_tip, note, epoch, claims=listed,
+                         handed_to=note.to, handed_from=note.holder or record.agent)
     if note is not None and frees_ticket(record, note):
         return ClaimView(ticket, settings.claim_ref(ticket, epoch + 1), None, None, notes_tip,
                          note, epoch + 1, previous=oid, claims=listed)

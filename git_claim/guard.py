@@ -5,7 +5,8 @@ pushed ref under the claim and notes namespaces against the protocol:
 
 - a claim ref may only be created, as the ticket's next epoch (refs/claims/640,
   then 640@2, ...), pointing at an annotated tag, and only once the claim
-  before it has ended (its latest note is a release, a reap or a reopening);
+  before it has ended (its latest note is a release, a reap or a reopening,
+  or a hand-off, after which only the agent it names may create it);
 - a claim ref is never rewritten; it may be deleted only when a newer claim
   of the same ticket exists (compaction of history), never the newest, and
   never the first (epoch 1: a claimer whose view predates every claim of the
@@ -13,7 +14,8 @@ pushed ref under the claim and notes namespaces against the protocol:
 - a notes ref (`<notes prefix><ticket>`) may be created, then only
   fast-forwarded, never rewound or deleted; each step may add notes and
   replace a heartbeat, but never remove a note or replace one that ended its
-  claim (a release as done or blocked gives way to a reopening only);
+  claim (a release as done or blocked gives way to a reopening only, a
+  hand-off not yet taken up to a reap or a release);
 - no ref may be created that would keep git from creating the protocol's
   own (`refs/notes/claims`, `refs/claims`, `refs/notes/claims/640/x`: a ref
   cannot also be a folder); such refs, and other names under a claim or
@@ -36,10 +38,13 @@ from dataclasses import dataclass, field
 
 from .errors import BadTicketError
 from .record import (
+    EVENT_HANDED,
     EVENT_REAPED,
     EVENT_RELEASED,
     EVENT_REOPENED,
     OUTCOME_STATES,
+    ClaimRecord,
+    LivenessRecord,
     frees_ticket,
     parse_claim,
     parse_liveness,
@@ -191,19 +196,28 @@ def _judge_claim(update: PushedUpdate, prefix: str, notes_prefix: str,
     if epoch != newest + 1:
         return (f"the next claim of {ticket} is epoch {newest + 1}"
                 f" ({prefix}{ticket}{'' if newest == 0 else f'{EPOCH_MARK}{newest + 1}'})")
-    if newest and not _ended(epochs[newest], notes_prefix + ticket):
-        return f"the claim before it ({ticket} epoch {newest}) has not ended"
+    if newest:
+        ended = _ended(epochs[newest], notes_prefix + ticket)
+        if ended is None:
+            return f"the claim before it ({ticket} epoch {newest}) has not ended"
+        if ended.event == EVENT_HANDED and _claim_record(update.new).agent != ended.to:
+            return (f"{ticket} is handed to {ended.to}: only that agent takes it up"
+                    f" (epoch {newest + 1})")
     return None
 
 
-def _ended(tag: str, notes_ref: str) -> bool:
-    """Whether the claim `tag` has ended: its latest note frees the ticket."""
+def _claim_record(tag: str) -> ClaimRecord:
+    message = _git("cat-file", "tag", tag).stdout.split("\n\n", 1)
+    return parse_claim("", message[1].encode() if len(message) > 1 else b"")
+
+
+def _ended(tag: str, notes_ref: str) -> LivenessRecord | None:
+    """The note that ended the claim `tag` (it frees the ticket); None while it is in force."""
     shown = _git("notes", f"--ref={notes_ref}", "show", tag)
     if shown.returncode != 0:
-        return False
-    message = _git("cat-file", "tag", tag).stdout.split("\n\n", 1)
-    record = parse_claim("", message[1].encode() if len(message) > 1 else b"")
-    return frees_ticket(record, parse_liveness(shown.stdout.encode()))
+        return None
+    note = parse_liveness(shown.stdout.encode())
+    return note if frees_ticket(_claim_record(tag), note) else None
 
 
 def _judge_notes(update: PushedUpdate, prefix: str) -> str | None:
@@ -284,7 +298,8 @@ def _judge_note_changes(old: str, new: str) -> str | None:
     no change. The new tree holds notes only, each stored once, where git and
     git-claim both find it, so both read the same note. A heartbeat may be
     replaced (by the next beat or the claim's end); a release as free, a reap
-    and a reopening never; a release as done or blocked only by a reopening.
+    and a reopening never; a release as done or blocked only by a reopening;
+    a hand-off only by a reap (not taken up within the TTL) or a release.
     """
     before = _NotesTree({}, set()) if old == ZERO else _notes_tree(old, len(old))
     after = _notes_tree(new, len(new))
@@ -316,6 +331,10 @@ def _judge_note_changes(old: str, new: str) -> str | None:
                 if now.event != EVENT_REOPENED:
                     return (f"the note on {annotated} releases its claim as {was.outcome}:"
                             " only a reopening replaces it")
+            elif was.event == EVENT_HANDED:
+                if now.event not in (EVENT_REAPED, EVENT_RELEASED):
+                    return (f"the note on {annotated} hands its claim to {was.to}: only a"
+                            " reap or a release replaces it")
             elif was.event in (EVENT_RELEASED, EVENT_REAPED, EVENT_REOPENED):
                 return f"the note on {annotated} ended its claim ({was.event}): it stays"
     return None

@@ -1,6 +1,6 @@
 """`git claim log`: a ticket's history read from its notes ref and claim tags.
 
-The notes ref keeps every heartbeat, release and reap as a commit, so the
+The notes ref keeps every heartbeat, release, hand-off and reap as a commit, so the
 history survives the claims themselves; `git log refs/notes/claims/<t>`
 shows the same commits.
 """
@@ -33,16 +33,20 @@ class LogEvent:
     forced_by: str | None = None
     commit: str | None = None  # the notes commit; None for the claim itself
     epoch: int | None = None
+    to: str | None = None  # a hand-off: the agent it was handed to
+    handed_from: str | None = None  # a claim that took up a hand-off: who handed it
 
     def as_dict(self) -> dict[str, Any]:
         return {"time": self.time, "event": self.event.value, "agent": self.agent,
                 "holder": self.holder, "seq": self.seq, "claim": self.claim, "ttl": self.ttl,
                 "outcome": self.outcome, "reason": self.reason, "forced_by": self.forced_by,
-                "commit": self.commit, "epoch": self.epoch}
+                "commit": self.commit, "epoch": self.epoch, "to": self.to,
+                "handed_from": self.handed_from}
 
 
 def history(session: Session, ticket: str, limit: int = 10000) -> list[LogEvent]:
-    """Every event of `ticket`, oldest first: claims, heartbeats, releases, reaps, reopenings."""
+    """Every event of `ticket`, oldest first: claims, heartbeats, releases, hand-offs,
+    reaps, reopenings."""
     view = read_claim(session, ticket)
     events: list[LogEvent] = []
     claims_seen: set[str] = set()
@@ -60,7 +64,7 @@ def history(session: Session, ticket: str, limit: int = 10000) -> list[LogEvent]
                     agent=note.agent, holder=note.holder or None, seq=note.seq,
                     claim=claim_oid, ttl=note.ttl, outcome=note.outcome or None,
                     reason=note.reason or None, forced_by=note.forced_by or None,
-                    commit=commit))
+                    commit=commit, to=note.to or None))
     if view.oid:
         claims_seen.add(view.oid)
     for oid in claims_seen:
@@ -75,7 +79,8 @@ def history(session: Session, ticket: str, limit: int = 10000) -> list[LogEvent]
             event=Event.CLAIMED if held else Event.of(record.state), agent=record.agent,
             holder=record.agent,
             seq=0 if held else 10**9,  # an outcome comes after its release
-            claim=oid, reason=record.reason or None, forced_by=record.forced_by or None))
+            claim=oid, reason=record.reason or None, forced_by=record.forced_by or None,
+            handed_from=record.handed_from or None))
     epochs = {oid: epoch for epoch, oid in view.claims}
     events = [replace(e, epoch=epochs.get(e.claim) or _recorded_epoch(session, e.claim))
               for e in events]

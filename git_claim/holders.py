@@ -13,7 +13,7 @@ from __future__ import annotations
 from .claims import ClaimView
 from .clock import format_duration, local_hhmm, now
 from .ownership import Ownership
-from .record import EVENT_REAPED, OUTCOME_STATES, STATE_UNKNOWN, parse_liveness
+from .record import EVENT_HANDED, EVENT_REAPED, OUTCOME_STATES, STATE_UNKNOWN, parse_liveness
 from .safetext import clean
 from .session import Session
 
@@ -39,6 +39,12 @@ def describe_holder(view: ClaimView, *, me: str | None = None) -> str:
                 f" reopen it with `git claim reopen {ticket}`")
     if record.state == STATE_UNKNOWN:
         return f"{ticket} is held by an unreadable claim ({clean(record.problem)})"
+    if view.handed_to is not None:
+        at = f" at {local_hhmm(record.time)}" if record.time else ""
+        by = clean(view.handed_from or "an unknown agent", 80)
+        mine = (": take it up with `git claim " + ticket + "`"
+                if me is not None and view.handed_to == me else "")
+        return f"{ticket} is held by {who} (handed off by {by}{at}, not yet taken up){mine}"
     if me is not None and record.agent == me:
         return (f"{ticket} is held by {who}{when}, under your agent name but not by this"
                 " process (another claim attempt, or an old claim of yours)")
@@ -52,8 +58,11 @@ def lost_message(session: Session, view: ClaimView, mine: Ownership) -> str:
     if raw is not None:
         note = parse_liveness(raw)
         if note.ends_claim:
-            verb = "reaped" if note.event == EVENT_REAPED else "released"
             at = f" at {local_hhmm(note.time)}" if note.time else ""
+            if note.event == EVENT_HANDED:
+                return (f"{ticket} is no longer yours (handed to {clean(note.to, 80)}"
+                        f" by {clean(note.agent, 80)}{at})")
+            verb = "reaped" if note.event == EVENT_REAPED else "released"
             return f"{ticket} is no longer yours ({verb} by {clean(note.agent, 80)}{at})"
     if view.oid is not None and view.oid != mine.tag:
         return f"{ticket} is no longer yours (another claim is in force: {describe_holder(view)})"

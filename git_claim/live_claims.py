@@ -289,8 +289,9 @@ def _read_remote(session: Session,
         if view.oid == tag and view.held:
             if record["ticket"] not in live:
                 live.append(str(record["ticket"]))
-        elif view.oid != tag or view.state in OUTCOME_STATES:
+        elif view.oid != tag or view.state in OUTCOME_STATES or view.handed_to is not None:
             # another claim is in force, or none (ours was freed, reaped, compacted
-            # away), or ours records an outcome: none of these is ever held again
+            # away), or ours records an outcome or was handed on: none of these is ever
+            # held again
             ended.add(tag)
     return live, ended

@@ -9,6 +9,9 @@ State changes and where they linearise (see docs/protocol.md):
   ref (expect: the notes tip we read, which shows the claim still open). That
   fast-forward is the whole change: a release as done or blocked records the
   outcome, the others free the ticket for the next epoch.
+- hand-off: one note like a release (event `handed`, `Claim-To: <agent>`):
+  the claim ends, and the ticket waits for that agent alone, who takes it
+  up by creating the next claim ref exactly as a claim after a release.
 - heartbeat: a note in the same notes ref with the same lease, so a beat and
   a reap can never both be accepted.
 So an agent needs only the right to create refs under the claim namespace
@@ -29,6 +32,7 @@ from .gateway.transport import Guard, RefUpdate
 from .holders import describe_holder, find_mine, lost_message
 from .ownership import Ownership
 from .record import (
+    EVENT_HANDED,
     EVENT_RELEASED,
     EVENT_REOPENED,
     OUTCOME_STATES,
@@ -36,6 +40,7 @@ from .record import (
     ClaimRecord,
     LivenessRecord,
     new_claim,
+    one_line,
     parse_claim,
     parse_liveness,
 )
@@ -74,13 +79,17 @@ def claim(session: Session, ticket: str, *, no_gate: bool = False,
     record left by a process of ours that died is adopted (by taking its
     lock) and retried while its epoch is still the next one; one whose
     process still lives belongs to that contender.
+
+    A ticket handed to this agent (`git release T --to <us>`) is taken up
+    here: the next epoch is created as after a release, guarded by the notes
+    tip that showed the hand-off, so of two processes taking it up one wins.
     """
     settings = session.settings
     store = session.store
     ours = [r for r in store.records(ticket, ref=settings.claim_ref(ticket),
                                      remote_url=session.remote_url)
             if r.agent == settings.agent]
-    view = read_claim(session, ticket)
+    view = _taking_up(session, read_claim(session, ticket))
     reused = _reusable(session, view, [r for r in ours if not r.pending], reuse=reuse)
     if reused is not None:
         return ClaimResult(ticket, view.ref, reused.tag, _own_record(session, reused),
@@ -123,8 +132,21 @@ def claim(session: Session, ticket: str, *, no_gate: bool = False,
         pause("claim:after-push")
         if current == mine.tag:
             return _won(session, mine)
-        view = read_claim(session, ticket)
+        view = _taking_up(session, read_claim(session, ticket))
     raise GitError(f"could not settle the claim on {ticket} after {MAX_ROUNDS} attempts")
+
+
+def _taking_up(session: Session, view: ClaimView) -> ClaimView:
+    """A ticket handed to this agent reads, to it alone, as free for the next epoch.
+
+    The handed claim stays `previous`, and the notes tip that showed the
+    hand-off guards the creation: if anything was written since (a reap, a
+    forced release), the claim is judged again on what it is now.
+    """
+    if view.handed_to is None or view.handed_to != one_line(session.settings.agent):
+        return view
+    return replace(view, ref=session.settings.claim_ref(view.ticket, view.epoch + 1), oid=None,
+                   record=None, epoch=view.epoch + 1, previous=view.oid)
 
 
 def _won(session: Session, mine: Ownership) -> ClaimResult:
@@ -190,7 +212,8 @@ def _new_ownership(session: Session, view: ClaimView, *, no_gate: bool) -> Owner
     ticket = view.ticket
     record = new_claim(ticket, agent=settings.agent, host=settings.host, time=now(),
                        base=session.local.remote_default_commit(settings.remote),
-                       no_gate=no_gate, epoch=view.epoch)
+                       no_gate=no_gate, epoch=view.epoch,
+                       handed_from=view.handed_from or "" if view.handed_to else "")
     tag = session.local.create_tag(f"claim/{ticket}", record.to_message(),
                                    tagger=settings.agent, email=f"agent@{EMAIL_DOMAIN}",
                                    time=record.time or now())
@@ -309,6 +332,11 @@ def _check_releasable(session: Session, view: ClaimView, mine: Ownership | None,
                       force: bool) -> bool:
     """Whether the claim in force is ours; RefusedError when we may not end it."""
     ticket = clean(view.ticket)
+    if view.handed_to is not None and not force:
+        if mine is not None and view.oid == mine.tag:
+            raise RefusedError(lost_message(session, view, mine))
+        raise RefusedError(f"{describe_holder(view)}; only {clean(view.handed_to, 80)} may take"
+                           " it up (--force releases it)")
     ended = view.oid is None or (view.record is not None
                                  and view.record.state in OUTCOME_STATES)
     if ended and mine is not None and not force:
@@ -337,6 +365,53 @@ def _release_event(session: Session, view: ClaimView, *, outcome: str, reason: s
                           seq=view.note.seq + 1 if view.note else 1, outcome=outcome,
                           reason=reason, forced_by="" if is_mine else agent,
                           holder=view.record.agent if view.record else "")
+
+
+@dataclass(frozen=True)
+class HandOffResult:
+    ticket: str
+    to: str  # the agent the ticket now waits for
+    holder: str  # who held the claim, and handed it
+    noop: bool = False  # an earlier hand-off of ours to the same agent had decided it
+
+
+def hand_off(session: Session, ticket: str, to: str, *, tag: str | None = None) -> HandOffResult:
+    """Pass our live claim to agent `to`: one note on the claim, as a release writes.
+
+    Only the holder may, and only the process that may release it (one
+    supervised by another live process of ours is refused). The note is
+    leased on the notes tip that showed the claim ours and live, and guarded
+    by the claim ref, so a claim reaped or forced away meanwhile is a clean
+    loss (exit 1) with nothing written. `tag`: hand exactly that claim (run).
+    """
+    settings = session.settings
+    to = one_line(to)
+    mine = find_mine(session, ticket, tag)
+    if tag is not None and (mine is None or mine.tag != tag):
+        raise RefusedError(f"{clean(ticket)} is no longer yours (the record of its claim is gone)")
+    with oplog.begin("hand-off", ticket, agent=settings.agent, tag=mine.tag if mine else None,
+                     to=to) as op:
+        for _ in range(MAX_ROUNDS):
+            view = read_claim(session, ticket)
+            if tag is None:
+                mine = find_mine(session, ticket, view.oid) or mine
+            if mine is not None and view.oid == mine.tag and view.handed_to == to \
+                    and view.note is not None and view.note.agent == settings.agent:
+                session.store.drop(mine)  # our own hand-off, repeated after an interruption
+                op.end(oplog.OK, noop=True)
+                return HandOffResult(ticket, to, view.handed_from or mine.agent, noop=True)
+            _check_releasable(session, view, mine, force=False)
+            assert mine is not None and view.record is not None
+            event = LivenessRecord(event=EVENT_HANDED, time=now(), agent=settings.agent,
+                                   seq=view.note.seq + 1 if view.note else 1,
+                                   holder=view.record.agent, to=to)
+            pause("hand-off:before-decide")
+            if decide(session, view, event, op):
+                op.end(oplog.OK, tag=view.oid)
+                session.store.drop(mine)
+                return HandOffResult(ticket, to, event.holder)
+        op.end(oplog.FAILED)
+    raise GitError(f"could not settle the hand-off of {ticket} after {MAX_ROUNDS} attempts")
 
 
 def _refuse_if_supervised(session: Session, mine: Ownership) -> None:

@@ -79,6 +79,21 @@ def on_released(session: Session, tracker: Tracker | None, ticket: str, outcome:
     return warnings
 
 
+def on_handed(session: Session, tracker: Tracker | None, ticket: str, to: str) -> list[str]:
+    """A hand-off: the ticket stays in progress (label kept); a comment names the new holder.
+
+    The new holder's own claim (its take-up) assigns it, when its claim.assign says so.
+    """
+    if tracker is None or not tracker.can_mirror:
+        return []
+    try:
+        tracker.comment(ticket, f"Handed off by {session.settings.agent} to {to}.")
+    except TrackerError as error:
+        return [_warn("comment on the hand-off", ticket, error,
+                      truth=f"{clean(ticket)} is handed to {clean(to, 80)} all the same")]
+    return []
+
+
 def on_reaped(session: Session, tracker: Tracker | None, tickets: Sequence[str],
               ttl: float) -> list[str]:
     if tracker is None or not tracker.can_mirror:
@@ -101,7 +116,7 @@ def repair_labels(session: Session, tracker: Tracker | None,
     if tracker is None or not tracker.can_mirror:
         return [], []
     label = session.settings.claim_label
-    held = {t for t, v in views.items() if v.held}
+    held = {t for t, v in views.items() if v.held or v.handed_to is not None}
     try:
         labelled = set(tracker.labelled(label))
     except TrackerError as error:

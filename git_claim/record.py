@@ -3,7 +3,7 @@
 Two kinds of record exist. A *claim record* is the message of the annotated
 tag a claim ref points to (state `held`, or an outcome `done`/`blocked`). A
 *liveness record* is the text of a git note on a claim tag (heartbeat,
-release, reap). Both are git trailers ("Key: value" lines), so `git show` and
+release, reap, hand-off). Both are git trailers ("Key: value" lines), so `git show` and
 `git notes show` stay readable, and both are parsed defensively: anyone with
 push access can write them, so parsing never raises and is bounded.
 """
@@ -30,6 +30,9 @@ EVENT_HEARTBEAT = "heartbeat"
 EVENT_RELEASED = "released"
 EVENT_REAPED = "reaped"
 EVENT_REOPENED = "reopened"  # on an outcome tag: the ticket is to be freed
+# The holder passed its claim to the agent named by Claim-To: the claim has ended,
+# and the ticket waits for that agent alone to take it up (as the next epoch).
+EVENT_HANDED = "handed"
 
 _TRAILER = re.compile(r"([A-Za-z][A-Za-z0-9-]*):[ \t]*(.*)\Z")
 _SEED_PAIR = re.compile(r"([A-Za-z_][A-Za-z0-9_-]*)=(\S+)")
@@ -89,6 +92,7 @@ class ClaimRecord:
     seed_pattern: bool = False  # made by hand: `git tag -a claim/T -m "agent=… nonce=…"`
     problem: str = ""  # why it could not be parsed (state unknown)
     epoch: int = 0  # the claim's place in its ticket's log (0: not recorded, an older claim)
+    handed_from: str = ""  # a claim that took up a hand-off: the agent who handed it
 
     def to_message(self) -> str:
         headline = f"{self.state if self.state != STATE_HELD else 'claim'} {self.ticket}"
@@ -112,14 +116,17 @@ class ClaimRecord:
             lines.append("Claim-No-Gate: true")
         if self.epoch:
             lines.append(f"Claim-Epoch: {self.epoch}")
+        if self.handed_from:
+            lines.append(f"Claim-Handed-From: {one_line(self.handed_from)}")
         lines.append(f"Claim-Version: {FORMAT_VERSION}")
         return headline + "\n\n" + "\n".join(lines) + "\n"
 
 
 def new_claim(ticket: str, *, agent: str, host: str, time: float, base: str,
-              no_gate: bool = False, epoch: int = 0) -> ClaimRecord:
+              no_gate: bool = False, epoch: int = 0, handed_from: str = "") -> ClaimRecord:
     return ClaimRecord(ticket=ticket, state=STATE_HELD, agent=agent, host=host, time=time,
-                       nonce=new_nonce(), base=base, no_gate=no_gate, epoch=epoch)
+                       nonce=new_nonce(), base=base, no_gate=no_gate, epoch=epoch,
+                       handed_from=handed_from)
 
 
 def parse_claim(ticket: str, raw_message: bytes, *, tagger_name: str = "",
@@ -149,6 +156,7 @@ def parse_claim(ticket: str, raw_message: bytes, *, tagger_name: str = "",
             no_gate=trailers.get("claim-no-gate", "").lower() == "true",
             version=_int_or_none(trailers.get("claim-version")), problem=problem,
             epoch=max(0, _int_or_none(trailers.get("claim-epoch")) or 0),
+            handed_from=trailers.get("claim-handed-from", ""),
         )
     seed = dict(_SEED_PAIR.findall(text))
     if "nonce" in seed or "agent" in seed:
@@ -172,6 +180,7 @@ class LivenessRecord:
     reason: str = ""
     forced_by: str = ""
     holder: str = ""  # the claim's holder, so the history survives the claim tag
+    to: str = ""  # hand-offs: the agent the claim is handed to
     problem: str = ""
     extra: dict[str, str] = field(default_factory=dict)
 
@@ -192,20 +201,26 @@ class LivenessRecord:
             lines.append(f"Claim-Reason: {one_line(self.reason)}")
         if self.forced_by:
             lines.append(f"Claim-Forced-By: {one_line(self.forced_by)}")
+        if self.to:
+            lines.append(f"Claim-To: {one_line(self.to)}")
         lines.append(f"Claim-Version: {FORMAT_VERSION}")
         return "\n".join(lines) + "\n"
 
     @property
     def ends_claim(self) -> bool:
-        return self.event in (EVENT_RELEASED, EVENT_REAPED)
+        return self.event in (EVENT_RELEASED, EVENT_REAPED, EVENT_HANDED)
 
 
 def parse_liveness(raw: bytes) -> LivenessRecord:
     """Parse a note; never raises. A note we cannot read is an event `unknown`."""
     trailers = _trailers(_decode(raw))
     event = trailers.get("claim-event", "unknown").lower()
-    if event not in (EVENT_HEARTBEAT, EVENT_RELEASED, EVENT_REAPED, EVENT_REOPENED):
+    if event not in (EVENT_HEARTBEAT, EVENT_RELEASED, EVENT_REAPED, EVENT_REOPENED,
+                     EVENT_HANDED):
         event = "unknown"
+    to = trailers.get("claim-to", "")
+    if event == EVENT_HANDED and not to:
+        event = "unknown"  # a hand-off to no one: unreadable, so never taken as an end
     time = parse_iso(trailers.get("claim-time", ""))
     ttl = _int_or_none(trailers.get("claim-ttl"))
     return LivenessRecord(
@@ -214,6 +229,7 @@ def parse_liveness(raw: bytes) -> LivenessRecord:
         ttl=float(ttl) if ttl is not None else None,
         outcome=trailers.get("claim-outcome", "").lower(), reason=trailers.get("claim-reason", ""),
         forced_by=trailers.get("claim-forced-by", ""), holder=trailers.get("claim-holder", ""),
+        to=to if event == EVENT_HANDED else "",
         problem="" if event != "unknown" and time is not None else "unreadable note",
     )
 
@@ -224,13 +240,16 @@ def frees_ticket(record: ClaimRecord, note: LivenessRecord) -> bool:
     A release as free and a reap end a claim (an unreadable one too: that is
     how `git release --force` clears it); a release as done or blocked keeps
     the outcome in force until a reopening; a reopening frees an outcome,
-    whether a note recorded it or (older remotes) an outcome tag.
+    whether a note recorded it or (older remotes) an outcome tag. A hand-off
+    ends its claim too, so the next epoch may be created; but the ticket is
+    then free for the agent it names alone (claims.py reads it so, as
+    handed_to), which is the reader's judgement, not the protocol's.
     """
     if note.event == EVENT_REOPENED:
         return True
     if record.state in OUTCOME_STATES:
         return False  # an outcome tag stays until it is reopened
-    if note.event == EVENT_REAPED:
+    if note.event in (EVENT_REAPED, EVENT_HANDED):
         return True
     if note.event == EVENT_RELEASED:
         return note.outcome not in OUTCOME_STATES

@@ -24,11 +24,16 @@ class ClaimState(str, Enum):
 
 
 class Outcome(str, Enum):
-    """How a claim was ended by its holder (recorded in the release note)."""
+    """How a claim was ended by its holder (recorded in the release note).
+
+    HANDED is the one end that is not a release: a `handed` note passes the
+    ticket to another agent (`git release --to`, `git claim run --hand-off-to`).
+    """
 
     FREE = "free"
     DONE = "done"
     BLOCKED = "blocked"
+    HANDED = "handed"
 
 
 class Event(str, Enum):
@@ -39,6 +44,7 @@ class Event(str, Enum):
     RELEASED = "released"  # as free, done or blocked: see the event's outcome
     REAPED = "reaped"
     REOPENED = "reopened"
+    HANDED = "handed"  # the holder passed the claim to another agent (see the event's `to`)
     DONE = "done"  # an outcome tag written by an older version
     BLOCKED = "blocked"
     UNKNOWN = "unknown"  # a note or a tag this version cannot read

@@ -5,7 +5,7 @@ process reaching that point creates `<dir>/<point>.reached` and waits until
 `<dir>/<point>.go` exists (at most 120 s). Tests use it to force an
 interleaving (a heartbeat landing between a reaper's read and write) or to
 SIGKILL a process at an exact step. Points: claim:before-push,
-claim:after-push, heartbeat:before-push, release:before-decide,
+claim:after-push, heartbeat:before-push, release:before-decide, hand-off:before-decide,
 reap:before-decide, run:before-start (the lease is taken, the command not
 yet started), watchdog:before-spawn (the watchdog has its start order and
 has not forked the command yet; watchdog.py has its own copy of `pause`).

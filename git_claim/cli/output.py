@@ -101,11 +101,17 @@ def _warn(warnings: tuple[str, ...]) -> None:
 def emit_released(result: Released, *, as_json: bool) -> None:
     """`git release` (see git-release(1)); tracker warnings first, on stderr."""
     if as_json:
-        emit_json({"ok": True, "ticket": result.ticket, "outcome": result.outcome.value,
-                   "forced": result.forced, "holder": result.holder,
-                   "worktree": list(result.worktree)})
+        document = {"ok": True, "ticket": result.ticket, "outcome": result.outcome.value,
+                    "forced": result.forced, "holder": result.holder,
+                    "worktree": list(result.worktree)}
+        if result.to is not None:
+            document["to"] = result.to
+        emit_json(document)
         return
     _warn(result.warnings)
+    if result.to is not None:
+        click.echo(f"handed {result.ticket} to {clean(result.to, 80)}")
+        return
     what = {"free": "released", "done": "done:", "blocked": "blocked:"}[result.outcome.value]
     click.echo(f"{what} {result.ticket}{' (forced)' if result.forced else ''}")
     for line in result.worktree:
@@ -222,6 +228,10 @@ def render_history(events: tuple[LogEvent, ...]) -> str:
                 detail += f" forced, holder {clean(e.holder or '?', 80)}"
         elif what == "reopened" and e.outcome:
             detail = f" (was {clean(e.outcome, 20)})"
+        elif what == "handed":
+            detail = f" (to {clean(e.to or '?', 80)})"
+        elif what == "claimed" and e.handed_from:
+            detail = f" (handed from {clean(e.handed_from, 80)})"
         if e.reason:
             detail += f": {clean(e.reason, 120)}"
         claim = f"@{e.epoch}" if e.epoch else "@?"
@@ -289,7 +299,7 @@ def render_table(rows: tuple[BoardRow, ...] | list[BoardRow], *, width: int | No
     for r in rows:
         mark = "*" if r.ours else " "
         lines.append((
-            mark + clean(r.ticket, 64), r.state.value, clean(r.agent or "?", 80),
+            mark + clean(r.ticket, 64), r.state.value, _holder(r),
             format_duration(r.age_seconds) if r.age_seconds is not None else "-",
             _local_time(r.last_heartbeat) if r.last_heartbeat else "-",
             format_duration(r.reap_in_seconds) if r.reap_in_seconds is not None else "-",
@@ -317,6 +327,14 @@ def render_table(rows: tuple[BoardRow, ...] | list[BoardRow], *, width: int | No
             rendered = f"\x1b[1m{rendered}\x1b[0m"
         text.append(rendered)
     return "\n".join(text) + "\n"
+
+
+def _holder(r: BoardRow) -> str:
+    """The holder's cell: a hand-off not yet taken up names who handed it."""
+    holder = clean(r.agent or "?", 80)
+    if r.handed_from is not None:
+        return f"{holder} (handed by {clean(r.handed_from, 80)})"
+    return holder
 
 
 def _fit(cell: str, width: int) -> str:
@@ -348,6 +366,8 @@ def claimed_document(claimed: Claimed) -> dict[str, Any]:
         document.update(already_ours=claimed.already_ours, refused=list(claimed.refused))
     if claimed.worktree is not None:
         document.update(worktree=str(claimed.worktree.path), branch=claimed.worktree.branch)
+    if claimed.handed_from is not None:
+        document["handed_from"] = claimed.handed_from
     return document
 
 
@@ -361,6 +381,8 @@ def claimed_lines(claimed: Claimed) -> list[str]:
         lines.append(f"{verb} {claimed.ticket} ({claimed.ref}){title}")
     else:
         note = " (already yours)" if claimed.already_ours else ""
+        if claimed.handed_from is not None and not claimed.already_ours:
+            note = f" (handed off by {clean(claimed.handed_from, 80)})"
         lines.append(f"claimed {claimed.ticket} ({claimed.ref}){note}")
     tree = claimed.worktree
     if tree is not None:
@@ -402,6 +424,8 @@ def run_document(result: RunResult) -> dict[str, Any]:
     document: dict[str, Any] = {
         "ok": result.ok, "ticket": result.ticket, "status": result.status,
         "released": result.released.value if result.released is not None else None}
+    if result.handed_to is not None:
+        document["handed_to"] = result.handed_to
     if result.status is None and result.not_started is None:  # interrupted before the start
         document["interrupted"] = result.interrupted
         return document

@@ -39,17 +39,23 @@ RUN_SETTINGS = {**CONTEXT_SETTINGS, "ignore_unknown_options": False}
 @click.option("--resume/--no-resume", default=True, show_default=True,
               help="With --next: first take back a live claim of this agent that no process"
                    " works on (a run that died), or one handed to it.")
+@click.option("--hand-off-to", "hand_off_to", metavar="AGENT",
+              help="Exit 0 of COMMAND hands the claim to AGENT instead of releasing it"
+                   " --done; the worktree and branch stay.")
 @remote_options
 @json_option
 def run_command(arguments: tuple[str, ...], pick_next: bool, source: str | None,
                 labels: tuple[str, ...], excluded: tuple[str, ...], no_gate: bool,
                 capabilities: str | None, worktree: str | None, base: str | None,
                 until_empty: bool, interval: str | None, on_failure: str, on_lost: str,
-                grace: str, resume: bool, remote: str | None, agent: str | None,
+                grace: str, resume: bool, hand_off_to: str | None, remote: str | None,
+                agent: str | None,
                 as_json: bool) -> None:
     """Claim TICKET (or --next), run COMMAND while heartbeating, then release.
 
-    Exit 0 of COMMAND releases --done; another status releases --blocked with
+    Exit 0 of COMMAND releases --done (with --hand-off-to AGENT: hands the
+    claim to AGENT, who takes it up with `git claim TICKET`, and leaves the
+    worktree and branch for it); another status releases --blocked with
     the status as reason (see --on-failure); Ctrl-C or SIGTERM to run is passed
     to COMMAND and its status (130, 143) counts the same way. `run` exits with
     COMMAND's status; before COMMAND runs: 1 claimed by another or refused,
@@ -57,7 +63,7 @@ def run_command(arguments: tuple[str, ...], pick_next: bool, source: str | None,
     4 means the claim was lost while COMMAND ran (reaped, forced away,
     replaced, or the remote unreachable for longer than the TTL minus a
     margin) or before it could be released; 3 after COMMAND, that the remote
-    refused or failed the release.
+    refused or failed the release (or the hand-off).
 
     With --next --until-empty, run takes ticket after ticket: a failing
     COMMAND is ended as --on-failure says and the drain goes on. It exits 0
@@ -72,6 +78,7 @@ def run_command(arguments: tuple[str, ...], pick_next: bool, source: str | None,
 
         from ..clock import parse_duration
         from ..errors import UsageError
+        from ..ops.release import check_receiver
         from ..ops.run import OnFailure, OnLost, RunRequest, drain, run
         from .progress import StatusLine
 
@@ -95,7 +102,10 @@ def run_command(arguments: tuple[str, ...], pick_next: bool, source: str | None,
             command=tuple(command), claim=claim, worktree=worktree_request(worktree, base),
             interval=parse_duration(interval, what="interval") if interval else None,
             grace=parse_duration(grace, what="grace"), on_failure=OnFailure(on_failure),
-            on_lost=OnLost(on_lost), until_empty=until_empty, **run_progress(line))
+            on_lost=OnLost(on_lost), until_empty=until_empty,
+            hand_off_to=(check_receiver(hand_off_to, "--hand-off-to")
+                         if hand_off_to is not None else None),
+            **run_progress(line))
         session = session_from(remote, agent, source=source)
         try:
             if until_empty:

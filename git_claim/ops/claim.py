@@ -99,6 +99,7 @@ class Claimed:
     worktree: Worktree | None = None
     backlog: tuple[Ticket, ...] = ()  # what --next read, for a drain to read no more
     resumed: bool = False  # --next took back a claim of ours instead of a new one
+    handed_from: str | None = None  # a hand-off taken up: the agent who handed it
 
 
 def take(session: Session, request: TakeRequest | NextRequest) -> Claimed:
@@ -144,7 +145,8 @@ def claim_ids(session: Session, request: TakeRequest) -> Claimed:
                        agent=won.record.agent, already_ours=won.already_ours,
                        title=info.title if info else None,
                        labels=tuple(info.labels) if info else None, from_backlog=False,
-                       refused=tuple(refusals), warnings=tuple(warnings))
+                       refused=tuple(refusals), warnings=tuple(warnings),
+                       handed_from=won.record.handed_from or None)
     if len(request.tickets) == 1:
         raise RefusedError(refusals[0])
     raise RefusedError(f"none of {', '.join(request.tickets)} could be claimed: "
@@ -204,7 +206,7 @@ def claim_next(session: Session, request: NextRequest) -> Claimed:
                    title=result.ticket.title, labels=tuple(result.ticket.labels),
                    from_backlog=True, warnings=tuple(warnings), pushes=result.pushes,
                    skipped=MappingProxyType(dict(result.skipped)), backlog=tuple(backlog),
-                   resumed=result.resumed)
+                   resumed=result.resumed, handed_from=won.record.handed_from or None)
 
 
 def _counter(progress: Progress | None, total: int) -> Callable[[int], None] | None:

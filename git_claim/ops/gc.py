@@ -40,7 +40,9 @@ def held_here(session: Session) -> set[str]:
     """Tickets some worktree of this clone still holds on the remote.
 
     Ownership records are per worktree, so the union over all of them; a
-    record counts only while the remote's newest claim is its tag, held.
+    record counts only while the remote's newest claim is its tag, held or
+    handed on and not yet taken up (its worktree and branch wait for the new
+    holder).
     """
     from ..claims import read_claims
     from ..ownership import OwnershipStore
@@ -51,7 +53,7 @@ def held_here(session: Session) -> set[str]:
                for record in OwnershipStore(git_dir).all()]
     return {record.ticket for record in records
             if record.ticket in views and views[record.ticket].oid == record.tag
-            and views[record.ticket].held}
+            and (views[record.ticket].held or views[record.ticket].handed_to is not None)}
 
 
 def gc(session: Session, request: GcRequest) -> GcResult:

@@ -1,9 +1,10 @@
 """`git release` and `git claim reopen`: ending a claim, and freeing an ended ticket again.
 
-The lock decides (lock.release, lock.reopen); what follows a decision lives
-here: the tracker's picture (a warning when it could not follow, never a
-failed release: the claim ref is the lock, the label only its picture) and
-the worktree of a ticket that is done.
+The lock decides (lock.release, lock.hand_off, lock.reopen); what follows a
+decision lives here: the tracker's picture (a warning when it could not
+follow, never a failed release: the claim ref is the lock, the label only
+its picture) and the worktree of a ticket that is done. A hand-off
+(`--to AGENT`) leaves the worktree and branch for the new holder.
 """
 
 from __future__ import annotations
@@ -17,29 +18,54 @@ from .results import ClaimState, Outcome
 if TYPE_CHECKING:
     from ..session import Session
 
-__all__ = ["ReleaseRequest", "Released", "ReopenRequest", "Reopened", "cleanup_worktree",
-           "release", "reopen"]
+__all__ = ["ReleaseRequest", "Released", "ReopenRequest", "Reopened", "check_not_ourselves",
+           "check_receiver", "cleanup_worktree", "hand_off", "release", "reopen"]
 
 
 @dataclass(frozen=True)
 class ReleaseRequest:
-    """`git release TICKET [--done | --blocked [--reason TEXT]] [--force]`."""
+    """`git release TICKET [--done | --blocked [--reason TEXT] | --to AGENT] [--force]`."""
 
     ticket: str  # already validated
     outcome: Outcome = Outcome.FREE
     reason: str = ""
     force: bool = False
+    to: str | None = None  # hand the claim to this agent (outcome HANDED); validated
 
     @classmethod
     def from_flags(cls, ticket: str, *, done: bool, blocked: bool, reason: str,
-                   force: bool) -> ReleaseRequest:
+                   force: bool, to: str | None = None) -> ReleaseRequest:
         """The request the flags describe; UsageError for flags that exclude each other."""
         if done and blocked:
             raise UsageError("--done and --blocked exclude each other")
+        if to is not None:
+            if done or blocked or reason or force:
+                raise UsageError("--to hands the claim on: it goes without --done, --blocked,"
+                                 " --reason and --force")
+            return cls(ticket, Outcome.HANDED, to=check_receiver(to))
         outcome = Outcome.DONE if done else Outcome.BLOCKED if blocked else Outcome.FREE
         if reason and outcome is not Outcome.BLOCKED:
             raise UsageError("--reason goes with --blocked")
         return cls(ticket, outcome, reason, force)
+
+
+def check_receiver(agent: str, option: str = "--to") -> str:
+    """An agent a claim may be handed to: a valid agent name (as --agent), in one line."""
+    from ..record import one_line
+    from ..settings import check_agent
+
+    try:
+        return check_agent(one_line(agent))
+    except UsageError as error:
+        raise UsageError(f"{option}: {error.message}") from None
+
+
+def check_not_ourselves(session: Session, agent: str, option: str = "--to") -> None:
+    """Handing a claim to its own holder would only end it: refused (exit 2)."""
+    from ..record import one_line
+
+    if agent == one_line(session.settings.agent):
+        raise UsageError(f"{option} {agent}: that is you; a claim is handed to another agent")
 
 
 @dataclass(frozen=True)
@@ -52,6 +78,7 @@ class Released:
     warnings: tuple[str, ...] = ()  # the tracker could not follow; the release stands
     worktree: tuple[str, ...] = ()  # what became of the ticket's worktree (done only)
     exit_code: ExitCode = ExitCode.OK
+    to: str | None = None  # handed to this agent (outcome HANDED)
 
 
 def release(session: Session, request: ReleaseRequest) -> Released:
@@ -59,6 +86,8 @@ def release(session: Session, request: ReleaseRequest) -> Released:
     from ..lock import release as release_claim
     from ..mirror import on_released, open_label_tracker
 
+    if request.to is not None:
+        return hand_off(session, request.ticket, request.to)
     decided = release_claim(session, request.ticket, outcome=request.outcome.value,
                             reason=request.reason, force=request.force)
     outcome = Outcome(decided.outcome)
@@ -67,6 +96,24 @@ def release(session: Session, request: ReleaseRequest) -> Released:
     worktree = cleanup_worktree(session, request.ticket) if outcome is Outcome.DONE else ()
     return Released(decided.ticket, outcome, decided.forced, decided.holder, decided.noop,
                     tuple(warnings), worktree)
+
+
+def hand_off(session: Session, ticket: str, to: str, *, tag: str | None = None) -> Released:
+    """Pass our live claim to agent `to`; RefusedError (exit 1) when it is not ours to pass.
+
+    The worktree and branch stay where they are, for the new holder. The
+    tracker is told (a comment; the in-progress label stays); a tracker that
+    cannot follow is a warning, never a failed hand-off.
+    """
+    from ..lock import hand_off as hand_off_claim
+    from ..mirror import on_handed, open_label_tracker
+
+    check_not_ourselves(session, to)
+    decided = hand_off_claim(session, ticket, to, tag=tag)
+    warnings = () if decided.noop else tuple(on_handed(session, open_label_tracker(session),
+                                                       ticket, to))
+    return Released(decided.ticket, Outcome.HANDED, False, decided.holder, decided.noop,
+                    warnings, to=decided.to)
 
 
 def cleanup_worktree(session: Session, ticket: str) -> tuple[str, ...]:

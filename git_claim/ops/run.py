@@ -69,6 +69,7 @@ class RunRequest:
     on_failure: OnFailure = OnFailure.BLOCKED
     on_lost: OnLost = OnLost.STOP
     until_empty: bool = False
+    hand_off_to: str | None = None  # exit 0 hands the claim to this agent (validated)
     report: Report = field(default=lambda _line: None)
     on_claimed: Callable[[Claimed], None] = field(default=lambda _claimed: None)
 
@@ -85,7 +86,8 @@ class RunResult:
     lost: str | None = None  # why the claim was lost
     worktree: Path | None = None  # where the command ran (None: the current directory)
     kept_worktree: str | None = None  # the claim's worktree left in place, and why
-    released: Outcome | None = None
+    released: Outcome | None = None  # HANDED: passed to `handed_to` instead of released
+    handed_to: str | None = None
     release_error: str | None = None
     interrupted: int | None = None  # the signal that reached run
     not_started: str | None = None  # why the command never ran on a won claim (a drain)
@@ -163,6 +165,14 @@ def check(request: RunRequest) -> None:
         raise UsageError("give one ticket id or --next")
 
 
+def _check_receiver(session: Session, request: RunRequest) -> None:
+    """--hand-off-to names another agent (before anything is claimed)."""
+    from .release import check_not_ourselves
+
+    if request.hand_off_to is not None:
+        check_not_ourselves(session, request.hand_off_to, "--hand-off-to")
+
+
 def run(session: Session, request: RunRequest) -> RunResult:
     """Claim one ticket, run the command on it, end the claim as its status says.
 
@@ -170,6 +180,7 @@ def run(session: Session, request: RunRequest) -> RunResult:
     the start on, everything is in the result, its exit code included.
     """
     check(request)
+    _check_receiver(session, request)
     lease = lease_for(session, request)
     with _noting_signals() as early:
         try:
@@ -197,6 +208,7 @@ def drain(session: Session, request: RunRequest) -> Drained:
     check(request)
     if not request.until_empty or not isinstance(request.claim, NextRequest):
         raise UsageError("--until-empty goes with --next")
+    _check_receiver(session, request)
     lease = lease_for(session, request)
     runs: list[RunResult] = []
     pick: NextRequest = request.claim
@@ -335,6 +347,8 @@ def _start(session: Session, request: RunRequest, claimed: Claimed, lease: Lease
     if outcome.lost is not None:
         return _kept(replace(result, exit_code=int(ExitCode.LOST)), "the claim was lost",
                      request.report)
+    if outcome.status == 0 and request.hand_off_to is not None:
+        return _hand_off(session, result, request.hand_off_to, request.report)
     if outcome.status == 0:
         return _end(session, result, Outcome.DONE, request.report)
     if request.on_failure is OnFailure.KEEP:
@@ -373,6 +387,31 @@ def _end(session: Session, result: RunResult, outcome: Outcome, report: Report) 
         return _kept(result, f"exit status {result.status}, {outcome.value}; `git claim gc`"
                              " removes it", report)
     return _cleanup_worktree(session, result, report)
+
+
+def _hand_off(session: Session, result: RunResult, to: str, report: Report) -> RunResult:
+    """Exit 0 with --hand-off-to: pass exactly the claim this run supervised to `to`.
+
+    The worktree and branch stay for the new holder (named as kept). A claim
+    lost meanwhile is 4, a remote that refused or failed the note its own
+    code, as for a release.
+    """
+    from .release import hand_off
+
+    claimed = result.claimed
+    assert claimed is not None
+    try:
+        handed = hand_off(session, claimed.ticket, to, tag=claimed.tag)
+    except ClaimError as error:
+        report(f"could not hand {claimed.ticket} to {to}: {error.message}")
+        code = ExitCode.LOST if isinstance(error, RefusedError) else error.exit_code
+        return _kept(replace(result, exit_code=int(code), release_error=error.message),
+                     "the claim was not handed off", report)
+    for warning in handed.warnings:
+        report(f"warning: {warning}")
+    report(f"handed {claimed.ticket} to {to}")
+    return _kept(replace(result, released=Outcome.HANDED, handed_to=to), f"handed to {to}",
+                 report)
 
 
 def _kept(result: RunResult, why: str, report: Report) -> RunResult:
