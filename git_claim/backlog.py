@@ -334,7 +334,8 @@ def _still_free(session: Session, backlog: Sequence[Ticket], order: Sequence[Tic
 
 def _resume(session: Session, views: Mapping[str, ClaimView], backlog: Sequence[Ticket],
             skip_ids: Collection[str]) -> NextResult | None:
-    """Take back the oldest live claim of ours that no process works on."""
+    """Take back the oldest live claim of ours that no process works on, else take up
+    a ticket handed to this agent: work begun is finished before new work."""
     titles = {ticket.id: ticket for ticket in backlog}
     for ticket_id in resumable(session, views) + _handed_to_us(session, views):
         if ticket_id in skip_ids:
@@ -344,12 +345,13 @@ def _resume(session: Session, views: Mapping[str, ClaimView], backlog: Sequence[
         except RefusedError:
             continue  # another process of ours took it back first
         ticket = titles.get(ticket_id) or Ticket(ticket_id)
-        return NextResult(ticket, won, 0 if won.already_ours else 1, {}, resumed=True)
+        # a claim of ours taken back is resumed; a hand-off taken up is a new claim
+        return NextResult(ticket, won, 0 if won.already_ours else 1, {},
+                          resumed=won.already_ours)
     return None
 
 
 def _handed_to_us(session: Session, views: Mapping[str, ClaimView]) -> list[str]:
     """Tickets another agent handed to this one (`git release T --to AGENT`)."""
     agent = session.settings.agent
-    return sorted(ticket for ticket, view in views.items()
-                  if getattr(view, "handed_to", None) == agent)
+    return sorted(ticket for ticket, view in views.items() if view.handed_to == agent)

@@ -428,3 +428,19 @@ def test_gh_priority_labels_and_capabilities(make_world, tmp_path):
     assert order == ["4", "2", "1", "3"]  # 3 is P0 but needs what alice cannot do
     taken = alice.claim("--next", "--can", "frontend", "--json")
     assert taken.json()["ticket"] == "3", taken
+
+
+def test_run_next_takes_up_a_ticket_handed_to_it_before_new_work(make_world, tmp_path):
+    world = make_world("path", "libgit2")
+    backlog = backlog_file(tmp_path, {"id": 1, "labels": ["P0"]}, {"id": 2, "labels": ["P0"]},
+                           {"id": 3})
+    alice = agent_on(world, "alice", backlog)
+    bob = agent_on(world, "bob", backlog)
+    assert alice.claim("3").code == 0
+    assert alice.release("3", "--to", "bob").code == 0
+    seen = ready(bob)
+    assert seen["3"]["state"] == "held" and seen["3"]["mine"] is True
+    took = bob.cmd("claim", "run", "--next", "--json", "--", "true")
+    assert took.code == 0 and took.json()["ticket"] == "3", took  # before P0 work
+    assert ticket_state(world.repo, "3").state == "done"
+    assert ticket_state(world.repo, "3").agent == "bob"
