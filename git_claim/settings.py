@@ -230,10 +230,10 @@ def _flag(value: str, key: str) -> bool:
     raise UsageError(f"{key} must be true or false, not {value!r}")
 
 
-def _count(value: str, key: str) -> int:
-    """A whole number, 0 or more (0: no limit)."""
+def _count(value: str, key: str, *, zero: str = " (0 for no limit)") -> int:
+    """A whole number, 0 or more; `zero` says what 0 means, for the error."""
     if not (value.strip().isascii() and value.strip().isdigit()):
-        raise UsageError(f"{key} must be a whole number (0 for no limit), not {value!r}")
+        raise UsageError(f"{key} must be a whole number{zero}, not {value!r}")
     return int(value)
 
 
@@ -247,12 +247,12 @@ def _wip_limits(config: dict[str, list[str]]) -> dict[str, int]:
     limits: dict[str, int] = {}
     for key, values in config.items():
         if key.startswith(WIP_PREFIX) and len(key) > len(WIP_PREFIX) and values:
-            limits[key[len(WIP_PREFIX):].lower()] = _count(values[-1], key)
+            limits[key[len(WIP_PREFIX):].lower()] = _count(values[-1], key, zero="")
     for value in config.get("claim.wiplimit", []):
         label, sep, number = value.rpartition("=")
         if not sep or not label.strip():
             raise UsageError(f"claim.wipLimit takes LABEL=N, not {value!r}")
-        limits[label.strip().lower()] = _count(number, "claim.wipLimit")
+        limits[label.strip().lower()] = _count(number, "claim.wipLimit", zero="")
     return limits
 
 
