@@ -378,7 +378,30 @@ def _decide_reaps(session: Session, views: list[ClaimView], *, ttl: float,
         elif result.status is UpdateStatus.REJECTED:
             left[view.ticket] = (SkipKind.REFUSED, "the remote refused the reap:"
                                                    f" {result.message or 'rejected'}")
-    return decided, left
+    return _without_taken_up(session, decided), left
+
+
+def _without_taken_up(session: Session, decided: list[ClaimView]) -> list[ClaimView]:
+    """Drop the hand-offs whose taker won the race with our note.
+
+    A reap of an untaken hand-off is guarded by the handed claim, which
+    never changes; the taker's claim is a new ref, which the guard cannot
+    see. So a note that landed after the take-up sits on a claim that is no
+    longer the newest and freed nothing: it is a race lost to the taker,
+    never "reaped". One listing of the next epochs, only when a hand-off
+    was reaped.
+    """
+    handed = [view for view in decided if view.handed_to is not None]
+    if not handed:
+        return decided
+    settings = session.settings
+    next_refs = {view.ticket: settings.claim_ref(view.ticket, view.epoch + 1) for view in handed}
+    try:
+        present = session.transport.list_refs(list(next_refs.values()))
+    except GitError:
+        return decided  # the notes landed; what the taker did is for the next reap to see
+    return [view for view in decided
+            if view.handed_to is None or present.get(next_refs[view.ticket]) is None]
 
 
 def push_all(session: Session, updates: list[RefUpdate]) -> list[UpdateResult]:

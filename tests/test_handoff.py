@@ -222,8 +222,10 @@ def test_a_reaper_that_judged_the_hand_off_never_takes_the_ticket_from_its_taker
     pause.wait_reached(reaping)
     assert bob.claim("640").code == 0
     pause.go()
-    reaping.communicate(timeout=120)
-    assert reaping.returncode == 0
+    out, err = reaping.communicate(timeout=120)
+    assert reaping.returncode == 0, (out, err)
+    report = json.loads(out)
+    assert not report["reaped"], report  # it freed nothing: never said "reaped"
     state = ticket_state(world.repo, "640")
     assert (state.state, state.agent, state.epoch) == ("held", "bob", 2)
     assert bob.claim("heartbeat", "640").code == 0
