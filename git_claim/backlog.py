@@ -95,11 +95,14 @@ def read_remote(session: Session, views: Mapping[str, ClaimView] | None = None) 
 
 
 def _supervised_tags(session: Session) -> set[str]:
-    """Tags of this agent's claims that another live process of this checkout holds."""
+    """Tags of this agent's claims that another live process of this checkout holds.
+
+    Pending records count too: a process between its push and the record of
+    its win is working on that claim as much as one running its command.
+    """
     store = session.store
     return {record.tag for record in store.all()
-            if record.agent == session.settings.agent and not record.pending
-            and store.supervised_elsewhere(record)}
+            if record.agent == session.settings.agent and store.supervised_elsewhere(record)}
 
 
 def labels_for_gate(session: Session, ticket: Ticket, tracker: Tracker | None) -> Ticket:
@@ -107,6 +110,8 @@ def labels_for_gate(session: Session, ticket: Ticket, tracker: Tracker | None) -
     if ticket.labels_known:
         return ticket
     if tracker is None:
+        if ticket.labels_problem:
+            return ticket  # a labels field we cannot read is not "no labels": fails closed
         # No tracker to ask: the source has no labels, so nothing says design:required.
         return replace(ticket, labels=(), labels_known=True)
     try:
@@ -139,6 +144,8 @@ def refusal_message(judgement: Judgement, rules: Rules) -> str:
     state, detail = judgement.state, clean(judgement.detail, 300)
     override = " (a human may pass --no-gate)"
     if state is State.LABELS_UNKNOWN:
+        if detail:
+            return f"{ticket}: {detail}, and the rules fail closed" + override
         return (f"{ticket}: its labels are unknown, and the design gate fails closed"
                 + override)
     if state is State.GATED:
@@ -178,7 +185,7 @@ def ticket_for_rules(session: Session, ticket_id: str, source: Tracker | None,
         return listed
     base = listed or Ticket(ticket_id, labels_known=False)
     if tracker is None:
-        return replace(base, labels=(), labels_known=True)
+        return base if base.labels_problem else replace(base, labels=(), labels_known=True)
     try:
         filled = tracker.ticket(ticket_id)
     except TrackerError as error:
@@ -221,13 +228,15 @@ def resumable(session: Session, views: Mapping[str, ClaimView]) -> list[str]:
 
     Ours means a record in this checkout with the claim's own tag (a claim
     made elsewhere under the same name is not resumed: nothing here proves
-    it ours). Oldest first, so work is finished in the order it was begun.
+    it ours); a pending one too, when its push landed and its process died
+    before recording the win (claim adopts it). Oldest first, so work is
+    finished in the order it was begun.
     """
     store = session.store
     agent = session.settings.agent
     found = []
     for record in store.all():
-        if record.agent != agent or record.pending or record.worktree_copy:
+        if record.agent != agent or record.worktree_copy:
             continue
         view = views.get(record.ticket)
         if view is None or view.oid != record.tag or not view.held:
@@ -252,8 +261,8 @@ def claim_next(session: Session, backlog: Sequence[Ticket], *, tracker: Tracker 
         if resumed is not None:
             return resumed
     if tracker is None:
-        backlog = [replace(t, labels=(), labels_known=True) if not t.labels_known else t
-                   for t in backlog]
+        backlog = [replace(t, labels=(), labels_known=True)
+                   if not t.labels_known and not t.labels_problem else t for t in backlog]
     remote = read_remote(session, views)
     judgements = judge_all(backlog, rules, remote, skip_ids=skip_ids)
     if progress is not None:
@@ -337,7 +346,8 @@ def _resume(session: Session, views: Mapping[str, ClaimView], backlog: Sequence[
     """Take back the oldest live claim of ours that no process works on, else take up
     a ticket handed to this agent: work begun is finished before new work."""
     titles = {ticket.id: ticket for ticket in backlog}
-    for ticket_id in resumable(session, views) + _handed_to_us(session, views):
+    ours = resumable(session, views)
+    for ticket_id in ours + _handed_to_us(session, views):
         if ticket_id in skip_ids:
             continue
         try:
@@ -346,8 +356,8 @@ def _resume(session: Session, views: Mapping[str, ClaimView], backlog: Sequence[
             continue  # another process of ours took it back first
         ticket = titles.get(ticket_id) or Ticket(ticket_id)
         # a claim of ours taken back is resumed; a hand-off taken up is a new claim
-        return NextResult(ticket, won, 0 if won.already_ours else 1, {},
-                          resumed=won.already_ours)
+        resumed = ticket_id in ours and won.tag == views[ticket_id].oid
+        return NextResult(ticket, won, 0 if resumed else 1, {}, resumed=resumed)
     return None
 
 

@@ -136,9 +136,10 @@ def tier_of(ticket: Ticket, rules: Rules) -> int:
 
 
 def needed_capabilities(ticket: Ticket) -> list[str]:
-    return sorted(label[len(CAPABILITY_PREFIX):].lower() for label in ticket.labels
-                  if label.lower().startswith(CAPABILITY_PREFIX)
-                  and len(label) > len(CAPABILITY_PREFIX))
+    """The names of the ticket's `needs:<name>` labels (`needs:` alone names nothing)."""
+    names = (label[len(CAPABILITY_PREFIX):].strip().lower() for label in ticket.labels
+             if label.lower().startswith(CAPABILITY_PREFIX))
+    return sorted(name for name in names if name)
 
 
 def link_open(link: Link, remote: Remote) -> bool:
@@ -150,12 +151,16 @@ def link_open(link: Link, remote: Remote) -> bool:
     return link.open is not False
 
 
-def find_cycles(tickets: Iterable[Ticket], remote: Remote) -> dict[str, list[str]]:
-    """Ticket id -> the ids of the dependency cycle it is in, in blocking order.
+Cycles = Mapping[str, tuple[list[str], int]]
+MAX_CYCLE_SHOWN = 8  # ids a cycle's detail names before it says how many more
+
+
+def find_cycles(tickets: Iterable[Ticket], remote: Remote) -> dict[str, tuple[list[str], int]]:
+    """Ticket id -> (the ids of its dependency cycle in blocking order, its place there).
 
     Only open blockers of this backlog make edges. Iterative (a backlog may
     hold 100,000 tickets), and each ticket is visited once, so a cycle is
-    reported, never looped on.
+    reported, never looped on; its members share one list.
     """
     edges: dict[str, list[str]] = {}
     for ticket in tickets:
@@ -166,7 +171,7 @@ def find_cycles(tickets: Iterable[Ticket], remote: Remote) -> dict[str, list[str
     low: dict[str, int] = {}
     on_stack: set[str] = set()
     stack: list[str] = []
-    cycles: dict[str, list[str]] = {}
+    cycles: dict[str, tuple[list[str], int]] = {}
     counter = 0
     for root in edges:
         if root in index:
@@ -198,15 +203,15 @@ def find_cycles(tickets: Iterable[Ticket], remote: Remote) -> dict[str, list[str
                         break
                 if len(component) > 1 or node in edges[node]:
                     ordered = list(reversed(component))
-                    for member in component:
-                        cycles[member] = ordered
+                    for place, member in enumerate(ordered):
+                        cycles[member] = (ordered, place)
             if work:
                 parent = work[-1][0]
                 low[parent] = min(low[parent], low[node])
     return cycles
 
 
-def judge(ticket: Ticket, rules: Rules, remote: Remote, *, cycles: Mapping[str, list[str]],
+def judge(ticket: Ticket, rules: Rules, remote: Remote, *, cycles: Cycles,
           wip_held: Mapping[str, int], skip_ids: Collection[str] = ()) -> Judgement:
     """The first rule that refuses `ticket`, or ELIGIBLE, with its tier."""
     tier = tier_of(ticket, rules)
@@ -228,6 +233,9 @@ def judge(ticket: Ticket, rules: Rules, remote: Remote, *, cycles: Mapping[str, 
         return refuse(State.FILTERED)
     if ticket.labels_known and any(label.lower() in have for label in rules.exclude):
         return refuse(State.EXCLUDED)
+    if not ticket.labels_known and ticket.labels_problem:
+        # a capability or a gate may hide in labels nobody can read
+        return refuse(State.LABELS_UNKNOWN, ticket.labels_problem)
     if rules.gate:
         if not ticket.labels_known:
             return refuse(State.LABELS_UNKNOWN)
@@ -250,14 +258,11 @@ def judge(ticket: Ticket, rules: Rules, remote: Remote, *, cycles: Mapping[str, 
 
 
 def _dependency_refusal(ticket: Ticket, rules: Rules, remote: Remote,
-                        cycles: Mapping[str, list[str]]) -> tuple[State, str] | None:
+                        cycles: Cycles) -> tuple[State, str] | None:
     if not ticket.links_known:
         return State.LINKS_UNKNOWN, ticket.links_problem or "they could not be read"
     if ticket.id in cycles:
-        cycle = cycles[ticket.id]
-        start = cycle.index(ticket.id)
-        turn = cycle[start:] + cycle[:start]  # from this ticket round to it again
-        return State.CYCLE, " -> ".join(turn + turn[:1])
+        return State.CYCLE, cycle_text(*cycles[ticket.id])
     waiting = [link.id for link in ticket.blocked_by if link_open(link, remote)]
     if waiting:
         return State.WAITING, ", ".join(_shown(name) for name in waiting)
@@ -266,6 +271,16 @@ def _dependency_refusal(ticket: Ticket, rules: Rules, remote: Remote,
         if open_children:
             return State.SUB_ISSUES, ", ".join(_shown(name) for name in open_children)
     return None
+
+
+def cycle_text(cycle: list[str], place: int) -> str:
+    """`4 -> 5 -> 4`, from this ticket round to it again; a long cycle is cut short
+    (`1 -> 2 -> ... -> 1 (50000 tickets)`), so each detail stays small."""
+    if len(cycle) <= MAX_CYCLE_SHOWN:
+        turn = cycle[place:] + cycle[:place]
+        return " -> ".join(turn + turn[:1])
+    shown = [cycle[(place + step) % len(cycle)] for step in range(MAX_CYCLE_SHOWN - 1)]
+    return " -> ".join([*shown, "...", cycle[place]]) + f" ({len(cycle)} tickets)"
 
 
 def _shown(ticket_id: str) -> str:

@@ -15,7 +15,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from agents import remote_refs, ticket_state, with_env
+from agents import PausePoint, remote_refs, ticket_state, with_env
 
 
 def backlog_file(tmp_path: Path, *lines: dict | str, name: str = "backlog.jsonl") -> Path:
@@ -444,3 +444,54 @@ def test_run_next_takes_up_a_ticket_handed_to_it_before_new_work(make_world, tmp
     assert took.code == 0 and took.json()["ticket"] == "3", took  # before P0 work
     assert ticket_state(world.repo, "3").state == "done"
     assert ticket_state(world.repo, "3").agent == "bob"
+
+
+def test_labels_that_are_not_a_list_fail_closed(make_world, tmp_path):
+    """A gate or a capability may hide in a labels field nobody can read."""
+    world = make_world("path", "libgit2")
+    backlog = backlog_file(tmp_path, {"id": 808, "labels": "design:required"},
+                           {"id": 809, "labels": {"name": "needs:gpu"}}, {"id": 810})
+    alice = agent_on(world, "alice", backlog, maxPerAgent="0")
+    seen = ready(alice)
+    assert seen["808"]["state"] == "labels-unknown"
+    assert seen["808"]["detail"] == "its labels are not a list"
+    assert seen["809"]["state"] == "labels-unknown"
+    refused = alice.claim("808")
+    assert refused.code == 1 and "808: its labels are not a list" in refused.stderr, refused
+    assert alice.claim("--next", "--json").json()["ticket"] == "810"
+    nothing = alice.claim("--next")
+    assert nothing.code == 6 and "2 labels unknown (gate fails closed)" in nothing.stderr
+
+
+def test_a_long_cycle_is_named_briefly(make_world, tmp_path):
+    world = make_world("path", "libgit2")
+    size = 30
+    backlog = backlog_file(tmp_path, *({"id": n, "blocked_by": [n % size + 1]}
+                                       for n in range(1, size + 1)))
+    alice = agent_on(world, "alice", backlog)
+    seen = ready(alice)
+    assert seen["5"]["detail"] == "5 -> 6 -> 7 -> 8 -> 9 -> 10 -> 11 -> ... -> 5 (30 tickets)"
+    assert {entry["state"] for entry in seen.values()} == {"cycle"}
+
+
+def test_a_claim_another_process_is_just_winning_counts_as_worked_on(make_world, tmp_path):
+    """Between its push and the record of its win a process works on its claim: a worker
+    beside it is not over its limit for it, and once that process dies in the window the
+    claim is resumed, never left to block the agent until a reaper comes."""
+    world = make_world("path", "libgit2")
+    backlog = backlog_file(tmp_path, "1", "2", "3")
+    alice = agent_on(world, "alice", backlog)
+    pause = PausePoint(tmp_path / "p", "claim:after-push")
+    first = alice.popen("claim", "run", "--next", "--", "true", env=pause.env(alice.env),
+                        start_new_session=True)
+    pause.wait_reached(first)
+    held = next(t for t in "123" if ticket_state(world.repo, t).state == "held")
+    beside = alice.claim("--next", "--json")
+    assert beside.code == 0 and beside.json()["ticket"] != held, beside
+    assert alice.release(beside.json()["ticket"]).code == 0
+    os.killpg(first.pid, signal.SIGKILL)  # dies between its push and the record of its win
+    first.communicate(timeout=30)
+    resumed = alice.cmd("claim", "run", "--next", "--json", "--", "true")
+    assert resumed.code == 0 and resumed.json()["ticket"] == held, resumed
+    assert f"resumed {held}" in resumed.stderr
+    assert ticket_state(world.repo, held).state == "done"

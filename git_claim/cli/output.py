@@ -557,3 +557,8 @@ def emit_ready(result: Ready, *, as_json: bool) -> None:
     counts = ", ".join(f"{n} {words}" for words, n in sorted(result.counts.items()))
     click.echo(f"{result.eligible} eligible of {len(result.entries)}"
                + (f" ({counts})" if counts else ""))
+    lines = sum(result.source_skipped.values())
+    if lines:
+        why = ", ".join(f"{n} {clean(reason, 80)}"
+                        for reason, n in sorted(result.source_skipped.items()))
+        click.echo(f"skipped {lines} line{'s' if lines != 1 else ''} of the backlog ({why})")

@@ -64,6 +64,9 @@ class Ticket:
     # Dependencies and sub-issues. `links_known` is False when the source
     # could not read them (an old gh, no permission, a field the host lacks):
     # a rule that needs them fails closed, and `links_problem` says why.
+    # Why the labels are unknown when the source had a field it could not read
+    # (fails closed: not filled in as "no labels" when there is no tracker).
+    labels_problem: str = ""
     blocked_by: tuple[Link, ...] = ()
     children: tuple[Link, ...] = ()
     links_known: bool = True

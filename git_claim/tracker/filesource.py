@@ -179,6 +179,8 @@ class FileTracker(Tracker):
             return None
         labels_known = isinstance(entry.get("labels"), list)
         labels = _label_names(entry["labels"]) if labels_known else ()
+        labels_problem = "" if labels_known or entry.get("labels") is None \
+            else "its labels are not a list"
         problem = self._read_links(ticket_id, entry)
         priority = None
         if entry.get("priority") is not None:
@@ -186,7 +188,7 @@ class FileTracker(Tracker):
             if priority is None:
                 self._skip(SKIP_BAD_PRIORITY)
         return Ticket(id=ticket_id, title=bound_text(entry.get("title"), MAX_TITLE),
-                      labels=labels, labels_known=labels_known,
+                      labels=labels, labels_known=labels_known, labels_problem=labels_problem,
                       open=state.lower() == "open", url=bound_text(entry.get("url"), MAX_URL),
                       links_known=not problem, links_problem=problem, priority=priority)
 
