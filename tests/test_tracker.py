@@ -96,7 +96,8 @@ def test_json_lines_carry_titles_labels_and_state():
                            labels_known=True, open=True, url="https://example.invalid/640")
     assert tracker.ticket("642").labels == ("bug",)
     assert tracker.ticket("PROJ-9").labels_known is False  # no "labels": unknown, not none
-    assert tracker.ticket("643") == Ticket(id="643", labels_known=False)
+    assert tracker.ticket("643") == Ticket(id="643", labels_known=False,
+                                           labels_problem="its labels are not a list")
     closed = tracker.ticket("#641")
     assert closed.open is False and closed.labels_known and closed.labels == ()
     assert tracker.skipped == {}
