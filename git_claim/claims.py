@@ -185,6 +185,17 @@ def read_claim(session: Session, ticket: str) -> ClaimView:
     return read_claims(session, [ticket])[ticket]
 
 
+def fetch_every_epoch(session: Session, view: ClaimView) -> None:
+    """Fetch the claim tags of a ticket's older epochs that this clone lacks.
+
+    A listing reads only the newest claim; a ticket's history names them
+    all, and a clone that never held the earlier claims has none of them.
+    """
+    settings = session.settings
+    listed = {settings.claim_ref(view.ticket, epoch): oid for epoch, oid in view.claims}
+    _fetch_missing(session, listed, wildcard_ok=False)
+
+
 def _fetch_missing(session: Session, listed: dict[str, str], *, wildcard_ok: bool) -> None:
     local = session.local
     missing = [ref for ref, oid in listed.items() if not local.has(oid)]

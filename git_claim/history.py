@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Any
 
-from .claims import read_claim
+from .claims import fetch_every_epoch, read_claim
 from .clock import iso
 from .record import STATE_HELD, parse_claim, parse_liveness
 from .session import Session
@@ -48,6 +48,7 @@ def history(session: Session, ticket: str, limit: int = 10000) -> list[LogEvent]
     """Every event of `ticket`, oldest first: claims, heartbeats, releases, hand-offs,
     reaps, reopenings."""
     view = read_claim(session, ticket)
+    fetch_every_epoch(session, view)
     events: list[LogEvent] = []
     claims_seen: set[str] = set()
     listed = {oid for _, oid in view.claims}

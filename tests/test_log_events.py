@@ -44,6 +44,22 @@ def test_every_state_change_appears_in_the_log(make_world):
         "carol (was blocked)"), reopened
 
 
+def test_a_clone_that_never_held_the_claims_reads_the_whole_history(make_world):
+    """It fetches the tags of the earlier epochs it lacks (a clone over the network
+    has none of them: a listing fetches only each ticket's newest claim)."""
+    world = make_world("git", "libgit2")
+    alice, dave = world.agent("alice"), world.agent("dave")
+    steps = [alice.claim("901"), alice.release("901"), alice.claim("901"),
+             alice.release("901", "--to", "dave"), dave.claim("901")]
+    assert all(step.code == 0 for step in steps), [str(s) for s in steps if s.code]
+    mine = alice.claim("log", "901", "--json").json()
+    elsewhere = world.agent("erin").claim("log", "901", "--json").json()
+    assert [(e["epoch"], e["event"], e["agent"]) for e in elsewhere] == [
+        (1, "claimed", "alice"), (1, "released", "alice"), (2, "claimed", "alice"),
+        (2, "handed", "alice"), (3, "claimed", "dave")], elsewhere
+    assert elsewhere == mine
+
+
 def test_the_board_never_calls_a_claim_stale_before_the_reaper_does(make_world):
     """`list` then `reap --dry-run` then `list`, while a claim's age crosses the TTL.
 
