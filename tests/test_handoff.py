@@ -107,10 +107,15 @@ def test_only_the_holder_hands_off_and_the_flags_are_checked(make_world):
                         (("--to", "bob", "--done"), "--to hands the claim on"),
                         (("--to", "bob", "--blocked"), "--to hands the claim on"),
                         (("--to", "bob", "--force"), "--to hands the claim on"),
-                        (("--to", "b<o>b"), "invalid agent name")):
+                        (("--to", "b<o>b"), "invalid agent name"),
+                        (("--to", "b\nClaim-To: c"), "invalid agent name"),
+                        (("--to", "bob\r"), "invalid agent name"),
+                        (("--to", "alice "), "starts or ends with a space")):
         usage = alice.release("640", *args)
         assert usage.code == 2, (args, usage)
         assert words in usage.stderr, usage
+    run = alice.cmd("claim", "run", "640", "--hand-off-to", "b\nClaim-To: c", "--", "true")
+    assert run.code == 2 and "invalid agent name" in run.stderr, run
     assert remote_refs_bytes(world.repo) == before
     assert alice.claim("heartbeat", "640").code == 0  # still alice's
 

@@ -440,6 +440,7 @@ def test_run_next_takes_up_a_ticket_handed_to_it_before_new_work(make_world, tmp
     assert alice.release("3", "--to", "bob").code == 0
     seen = ready(bob)
     assert seen["3"]["state"] == "held" and seen["3"]["mine"] is True
+    assert seen["3"]["detail"] == "you (handed off by alice, not yet taken up)"
     took = bob.cmd("claim", "run", "--next", "--json", "--", "true")
     assert took.code == 0 and took.json()["ticket"] == "3", took  # before P0 work
     assert ticket_state(world.repo, "3").state == "done"

@@ -13,6 +13,7 @@ from types import MappingProxyType
 from typing import TYPE_CHECKING, TextIO
 
 if TYPE_CHECKING:
+    from ..claims import ClaimView
     from ..picking import State
     from ..session import Session
 
@@ -86,6 +87,16 @@ def ready(session: Session, request: ReadyRequest) -> Ready:
                                detail=j.detail, tier=j.tier, url=j.ticket.url,
                                mine=j.state is State.HELD and j.detail == agent)
                     for j in ordered)
-    entries = tuple(replace(entry, detail="you") if entry.mine else entry for entry in entries)
+    entries = tuple(_holder_shown(entry, views.get(entry.ticket)) for entry in entries)
     return Ready(agent, entries, MappingProxyType(count_words(judgements)),
                  MappingProxyType(dict(tracker_of_source.skipped)))
+
+
+def _holder_shown(entry: ReadyEntry, view: ClaimView | None) -> ReadyEntry:
+    """`you` for this agent; a hand-off not yet taken up says who handed it."""
+    if entry.state.value != "held":
+        return entry
+    who = "you" if entry.mine else entry.detail
+    if view is not None and view.handed_to is not None:
+        who += f" (handed off by {view.handed_from or 'another agent'}, not yet taken up)"
+    return replace(entry, detail=who)

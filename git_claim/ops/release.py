@@ -50,14 +50,22 @@ class ReleaseRequest:
 
 
 def check_receiver(agent: str, option: str = "--to") -> str:
-    """An agent a claim may be handed to: a valid agent name (as --agent), in one line."""
-    from ..record import one_line
+    """An agent a claim may be handed to: a valid agent name, checked as --agent is.
+
+    Checked as given: a name with a line break or another control character
+    is refused, never folded into a name nobody has (the ticket would wait
+    for no one until a reaper came).
+    """
     from ..settings import check_agent
 
     try:
-        return check_agent(one_line(agent))
+        check_agent(agent)
     except UsageError as error:
         raise UsageError(f"{option}: {error.message}") from None
+    if agent != agent.strip():
+        raise UsageError(f"{option}: {agent!r} starts or ends with a space; no agent's name"
+                         " does as the notes record it")
+    return agent
 
 
 def check_not_ourselves(session: Session, agent: str, option: str = "--to") -> None:
