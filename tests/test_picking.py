@@ -8,11 +8,13 @@ in a file. The gh source's shapes of the same data are in test_gh_links.py.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
 import subprocess
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 from agents import PausePoint, remote_refs, ticket_state, with_env
@@ -189,19 +191,10 @@ def test_a_claim_another_live_process_works_on_does_not_count_against_the_limit(
     world = make_world("path", "libgit2")
     backlog = backlog_file(tmp_path, "1", "2")
     alice = agent_on(world, "alice", backlog)
-    started = tmp_path / "started"
-    worker = alice.popen("claim", "run", "--next", "--", "sh", "-c",
-                         f"echo $GIT_CLAIM_TICKET > {started}; sleep 60",
-                         start_new_session=True)
-    try:
-        _wait_for(started, worker)
-        first = started.read_text().strip()
+    with _working(alice, tmp_path) as first:
         second = alice.claim("--next", "--json")
         assert second.code == 0 and second.json()["ticket"] != first, second
         assert alice.claim("--next").code == 6  # this one, left by a finished process, counts
-    finally:
-        os.killpg(worker.pid, signal.SIGTERM)
-        worker.communicate(timeout=60)
 
 
 def test_team_wip_limit_per_label(make_world, tmp_path):
@@ -257,6 +250,23 @@ def test_ready_shows_every_state_in_text_and_json(make_world, tmp_path):
     assert remote_refs(world.repo) == before  # ready claims nothing
 
 
+@contextlib.contextmanager
+def _working(agent, tmp_path: Path) -> Iterator[str]:
+    """A `git claim run --next` of `agent` at work on its ticket (yielded) till the end,
+    undisturbed by what the test did meanwhile."""
+    started = tmp_path / "started"
+    worker = agent.popen("claim", "run", "--next", "--", "sh", "-c",
+                         f"echo $GIT_CLAIM_TICKET > {started}; sleep 60",
+                         start_new_session=True)
+    try:
+        _wait_for(started, worker)
+        yield started.read_text().strip()
+        assert worker.poll() is None  # still at work
+    finally:
+        os.killpg(worker.pid, signal.SIGTERM)
+        worker.communicate(timeout=60)
+
+
 def _wait_for(path: Path, process: subprocess.Popen, timeout: float = 60) -> None:
     deadline = time.monotonic() + timeout
     while not (path.exists() and path.read_text().strip()):
@@ -309,20 +319,10 @@ def test_a_claim_supervised_by_another_live_process_is_never_resumed(make_world,
     world = make_world("path", "libgit2")
     backlog = backlog_file(tmp_path, "1", "2")
     alice = agent_on(world, "alice", backlog)
-    started = tmp_path / "started"
-    worker = alice.popen("claim", "run", "--next", "--", "sh", "-c",
-                         f"echo $GIT_CLAIM_TICKET > {started}; sleep 60",
-                         start_new_session=True)
-    try:
-        _wait_for(started, worker)
-        first = started.read_text().strip()
+    with _working(alice, tmp_path) as first:
         second = alice.cmd("claim", "run", "--next", "--json", "--", "true")
         assert second.code == 0 and second.json()["ticket"] != first, second
         assert ticket_state(world.repo, first).state == "held"
-        assert worker.poll() is None  # the first worker goes on, undisturbed
-    finally:
-        os.killpg(worker.pid, signal.SIGTERM)
-        worker.communicate(timeout=60)
 
 
 def test_resume_env_is_the_claims_own(make_world, tmp_path):
