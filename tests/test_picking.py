@@ -443,6 +443,7 @@ def test_run_next_takes_up_a_ticket_handed_to_it_before_new_work(make_world, tmp
     assert seen["3"]["detail"] == "you (handed off by alice, not yet taken up)"
     took = bob.cmd("claim", "run", "--next", "--json", "--", "true")
     assert took.code == 0 and took.json()["ticket"] == "3", took  # before P0 work
+    assert "claimed 3 (refs/claims/3@2) (handed off by alice)" in took.stderr, took
     assert ticket_state(world.repo, "3").state == "done"
     assert ticket_state(world.repo, "3").agent == "bob"
 

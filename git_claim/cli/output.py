@@ -378,7 +378,9 @@ def claimed_lines(claimed: Claimed) -> list[str]:
     if claimed.from_backlog:
         title = f": {clean(claimed.title, 100)}" if claimed.title else ""
         verb = "resumed" if claimed.resumed else "claimed"
-        lines.append(f"{verb} {claimed.ticket} ({claimed.ref}){title}")
+        handed = f" (handed off by {clean(claimed.handed_from, 80)})" \
+            if claimed.handed_from is not None and not claimed.resumed else ""
+        lines.append(f"{verb} {claimed.ticket} ({claimed.ref}){handed}{title}")
     else:
         note = " (already yours)" if claimed.already_ours else ""
         if claimed.handed_from is not None and not claimed.already_ours:
