@@ -107,11 +107,11 @@ def _supervised_tags(session: Session) -> set[str]:
 
 def labels_for_gate(session: Session, ticket: Ticket, tracker: Tracker | None) -> Ticket:
     """Fill in labels (and links) a plain id list cannot carry, from the configured tracker."""
-    if ticket.labels_known:
+    if ticket.labels_known or ticket.labels_problem:
+        # a labels field we cannot read is neither "no labels" nor the tracker's
+        # word (the line said something, and may have meant the gate): fails closed
         return ticket
     if tracker is None:
-        if ticket.labels_problem:
-            return ticket  # a labels field we cannot read is not "no labels": fails closed
         # No tracker to ask: the source has no labels, so nothing says design:required.
         return replace(ticket, labels=(), labels_known=True)
     try:
@@ -181,11 +181,11 @@ def ticket_for_rules(session: Session, ticket_id: str, source: Tracker | None,
             listed = source.ticket(ticket_id)
         except TrackerError:
             listed = None
-    if listed is not None and listed.labels_known:
-        return listed
+    if listed is not None and (listed.labels_known or listed.labels_problem):
+        return listed  # what the line says, even unreadable labels (they fail closed)
     base = listed or Ticket(ticket_id, labels_known=False)
     if tracker is None:
-        return base if base.labels_problem else replace(base, labels=(), labels_known=True)
+        return replace(base, labels=(), labels_known=True)
     try:
         filled = tracker.ticket(ticket_id)
     except TrackerError as error:

@@ -483,12 +483,18 @@ class Watch:
             self.buffer += data
 
     def _stop_order_waiting(self) -> int | None:
-        """The signal of a `signal N` or `stop` already sent after `start`, if any."""
+        """The signal of a `signal N` or `stop` already sent after `start`, if any.
+
+        The end of the orders means run is gone (killed while we were about to
+        fork): the command must not start for nobody, and counts as stopped
+        by SIGKILL.
+        """
         assert self.orders is not None
         os.set_blocking(self.orders, False)
         try:
             while data := os.read(self.orders, 512):
                 self.buffer += data
+            return signal.SIGKILL  # end of file: run is gone
         except (BlockingIOError, InterruptedError):
             pass
         finally:

@@ -641,6 +641,23 @@ def test_a_watchdog_frozen_past_the_lease_as_it_forks_never_starts_the_command(
     assert run.returncode == 4 and "the command was not started" in err, (out, err)
 
 
+def test_a_run_killed_while_its_watchdog_forks_never_has_its_command_started(
+        make_world, tmp_path):
+    """run dies by SIGKILL (alone, not its group) as its watchdog is about to fork the
+    command: the watchdog finds run's orders ended and starts nothing (found by review:
+    the command started for a dead run and was stopped 3 ms later)."""
+    world = make_world("git", "libgit2")
+    pause = PausePoint(world.root / "pauses", "watchdog:before-spawn")
+    ran = tmp_path / "ran"
+    run = _paused_run(world, pause, "722", ran)
+    os.kill(run.pid, 9)
+    run.wait(timeout=30)
+    pause.go()
+    wait_until(lambda: not _watchdogs(run.pid), what="the watchdog and its guardian ended")
+    assert not ran.exists()
+    assert ticket_state(world.repo, "722").state == "held"  # left for a reaper or a resume
+
+
 def test_a_signal_ignored_when_run_starts_stays_ignored(make_world, tmp_path):
     """As nohup (or `cmd &` in a script) asks: run started with SIGINT and SIGHUP
     ignored goes on through them, and so does its command, which ends the claim."""

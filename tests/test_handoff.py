@@ -110,7 +110,8 @@ def test_only_the_holder_hands_off_and_the_flags_are_checked(make_world):
                         (("--to", "b<o>b"), "invalid agent name"),
                         (("--to", "b\nClaim-To: c"), "invalid agent name"),
                         (("--to", "bob\r"), "invalid agent name"),
-                        (("--to", "alice "), "starts or ends with a space")):
+                        (("--to", "alice "), "has a space at an end"),
+                        (("--to", "bo  b"), "spaces in a row")):
         usage = alice.release("640", *args)
         assert usage.code == 2, (args, usage)
         assert words in usage.stderr, usage

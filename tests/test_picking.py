@@ -452,7 +452,11 @@ def test_labels_that_are_not_a_list_fail_closed(make_world, tmp_path):
     """A gate or a capability may hide in a labels field nobody can read."""
     world = make_world("path", "libgit2")
     backlog = backlog_file(tmp_path, {"id": 808, "labels": "design:required"},
-                           {"id": 809, "labels": {"name": "needs:gpu"}}, {"id": 810})
+                           {"id": 809, "labels": {"name": "needs:gpu"}}, {"id": 810},
+                           {"id": 811, "labels": [["design:required"]]},
+                           {"id": 812, "labels": ["bug", None]},
+                           {"id": 813, "labels": [f"l{n}" for n in range(100)]
+                            + ["design:required"]})
     alice = agent_on(world, "alice", backlog, maxPerAgent="0")
     seen = ready(alice)
     assert seen["808"]["state"] == "labels-unknown"
@@ -460,9 +464,24 @@ def test_labels_that_are_not_a_list_fail_closed(make_world, tmp_path):
     assert seen["809"]["state"] == "labels-unknown"
     refused = alice.claim("808")
     assert refused.code == 1 and "808: its labels are not a list" in refused.stderr, refused
+    assert seen["811"]["detail"] == seen["812"]["detail"] == "its labels are not all label names"
+    assert seen["813"]["detail"] == "it has more than 100 labels"
+    assert alice.claim("811").code == 1
     assert alice.claim("--next", "--json").json()["ticket"] == "810"
     nothing = alice.claim("--next")
-    assert nothing.code == 6 and "2 labels unknown (gate fails closed)" in nothing.stderr
+    assert nothing.code == 6 and "5 labels unknown (gate fails closed)" in nothing.stderr
+
+
+def test_unreadable_labels_are_not_replaced_by_the_trackers(make_world, tmp_path):
+    """The line said something about its labels that cannot be read: the tracker's
+    "no labels" must not let it through."""
+    world, alice, _log = gh_world(make_world, tmp_path, [gh_issue(13), gh_issue(14)])
+    backlog = backlog_file(tmp_path, {"id": 13, "labels": "design:required"},
+                           {"id": 14, "labels": [None]})
+    alice.git("config", "claim.source", str(backlog))
+    alice.git("config", "claim.tracker", "gh")
+    assert alice.claim("13").code == 1 and alice.claim("14").code == 1
+    assert alice.claim("--next").code == 6
 
 
 def test_a_long_cycle_is_named_briefly(make_world, tmp_path):

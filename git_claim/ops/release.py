@@ -62,9 +62,11 @@ def check_receiver(agent: str, option: str = "--to") -> str:
         check_agent(agent)
     except UsageError as error:
         raise UsageError(f"{option}: {error.message}") from None
-    if agent != agent.strip():
-        raise UsageError(f"{option}: {agent!r} starts or ends with a space; no agent's name"
-                         " does as the notes record it")
+    from ..record import one_line
+
+    if one_line(agent) != agent:
+        raise UsageError(f"{option}: {agent!r} has a space at an end or spaces in a row,"
+                         " which the notes fold away: no agent's name is recorded so")
     return agent
 
 

@@ -34,6 +34,7 @@ from ..errors import BadTicketError
 from ..safetext import quoted
 from ..ticket import parse_ticket
 from .base import (
+    MAX_LABELS,
     MAX_TITLE,
     MAX_URL,
     Link,
@@ -177,10 +178,20 @@ class FileTracker(Tracker):
         if not isinstance(state, str) or state.lower() not in ("open", "closed"):
             self._skip(SKIP_BAD_STATE)
             return None
-        labels_known = isinstance(entry.get("labels"), list)
-        labels = _label_names(entry["labels"]) if labels_known else ()
-        labels_problem = "" if labels_known or entry.get("labels") is None \
-            else "its labels are not a list"
+        raw_labels = entry.get("labels")
+        labels_known = isinstance(raw_labels, list)
+        labels = _label_names(raw_labels) if isinstance(raw_labels, list) else ()
+        labels_problem = ""
+        if raw_labels is not None and not labels_known:
+            labels_problem = "its labels are not a list"
+        elif isinstance(raw_labels, list) and (len(raw_labels) > MAX_LABELS
+                                               or len(labels) != len(raw_labels)):
+            # an entry that names no label, or one past the bound, might be the
+            # gate or a needs: label
+            labels_known, labels = False, ()
+            labels_problem = ("its labels are not all label names"
+                              if len(raw_labels) <= MAX_LABELS
+                              else f"it has more than {MAX_LABELS} labels")
         problem = self._read_links(ticket_id, entry)
         priority = None
         if entry.get("priority") is not None:
