@@ -127,7 +127,14 @@ def test_untrusted_text_is_kept_raw_but_bounded():
                        + ["x" * 1000]})
     ticket = backlog_of(line).ticket("1")
     assert ticket.title == hostile[:MAX_TITLE]
-    assert len(ticket.labels) == MAX_LABELS and ticket.labels[0] == "l0"
+    # past the bound the labels are not cut short (the gate might be among those cut):
+    # none is kept and the ticket's labels are unknown, so the rules fail closed
+    assert ticket.labels == () and not ticket.labels_known
+    assert ticket.labels_problem == f"it has more than {MAX_LABELS} labels"
+    within = json.dumps({"id": 2, "labels": [f"l{i}" for i in range(MAX_LABELS - 1)]
+                         + ["x" * 1000]})
+    bounded = backlog_of(within).ticket("2")
+    assert len(bounded.labels) == MAX_LABELS and bounded.labels[-1] == "x" * 100
 
 
 def test_long_lines_and_the_ticket_bound():
