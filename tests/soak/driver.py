@@ -637,8 +637,16 @@ class Soak:
         return self._signal_run(signal.SIGINT, "int-group", group=True)
 
     def inject_cut(self) -> bool:
-        t = time.time()
-        cut = self.proxy.cut()
+        """Cut the connections open through the proxy; when none is open, watch for
+        one for a moment (agents beat every interval), so that a short soak on a
+        loaded machine still cuts one instead of finding the proxy idle each time."""
+        deadline = time.monotonic() + max(1.0, self.config.interval * 2)
+        while True:
+            t = time.time()
+            cut = self.proxy.cut()
+            if cut or time.monotonic() >= deadline or self.stopping.is_set():
+                break
+            time.sleep(0.01)
         if cut:
             self.fault("cut", t=t, connections=cut)
         return cut > 0
