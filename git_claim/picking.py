@@ -25,13 +25,16 @@ from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
 
+from .pickconfig import DEFAULT_PRIORITY_LABELS, parse_capabilities, parse_priority_labels
 from .record import STATE_BLOCKED, STATE_DONE
-from .tracker.base import TIER_NAMES, Link, Ticket
+from .tracker.base import Link, Ticket
 
 CAPABILITY_PREFIX = "needs:"
 DEFAULT_TIER = 2  # a ticket without a priority counts as medium
-DEFAULT_PRIORITY_LABELS = ("priority:critical=0,priority:high=1,priority:medium=2,"
-                           "priority:low=3,P0=0,P1=1,P2=2,P3=3,P4=4")
+
+
+__all__ = ["DEFAULT_PRIORITY_LABELS", "Judgement", "Remote", "Rules", "State", "judge",
+           "judge_all", "parse_capabilities", "parse_priority_labels", "pick_order"]
 
 
 class State(str, Enum):
@@ -343,24 +346,3 @@ def count_words(judgements: Iterable[Judgement]) -> dict[str, int]:
         words = COUNT_WORDS[judgement.state]
         counts[words] = counts.get(words, 0) + 1
     return counts
-
-
-def parse_priority_labels(value: str) -> dict[str, int]:
-    """`claim.priorityLabels`: `LABEL=TIER,...` (tiers 0 to 4, 0 the highest)."""
-    mapping: dict[str, int] = {}
-    for item in value.split(","):
-        item = item.strip()
-        if not item:
-            continue
-        label, sep, tier = item.rpartition("=")
-        if not sep or not label.strip() or not (tier.strip().isdigit()
-                                                and int(tier) < len(TIER_NAMES)):
-            raise ValueError(item)
-        mapping[label.strip().lower()] = int(tier)
-    return mapping
-
-
-def parse_capabilities(value: str) -> frozenset[str]:
-    """`--can python,frontend` or claim.capabilities: commas or spaces between names."""
-    return frozenset(part.strip().lower() for part in value.replace(",", " ").split()
-                     if part.strip())

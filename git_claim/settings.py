@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from .clock import parse_duration
 from .errors import UsageError
 from .gateway.localrepo import Location
-from .picking import (
+from .pickconfig import (
     DEFAULT_PRIORITY_LABELS,
     parse_capabilities,
     parse_priority_labels,

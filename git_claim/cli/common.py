@@ -97,7 +97,7 @@ def claim_request(ids: list[str], *, pick_next: bool, labels: tuple[str, ...],
         raise UsageError("give ticket ids or --next, not both")
     if not pick_next and (labels or excluded or source):
         raise UsageError("--from, --label and --exclude-label go with --next")
-    from ..picking import parse_capabilities
+    from ..pickconfig import parse_capabilities
 
     tree = worktree_request(worktree, base)
     can = parse_capabilities(capabilities) if capabilities is not None else None

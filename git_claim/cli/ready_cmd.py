@@ -38,7 +38,7 @@ def ready_command(source: str | None, labels: tuple[str, ...], excluded: tuple[s
         import sys
 
         from ..ops.ready import ReadyRequest, ready
-        from ..picking import parse_capabilities
+        from ..pickconfig import parse_capabilities
 
         request = ReadyRequest(labels=labels, exclude=excluded, gate=not no_gate,
                                capabilities=parse_capabilities(capabilities)
