@@ -12,7 +12,8 @@ are applied (the first that refuses a ticket names its state):
 5. capabilities: `needs:<capability>` labels this agent lacks;
 6. work-in-progress limits: this agent's live claims (claim.maxPerAgent)
    and the team's per label (claim.wip.<label>);
-7. priority tiers, highest first, and within a tier the contention spread.
+7. priority tiers, highest first, and within a tier the contention spread
+   (claim.spread, else adapted to the agents seen recently: adaptive_spread).
 
 Everything here is pure: the callers read the backlog and the remote's
 claims once and pass them in. Nothing here prints, fetches or pushes.
@@ -31,10 +32,14 @@ from .tracker.base import Link, Ticket
 
 CAPABILITY_PREFIX = "needs:"
 DEFAULT_TIER = 2  # a ticket without a priority counts as medium
+SPREAD_FLOOR = 32  # the adaptive spread never goes below the old fixed default
+SPREAD_PER_AGENT = 2  # candidates per agent seen recently
+MAX_SPREAD_DOUBLINGS = 6  # lost races that each double the spread (x64 at most)
 
 
-__all__ = ["DEFAULT_PRIORITY_LABELS", "Judgement", "Remote", "Rules", "State", "judge",
-           "judge_all", "parse_capabilities", "parse_priority_labels", "pick_order"]
+__all__ = ["DEFAULT_PRIORITY_LABELS", "Judgement", "Remote", "Rules", "State", "adaptive_spread",
+           "judge", "judge_all", "parse_capabilities", "parse_priority_labels", "pick_order",
+           "spread_for"]
 
 
 class State(str, Enum):
@@ -97,7 +102,7 @@ class Rules:
     max_per_agent: int = 0  # 0: no limit (direct claims)
     wip: Mapping[str, int] = field(default_factory=dict)  # lower-case label -> limit
     priority_labels: Mapping[str, int] = field(default_factory=dict)  # lower case -> tier
-    spread: int = 32
+    spread: int = 0  # claim.spread; 0 (unset): adapt to the agents seen (adaptive_spread)
 
 
 @dataclass(frozen=True)
@@ -106,11 +111,14 @@ class Remote:
 
     `taken`: ticket -> (state, holder) for every claim in force ("held",
     "done", "blocked", or "unknown" for an unreadable one). `mine`: how
-    many live claims count against this agent's limit.
+    many live claims count against this agent's limit. `agents`: how many
+    agents showed a sign of life lately (a claim, a heartbeat, a release),
+    this one included: what the default spread adapts to.
     """
 
     taken: Mapping[str, tuple[str, str]] = field(default_factory=dict)
     mine: int = 0
+    agents: int = 1
 
 
 @dataclass(frozen=True)
@@ -322,18 +330,42 @@ def spread_order(tickets: Sequence[Ticket], agent: str, spread: int) -> list[Tic
     return top + list(tickets[spread:])
 
 
-def pick_order(candidates: Sequence[Judgement], rules: Rules) -> list[Ticket]:
+def adaptive_spread(agents: int, losses: int = 0) -> int:
+    """The spread when claim.spread is not set: room for every agent seen lately.
+
+    Of k agents picking at the same moment, each in an order of its own over
+    the top S candidates, one shares its first try with another with a chance
+    of about 1 - e^(-k/S): 63% at S = k, 39% at S = 2k (fewer in practice, as
+    agents rarely list at the same instant and each sees the claims made
+    before its listing), while the top of the backlog still goes first. Agents that
+    start together see no claim of one another yet, so each race this agent
+    loses doubles the spread of its next try (a loss is proof of more
+    contention than the listing showed), up to MAX_SPREAD_DOUBLINGS.
+    """
+    doublings = min(max(losses, 0), MAX_SPREAD_DOUBLINGS)
+    return max(SPREAD_FLOOR, SPREAD_PER_AGENT * agents) << doublings
+
+
+def spread_for(rules: Rules, remote: Remote, losses: int = 0) -> int:
+    """claim.spread when set (it always wins), else the adaptive spread."""
+    return rules.spread or adaptive_spread(remote.agents, losses)
+
+
+def pick_order(candidates: Sequence[Judgement], rules: Rules, remote: Remote | None = None,
+               *, losses: int = 0) -> list[Ticket]:
     """Highest tier first; within a tier, backlog order with this agent's spread.
 
     Spreading inside a tier keeps agents that start together from colliding
     without any of them taking lower-priority work while higher work is free.
+    `losses`: races this pick has lost so far (they widen an adaptive spread).
     """
+    spread = spread_for(rules, remote if remote is not None else Remote(), losses)
     tiers: dict[int, list[Ticket]] = {}
     for judgement in candidates:
         tiers.setdefault(judgement.tier, []).append(judgement.ticket)
     order: list[Ticket] = []
     for tier in sorted(tiers):
-        order += spread_order(tiers[tier], rules.agent, rules.spread)
+        order += spread_order(tiers[tier], rules.agent, spread)
     return order
 
 

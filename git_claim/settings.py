@@ -37,7 +37,7 @@ DEFAULTS = {
     "claim.approvedLabel": "design:approved",
     "claim.label": "in-progress",
     "claim.blockedLabel": "blocked",
-    "claim.spread": "32",
+    "claim.spread": "auto",
     "claim.project": "",
     "claim.projectOwner": "@me",
     "claim.projectStatus": "In Progress",
@@ -75,7 +75,7 @@ class Settings:
     approved_label: str = "design:approved"
     claim_label: str = "in-progress"
     blocked_label: str = "blocked"
-    spread: int = 32
+    spread: int = 0  # 0: `auto`, adapted to the agents seen lately (picking.adaptive_spread)
     project: str = ""
     project_owner: str = "@me"
     project_status: str = "In Progress"
@@ -198,7 +198,7 @@ def load_settings(location: Location, config: dict[str, list[str]], *,
         approved_label=_get(config, "claim.approvedLabel"),
         claim_label=_get(config, "claim.label"),
         blocked_label=_get(config, "claim.blockedLabel"),
-        spread=_positive_int(_get(config, "claim.spread"), "claim.spread"),
+        spread=_spread(_get(config, "claim.spread")),
         project=_get(config, "claim.project"),
         project_owner=_get(config, "claim.projectOwner"),
         project_status=_get(config, "claim.projectStatus"),
@@ -277,11 +277,14 @@ def _id_pattern(value: str) -> re.Pattern[str] | None:
             from None
 
 
-def _positive_int(value: str, key: str) -> int:
+def _spread(value: str) -> int:
+    """`claim.spread`: a number of candidates, or `auto` (0): adapt to the agents seen."""
+    if value.strip().lower() == "auto":
+        return 0
     try:
         number = int(value)
     except ValueError:
         number = 0
     if number < 1:
-        raise UsageError(f"{key} must be a positive whole number, not {value!r}")
+        raise UsageError(f"claim.spread must be a positive whole number or auto, not {value!r}")
     return number
