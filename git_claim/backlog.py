@@ -7,15 +7,18 @@ checkout's records) and claims. Picking is contention-aware: one listing of
 the remote's claim refs removes what is taken, and each agent walks the top
 candidates of the highest tier in its own order (a hash of its identity),
 so agents starting together spread over the backlog instead of all pushing
-for the top ticket.
+for the top ticket. Unless claim.spread is set, how many top candidates
+each spreads over follows how many agents the same listing shows active
+lately, and widens with each race lost: it costs no round trip of its own.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
 from .claims import ClaimView, read_claim, read_claims
+from .clock import now
 from .errors import GitError, RefusedError
 from .lock import ClaimResult, claim
 from .picking import (
@@ -30,7 +33,7 @@ from .picking import (
     pick_order,
     wip_counts,
 )
-from .record import STATE_HELD
+from .record import EVENT_HANDED, EVENT_HEARTBEAT, EVENT_RELEASED, STATE_HELD
 from .safetext import clean
 from .session import Session
 from .tracker.base import Ticket, Tracker, TrackerError
@@ -91,7 +94,32 @@ def read_remote(session: Session, views: Mapping[str, ClaimView] | None = None) 
         if record is not None and record.state == STATE_HELD and record.agent == agent \
                 and view.oid not in supervised:
             mine += 1
-    return Remote(taken=taken, mine=mine)
+    settings = session.settings
+    seen = agents_seen(views.values(), at=now(), within=settings.ttl + settings.max_skew)
+    return Remote(taken=taken, mine=mine, agents=len(seen | {agent}))
+
+
+ACTIVE_EVENTS = (EVENT_HEARTBEAT, EVENT_RELEASED, EVENT_HANDED)  # written by working agents
+
+
+def agents_seen(views: Iterable[ClaimView], *, at: float, within: float) -> set[str]:
+    """The agents that claimed, beat or released within `within` seconds before `at`.
+
+    Read from what a listing already holds (each ticket's newest claim and its
+    latest note), so it costs no round trip. The window is the TTL plus the
+    clock skew tolerated: an agent silent for longer would be reaped, and is
+    not picking now. A reaper's or a reopening's note says nothing of who works.
+    """
+    seen: set[str] = set()
+    for view in views:
+        record, note = view.record, view.note
+        if record is not None and record.agent and record.time is not None \
+                and at - record.time <= within:
+            seen.add(record.agent)
+        if note is not None and note.event in ACTIVE_EVENTS and note.agent \
+                and note.time is not None and at - note.time <= within:
+            seen.add(note.agent)
+    return seen
 
 
 def _supervised_tags(session: Session) -> set[str]:
@@ -277,8 +305,8 @@ def claim_next(session: Session, backlog: Sequence[Ticket], *, tracker: Tracker 
     from . import backlog_cache
 
     backlog_cache.save(session.location.common_dir, [j.ticket for j in candidates], backlog)
-    pushes = 0
-    order = pick_order(candidates, rules)
+    pushes = losses = 0
+    order = pick_order(candidates, rules, remote)
     cycles = find_cycles(backlog, remote) if rules.dependencies else {}
     while order:
         ticket = order.pop(0)
@@ -294,7 +322,8 @@ def claim_next(session: Session, backlog: Sequence[Ticket], *, tracker: Tracker 
             won = claim(session, ticket.id, no_gate=not rules.gate, reuse=False)
         except RefusedError:
             verdicts[ticket.id] = LOST
-            fresh = _still_free(session, backlog, order, rules, verdicts, skip_ids)
+            losses += 1
+            fresh = _still_free(session, backlog, order, rules, verdicts, skip_ids, losses)
             if fresh is not None:
                 order, remote = fresh
             continue
@@ -313,15 +342,17 @@ def _counts(verdicts: Mapping[str, str]) -> dict[str, int]:
 
 
 def _still_free(session: Session, backlog: Sequence[Ticket], order: Sequence[Ticket],
-                rules: Rules, verdicts: dict[str, str],
-                skip_ids: Collection[str]) -> tuple[list[Ticket], Remote] | None:
+                rules: Rules, verdicts: dict[str, str], skip_ids: Collection[str],
+                losses: int) -> tuple[list[Ticket], Remote] | None:
     """After a lost race: the rest of the order judged again on a fresh listing.
 
     A loss means others are claiming from the same candidates, so most of
     this agent's next ones may be gone too, and the WIP counts may have
     moved. One listing (and a fetch of the new claims and notes) costs less
     than a claim push lost on each, and spreading anew over what is left
-    keeps the losers of one round from colliding again on the next. None
+    keeps the losers of one round from colliding again on the next (an
+    adaptive spread widens with the agents this listing shows and the races
+    lost). None
     when the listing fails: the agent then goes on in the order it had.
     """
     try:
@@ -338,7 +369,7 @@ def _still_free(session: Session, backlog: Sequence[Ticket], order: Sequence[Tic
             left.append(judgement)
         else:
             verdicts[ticket.id] = COUNT_WORDS[judgement.state]
-    return pick_order(left, rules), remote
+    return pick_order(left, rules, remote, losses=losses), remote
 
 
 def _resume(session: Session, views: Mapping[str, ClaimView], backlog: Sequence[Ticket],

@@ -79,7 +79,7 @@ def ready(session: Session, request: ReadyRequest) -> Ready:
     remote = read_remote(session, views)
     judgements = judge_all(backlog, rules, remote)
     eligible = [j for j in judgements if j.state is State.ELIGIBLE]
-    first = {ticket.id: index for index, ticket in enumerate(pick_order(eligible, rules))}
+    first = {ticket.id: index for index, ticket in enumerate(pick_order(eligible, rules, remote))}
     ordered = sorted(eligible, key=lambda j: first[j.ticket.id]) + \
         [j for j in judgements if j.state is not State.ELIGIBLE]
     agent = settings.agent
