@@ -26,6 +26,7 @@ if TYPE_CHECKING:
 from ..errors import GitError
 from ..safetext import clean
 from ..testpoints import held_seconds
+from .advertisement import advertised
 from .credentials import AuthFailed, Callbacks, safe_url
 from .localrepo import LocalRepo
 from .nodelay import no_delay_on_tcp_sockets
@@ -83,11 +84,10 @@ class _PushCallbacks(Callbacks):
                 self.stale[update.dst_refname] = current
         if self.guards:
             # The advertisement this push negotiated against, from the open connection.
-            advertised = {head.name: str(head.oid)
-                          for head in self.pushing_to.list_heads(connect=False)}
+            listed = advertised(self.pushing_to, [g.guard.ref for g in self.guards if g.guard])
             for guarded in self.guards:
                 assert guarded.guard is not None
-                value = advertised.get(guarded.guard.ref)
+                value = listed.get(guarded.guard.ref)
                 if value != guarded.guard.expect:
                     self.unguarded[guarded.ref] = value
         if self.stale or self.unguarded:
@@ -148,11 +148,12 @@ class Libgit2Transport(Transport):
         remote = self.remote
         callbacks = Callbacks(self.url)
         try:
-            heads = remote.list_heads(callbacks=callbacks, proxy=True)
+            remote.connect(callbacks=callbacks, proxy=True)
+            listed = advertised(remote, prefixes)
         except (pygit2.GitError, OSError, AuthFailed) as error:
             raise describe_error(error, self.url, callbacks) from error
         self._held = (DIRECTION_FETCH, remote, monotonic())
-        return _named(heads, prefixes)
+        return listed
 
     def list_refs_for_push(self, prefixes: Sequence[str]) -> dict[str, str]:
         """The advertisement of a push connection, kept open for the next push.
@@ -169,11 +170,11 @@ class Libgit2Transport(Transport):
         callbacks = Callbacks(self.url)
         try:
             remote.connect(callbacks=callbacks, direction=DIRECTION_PUSH, proxy=True)
-            heads = remote.list_heads(connect=False)
+            listed = advertised(remote, prefixes)
         except (pygit2.GitError, OSError, AuthFailed):
             return self.list_refs(prefixes)
         self._held = (DIRECTION_PUSH, remote, monotonic())
-        return _named(heads, prefixes)
+        return listed
 
     def _connection(self, direction: int) -> pygit2.Remote:
         """The held connection if it goes that way and is fresh, else a new remote.
@@ -230,12 +231,6 @@ class Libgit2Transport(Transport):
         if said and said not in message:
             message = f"{message} ({said})"
         return UpdateResult(update.ref, UpdateStatus.REJECTED, clean(message, 400))
-
-
-def _named(heads: Sequence[pygit2.remotes.RemoteHead], prefixes: Sequence[str]) -> dict[str, str]:
-    """An advertisement's refs under `prefixes`, name -> object id (not peeled)."""
-    return {head.name: str(head.oid) for head in heads if head.name is not None
-            and head.name.startswith(tuple(prefixes)) and not head.name.endswith("^{}")}
 
 
 ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
