@@ -90,6 +90,29 @@ print(json.dumps(out))
 '''
 
 
+# Runs inside a clone holding claim HB: one heartbeat in-process, alternately with
+# TCP_NODELAY set on libgit2's sockets (as shipped) and without (libgit2's own
+# default), to show the delayed-ACK stall it removes.
+NODELAY_AB = r'''
+import json, sys, time
+import git_claim.gateway.libgit2_transport as transport
+from git_claim.session import open_session
+from git_claim.liveness import heartbeat
+shipped = transport.no_delay_on_tcp_sockets
+warmup, runs = int(sys.argv[1]), int(sys.argv[2])
+out = {"on": [], "off": []}
+for i in range(2 * (warmup + runs)):
+    mode = "on" if i % 2 else "off"
+    transport.no_delay_on_tcp_sockets = shipped if mode == "on" else (lambda: 0)
+    session = open_session()
+    started = time.perf_counter()
+    heartbeat(session, "HB")
+    if i >= 2 * warmup:
+        out[mode].append(time.perf_counter() - started)
+print(json.dumps(out))
+'''
+
+
 @dataclass
 class Clone:
     path: Path
@@ -608,6 +631,11 @@ def scenario_heartbeat(b: Bench) -> list[Row]:
         got, _ = repeat(beat, runs=b.runs, warmup=b.warmup)
         case = scheme if scheme == "path" else f"{scheme}://"
         rows.append(Row("heartbeat", case, "`git claim heartbeat T`, wall", "s", got["wall"]))
+        if scheme != "path":
+            ab = run([sys.executable, "-c", NODELAY_AB, str(b.warmup), str(b.runs)],
+                     cwd=clone.path, env=clone.env).json()
+            rows.append(Row("heartbeat", case, "one beat in-process, TCP_NODELAY set", "s",
+                            ab["on"], ab["off"], "libgit2 default (Nagle on)"))
     got = measure_run(b)
     case = "git://, sleep 5"
     rows.append(Row("heartbeat", case, "`git claim run --interval 1s`: CPU, whole run", "ms-cpu",
@@ -669,6 +697,8 @@ def measure_run(b: Bench) -> dict[str, list[float]]:
     def compute() -> dict[str, list[float]]:
         repo = b.repo("git")
         template = b.clone(repo, "runner")
+        # the 1h-interval control needs a TTL that leaves it a lease (run refuses otherwise)
+        quiet(["git", "config", "claim.ttl", "3h"], cwd=template.path, env=template.env)
         ids = itertools.count()
 
         def batch(pairs: int, command: tuple[str, ...] = ("sleep", "5")
