@@ -9,8 +9,9 @@ from the client is held until one RTT after the accept, as the TCP handshake
 would hold it.
 
 It also counts what a link would see: connections, and the *turns* of each
-connection (the client speaking after the server did, or first): each turn
-is one request-response round trip the client waits for.
+connection: the server answering after the client spoke. Each turn is one
+request-response round trip the client waited for; a client's last words
+that nothing answers (libgit2's closing flush) cost no wait and count none.
 
 Run standalone for a manual check:
 ``python -m bench.wanproxy --listen 0 --to 127.0.0.1:9418 --rtt 80``.
@@ -159,7 +160,7 @@ class WanProxy:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         with self._lock:
             self._counts.connections += 1
-        state = {"last": "down"}  # the client speaking first is a turn
+        state = {"last": "down"}
         # The handshake: the client's connect() returns one RTT after it
         # began, and its first bytes take half an RTT more to arrive.
         first_due = accepted + self.rtt
@@ -195,10 +196,10 @@ class WanProxy:
             with self._lock:
                 if direction == "up":
                     self._counts.bytes_up += len(data)
-                    if state["last"] != "up":
-                        self._counts.turns += 1
                 else:
                     self._counts.bytes_down += len(data)
+                    if state["last"] == "up":
+                        self._counts.turns += 1
                 state["last"] = direction
             line.put(due, sink, data)
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
-from .claims import ClaimView, read_claim, read_claims
+from .claims import ClaimView, read_claim, read_claims, unclaimed
 from .clock import now
 from .errors import GitError, RefusedError
 from .lock import ClaimResult, claim
@@ -283,7 +283,9 @@ def claim_next(session: Session, backlog: Sequence[Ticket], *, tracker: Tracker 
     `skip_ids`: tickets a drain (`run --until-empty`) already ran, never picked again.
     `resume`: first take back a live claim of ours that no process works on.
     """
-    views = read_claims(session)
+    # Read over the connection the first claim push will use: one listing and
+    # one push for an agent that wins its first pick.
+    views = read_claims(session, for_push=True)
     if resume:
         resumed = _resume(session, views, backlog, skip_ids)
         if resumed is not None:
@@ -319,13 +321,15 @@ def claim_next(session: Session, backlog: Sequence[Ticket], *, tracker: Tracker 
                 continue
         pushes += 1
         try:
-            won = claim(session, ticket.id, no_gate=not rules.gate, reuse=False)
+            won = claim(session, ticket.id, no_gate=not rules.gate, reuse=False,
+                        view=views.get(ticket.id) or unclaimed(session, ticket.id),
+                        describe_loss=False)
         except RefusedError:
             verdicts[ticket.id] = LOST
             losses += 1
             fresh = _still_free(session, backlog, order, rules, verdicts, skip_ids, losses)
             if fresh is not None:
-                order, remote = fresh
+                order, remote, views = fresh
             continue
         return NextResult(ticket, won, pushes, _counts(verdicts))
     skipped = _counts(verdicts)
@@ -343,7 +347,7 @@ def _counts(verdicts: Mapping[str, str]) -> dict[str, int]:
 
 def _still_free(session: Session, backlog: Sequence[Ticket], order: Sequence[Ticket],
                 rules: Rules, verdicts: dict[str, str], skip_ids: Collection[str],
-                losses: int) -> tuple[list[Ticket], Remote] | None:
+                losses: int) -> tuple[list[Ticket], Remote, dict[str, ClaimView]] | None:
     """After a lost race: the rest of the order judged again on a fresh listing.
 
     A loss means others are claiming from the same candidates, so most of
@@ -356,9 +360,10 @@ def _still_free(session: Session, backlog: Sequence[Ticket], order: Sequence[Tic
     when the listing fails: the agent then goes on in the order it had.
     """
     try:
-        remote = read_remote(session)
+        views = read_claims(session, for_push=True)  # the next claim pushes over it
     except GitError:
         return None
+    remote = read_remote(session, views)
     cycles = find_cycles(backlog, remote) if rules.dependencies else {}
     held = wip_counts(backlog, remote, rules)
     left = []
@@ -369,7 +374,7 @@ def _still_free(session: Session, backlog: Sequence[Ticket], order: Sequence[Tic
             left.append(judgement)
         else:
             verdicts[ticket.id] = COUNT_WORDS[judgement.state]
-    return pick_order(left, rules, remote, losses=losses), remote
+    return pick_order(left, rules, remote, losses=losses), remote, views
 
 
 def _resume(session: Session, views: Mapping[str, ClaimView], backlog: Sequence[Ticket],

@@ -137,14 +137,22 @@ def _claim_record(session: Session, ticket: str, oid: str) -> ClaimRecord:
 
 
 def read_claims(session: Session, tickets: Sequence[str] | None = None, *,
-                progress: Callable[[int, int], None] | None = None) -> dict[str, ClaimView]:
-    """The remote's claims (all, or just `tickets`), objects fetched as needed."""
+                progress: Callable[[int, int], None] | None = None,
+                for_push: bool = False) -> dict[str, ClaimView]:
+    """The remote's claims (all, or just `tickets`), objects fetched as needed.
+
+    `for_push`: a write follows at once (a claim, a release): the listing is
+    read from the connection that write will use, where the transport can
+    keep one open, so the read costs no connection of its own.
+    """
     settings = session.settings
     if tickets is None:
         patterns = [settings.ref_prefix, settings.notes_prefix]
     else:
         patterns = [r for t in tickets for r in (settings.claim_ref(t), settings.notes_ref(t))]
-    listed = session.transport.list_refs(patterns)
+    transport = session.transport
+    listed = transport.list_refs_for_push(patterns) if for_push \
+        else transport.list_refs(patterns)
     wanted = set(tickets) if tickets is not None else None
     claims: dict[str, dict[int, str]] = {}
     notes_tips: dict[str, str] = {}
@@ -181,8 +189,13 @@ def _newest_only(settings: Any, listed: dict[str, str],
             if ref in newest or settings.claim_of_ref(ref) is None}
 
 
-def read_claim(session: Session, ticket: str) -> ClaimView:
-    return read_claims(session, [ticket])[ticket]
+def unclaimed(session: Session, ticket: str) -> ClaimView:
+    """A ticket a listing of every claim showed no ref for: free, its first epoch next."""
+    return _view(session, ticket, {}, None)
+
+
+def read_claim(session: Session, ticket: str, *, for_push: bool = False) -> ClaimView:
+    return read_claims(session, [ticket], for_push=for_push)[ticket]
 
 
 def fetch_every_epoch(session: Session, view: ClaimView) -> None:

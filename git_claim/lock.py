@@ -30,7 +30,7 @@ from .clock import now
 from .errors import GitError, RefusedError
 from .gateway.transport import Guard, RefUpdate
 from .holders import describe_holder, find_mine, lost_message
-from .ownership import Ownership
+from .ownership import NO_NOTES, Ownership
 from .record import (
     EVENT_HANDED,
     EVENT_RELEASED,
@@ -63,7 +63,8 @@ class ClaimResult:
 
 
 def claim(session: Session, ticket: str, *, no_gate: bool = False,
-          reuse: bool = True) -> ClaimResult:
+          reuse: bool = True, view: ClaimView | None = None,
+          describe_loss: bool = True) -> ClaimResult:
     """Win `ticket` or raise RefusedError naming the holder (exit 1).
 
     Won means the server accepted *this process's* own tag, and only that.
@@ -83,13 +84,21 @@ def claim(session: Session, ticket: str, *, no_gate: bool = False,
     A ticket handed to this agent (`git release T --to <us>`) is taken up
     here: the next epoch is created as after a release, guarded by the notes
     tip that showed the hand-off, so of two processes taking it up one wins.
+
+    `view`: the ticket as a listing for this push just read it (`--next`
+    reads the whole remote once); by default the ticket is read here. Either
+    way the listing came over the connection the push then uses, where the
+    transport keeps one open. `describe_loss=False` (`--next`, which reads
+    the remote again after a loss anyway): a race lost at the server is
+    refused at once, without reading who won.
     """
     settings = session.settings
     store = session.store
     ours = [r for r in store.records(ticket, ref=settings.claim_ref(ticket),
                                      remote_url=session.remote_url)
             if r.agent == settings.agent]
-    view = _taking_up(session, read_claim(session, ticket))
+    view = _taking_up(session, view if view is not None
+                      else read_claim(session, ticket, for_push=True))
     reused = _reusable(session, view, [r for r in ours if not r.pending], reuse=reuse)
     if reused is not None:
         return ClaimResult(ticket, view.ref, reused.tag, _own_record(session, reused),
@@ -98,7 +107,8 @@ def claim(session: Session, ticket: str, *, no_gate: bool = False,
     for _ in range(MAX_ROUNDS):
         if mine is not None and mine.tag == view.oid:
             if view.held:
-                return _won(session, mine)  # a push of ours that landed (an earlier try's)
+                # a push of ours that landed (an earlier try's)
+                return _won(session, _landed_on(mine, view.notes_tip))
             store.drop(mine)  # it landed, and someone has ended it as done or blocked since
             mine = None
         if mine is not None and (mine.tag in dict(view.claims).values() or mine.ref != view.ref
@@ -131,8 +141,12 @@ def claim(session: Session, ticket: str, *, no_gate: bool = False,
             op.end(oplog.OK if current == mine.tag else oplog.FAILED, holder=current)
         pause("claim:after-push")
         if current == mine.tag:
-            return _won(session, mine)
-        view = _taking_up(session, read_claim(session, ticket))
+            return _won(session, _landed_on(mine, view.notes_tip))
+        if current is not None and not describe_loss:
+            # another claim holds the epoch ref we pushed: ours can never land there
+            store.drop(mine)
+            raise RefusedError(f"{clean(ticket)} was claimed first by another agent")
+        view = _taking_up(session, read_claim(session, ticket, for_push=True))
     raise GitError(f"could not settle the claim on {ticket} after {MAX_ROUNDS} attempts")
 
 
@@ -147,6 +161,18 @@ def _taking_up(session: Session, view: ClaimView) -> ClaimView:
         return view
     return replace(view, ref=session.settings.claim_ref(view.ticket, view.epoch + 1), oid=None,
                    record=None, epoch=view.epoch + 1, previous=view.oid)
+
+
+def _landed_on(mine: Ownership, notes_tip: str | None) -> Ownership:
+    """Remember the notes tip our claim was judged on, for the first beat.
+
+    The claim landed guarded by that tip (or on a ticket without notes), so
+    the first heartbeat can push on it without reading; if anything was
+    written since (a late note on an older epoch), its lease fails and it
+    reads then.
+    """
+    mine.notes_tip = notes_tip or NO_NOTES
+    return mine
 
 
 def _won(session: Session, mine: Ownership) -> ClaimResult:
@@ -296,7 +322,7 @@ def _release(session: Session, ticket: str, mine: Ownership | None, op: oplog.Op
              outcome: str, reason: str, force: bool, pinned: bool = False) -> ReleaseResult:
     """Read, judge, write one note; again when the notes ref moved under us."""
     for _ in range(MAX_ROUNDS):
-        view = read_claim(session, ticket)
+        view = read_claim(session, ticket, for_push=True)
         if not pinned:
             mine = find_mine(session, ticket, view.oid) or mine
         earlier = _already_released(session, view, mine)
@@ -392,7 +418,7 @@ def hand_off(session: Session, ticket: str, to: str, *, tag: str | None = None) 
     with oplog.begin("hand-off", ticket, agent=settings.agent, tag=mine.tag if mine else None,
                      to=to) as op:
         for _ in range(MAX_ROUNDS):
-            view = read_claim(session, ticket)
+            view = read_claim(session, ticket, for_push=True)
             if tag is None:
                 mine = find_mine(session, ticket, view.oid) or mine
             if mine is not None and view.oid == mine.tag and view.handed_to == to \
@@ -442,7 +468,7 @@ def reopen(session: Session, ticket: str) -> ClaimView:
     """
     settings = session.settings
     for _ in range(MAX_ROUNDS):
-        view = read_claim(session, ticket)
+        view = read_claim(session, ticket, for_push=True)
         if view.record is None or view.record.state not in OUTCOME_STATES:
             raise RefusedError(f"{clean(ticket)} is not done or blocked ({view.state})")
         assert view.oid is not None

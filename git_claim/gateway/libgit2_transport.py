@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
+from time import monotonic
 from typing import TYPE_CHECKING
 
 from pygit2.enums import Option
@@ -24,12 +25,22 @@ if TYPE_CHECKING:
 
 from ..errors import GitError
 from ..safetext import clean
+from ..testpoints import held_seconds
+from .advertisement import advertised
 from .credentials import AuthFailed, Callbacks, safe_url
 from .localrepo import LocalRepo
+from .nodelay import no_delay_on_tcp_sockets
 from .transport import ZERO_OID, RefUpdate, Transport, UpdateResult, UpdateStatus
 
 CONNECT_TIMEOUT_MS = 10_000
 SERVER_TIMEOUT_MS = 60_000
+DIRECTION_FETCH, DIRECTION_PUSH = 0, 1  # GIT_DIRECTION_FETCH, GIT_DIRECTION_PUSH
+# How long a connection opened by a listing waits for the fetch or push that
+# follows it. The listing and the write of one command are milliseconds
+# apart; an older one (a command that listed, then did something else) is
+# not used, so no push negotiates against an advertisement that old, and no
+# server is kept waiting on an idle connection.
+HELD_SECONDS = 2.0
 _timeouts_set = False
 
 
@@ -73,15 +84,18 @@ class _PushCallbacks(Callbacks):
                 self.stale[update.dst_refname] = current
         if self.guards:
             # The advertisement this push negotiated against, from the open connection.
-            advertised = {head.name: str(head.oid)
-                          for head in self.pushing_to.list_heads(connect=False)}
+            listed = advertised(self.pushing_to, [g.guard.ref for g in self.guards if g.guard])
             for guarded in self.guards:
                 assert guarded.guard is not None
-                value = advertised.get(guarded.guard.ref)
+                value = listed.get(guarded.guard.ref)
                 if value != guarded.guard.expect:
                     self.unguarded[guarded.ref] = value
         if self.stale or self.unguarded:
             raise _LeaseBroken()
+        # The commands go out next, then the pack in a second write: without
+        # TCP_NODELAY the kernel holds that write for the server's delayed
+        # ACK (about 40 ms on Linux) on every push.
+        no_delay_on_tcp_sockets()
         self.negotiated = True
 
     def push_update_reference(self, refname: str, message: str | None) -> None:
@@ -109,6 +123,10 @@ class Libgit2Transport(Transport):
         self.local = local
         self.url = url
         self.remote_name = remote_name
+        # The connection the last listing came over, kept for the operation
+        # that follows it: (direction, remote, when). A listing then a fetch,
+        # or a listing then a push, cost one connection instead of two.
+        self._held: tuple[int, pygit2.Remote, float] | None = None
 
     @property
     def remote(self) -> pygit2.Remote:
@@ -120,27 +138,74 @@ class Libgit2Transport(Transport):
             return repo.remotes.create_anonymous(self.url)
 
     def list_refs(self, prefixes: Sequence[str]) -> dict[str, str]:
+        """The advertisement of a fetch connection, kept open for a fetch that follows.
+
+        A listing is newer than any connection held before it: the next push
+        must not negotiate against an older advertisement, so that one is
+        dropped.
+        """
+        self._held = None
+        remote = self.remote
         callbacks = Callbacks(self.url)
         try:
-            heads = self.remote.list_heads(callbacks=callbacks, proxy=True)
+            remote.connect(callbacks=callbacks, proxy=True)
+            listed = advertised(remote, prefixes)
         except (pygit2.GitError, OSError, AuthFailed) as error:
             raise describe_error(error, self.url, callbacks) from error
-        return {head.name: str(head.oid) for head in heads if head.name is not None
-                and head.name.startswith(tuple(prefixes)) and not head.name.endswith("^{}")}
+        self._held = (DIRECTION_FETCH, remote, monotonic())
+        return listed
+
+    def list_refs_for_push(self, prefixes: Sequence[str]) -> dict[str, str]:
+        """The advertisement of a push connection, kept open for the next push.
+
+        libgit2 pushes over a connection that is already open (it only
+        resets its callbacks), so the read before a claim, a release or a
+        `--next` costs no connection of its own. A host that will not open
+        a push connection here (no right to push, an HTTP server that asks
+        for credentials only to push) is listed the plain way, and the push
+        then fails in the host's own words as before.
+        """
+        self._held = None
+        remote = self.remote
+        callbacks = Callbacks(self.url)
+        try:
+            remote.connect(callbacks=callbacks, direction=DIRECTION_PUSH, proxy=True)
+            listed = advertised(remote, prefixes)
+        except (pygit2.GitError, OSError, AuthFailed):
+            return self.list_refs(prefixes)
+        self._held = (DIRECTION_PUSH, remote, monotonic())
+        return listed
+
+    def _connection(self, direction: int) -> pygit2.Remote:
+        """The held connection if it goes that way and is fresh, else a new remote.
+
+        A held connection serves one operation. One that goes the other way
+        stays held: the fetch of the objects a listing for a push lacks comes
+        between that listing and its push.
+        """
+        held = self._held
+        if held is None or held[0] != direction:
+            return self.remote
+        self._held = None
+        fresh = monotonic() - held[2] < held_seconds(HELD_SECONDS)
+        return held[1] if fresh else self.remote
+
+    def close(self) -> None:
+        self._held = None  # freeing the remote closes its connection
 
     def fetch(self, refspecs: Sequence[str]) -> None:
         if not refspecs:
             return
         callbacks = Callbacks(self.url)
         try:
-            self.remote.fetch(list(refspecs), callbacks=callbacks, proxy=True,
+            self._connection(DIRECTION_FETCH).fetch(list(refspecs), callbacks=callbacks, proxy=True,
                               message="git-claim: fetch claims")
         except (pygit2.GitError, OSError, AuthFailed) as error:
             raise describe_error(error, self.url, callbacks) from error
 
     def push(self, updates: Sequence[RefUpdate]) -> list[UpdateResult]:
         specs = [f"+{u.new}:{u.ref}" if u.new else f":{u.ref}" for u in updates]
-        remote = self.remote
+        remote = self._connection(DIRECTION_PUSH)
         callbacks = _PushCallbacks(self.url, updates, remote)
         try:
             remote.push(specs, callbacks=callbacks, proxy=True)

@@ -72,6 +72,17 @@ class Transport(ABC):
     def list_refs(self, prefixes: Sequence[str]) -> dict[str, str]:
         """Refs under any of `prefixes` on the remote, name -> object id (not peeled)."""
 
+    def list_refs_for_push(self, prefixes: Sequence[str]) -> dict[str, str]:
+        """Like :meth:`list_refs`, read where the next :meth:`push` will be judged.
+
+        A transport that can keeps the push connection this listing came
+        from open for the next push, so that reading a ticket and writing
+        it cost one connection, not two. The push still checks every
+        expectation against its own advertisement; this only saves a
+        round trip.
+        """
+        return self.list_refs(prefixes)
+
     @abstractmethod
     def fetch(self, refspecs: Sequence[str]) -> None:
         """Bring the objects behind `src:dst` refspecs into the local repository."""
