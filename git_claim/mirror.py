@@ -10,13 +10,14 @@ import re
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
+from .errors import TrackerError
 from .safetext import clean
-from .tracker.base import Tracker, TrackerError
 
 if TYPE_CHECKING:
     from .claims import ClaimView
     from .liveness import Skip, SkipCheck
     from .session import Session
+    from .tracker.base import Tracker
 
 
 def open_label_tracker(session: Session) -> Tracker | None:
