@@ -130,9 +130,8 @@ class Discovery:
         except BaseException:
             _finish(self._config, _CONFIG)
             raise
-        location = _location(code, out, err)  # not a repository: raised before the config
-        listing, _, _ = _finish(self._config, _CONFIG)
-        return location, _config(listing)
+        listing, _, _ = _finish(self._config, _CONFIG)  # both reaped before any error
+        return _location(code, out, err), _config(listing)
 
 
 def start(cwd: Path | None = None) -> Discovery:
