@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 from .claims import ClaimView, read_claim, read_claims
 from .errors import GitError, RefusedError, TrackerError
 from .lock import ClaimResult, claim
-from .pickconfig import Rules
+from .pickrules import Rules
 from .record import STATE_HELD
 from .safetext import clean
 from .session import Session

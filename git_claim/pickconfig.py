@@ -1,15 +1,10 @@
-"""The picking settings as git config spells them, and the rules' settings (`Rules`).
+"""The picking settings as git config spells them: capabilities and priority labels.
 
 Kept apart from `picking` (the rules) and light, because every command
-reads its settings at start-up and most never pick anything; a direct claim
-builds its `Rules` but judges with them only when a backlog or a tracker
-says something about the ticket.
+reads its settings at start-up and most never pick anything.
 """
 
 from __future__ import annotations
-
-from collections.abc import Mapping
-from dataclasses import dataclass, field
 
 TIER_COUNT = 5  # priority tiers 0 (critical) to 4 (backlog)
 DEFAULT_PRIORITY_LABELS = ("priority:critical=0,priority:high=1,priority:medium=2,"
@@ -35,22 +30,3 @@ def parse_capabilities(value: str) -> frozenset[str]:
     """`--can python,frontend` or claim.capabilities: commas or spaces between names."""
     return frozenset(part.strip().lower() for part in value.replace(",", " ").split()
                      if part.strip())
-
-
-@dataclass(frozen=True)
-class Rules:
-    """What the rules need from settings and the command line."""
-
-    agent: str
-    gate: bool = True
-    gate_label: str = "design:required"
-    approved_label: str = "design:approved"
-    labels: tuple[str, ...] = ()  # every one wanted (--label)
-    exclude: tuple[str, ...] = ()  # none of these (--exclude)
-    dependencies: bool = True
-    parents_wait: bool = False
-    capabilities: frozenset[str] = frozenset()  # lower case
-    max_per_agent: int = 0  # 0: no limit (direct claims)
-    wip: Mapping[str, int] = field(default_factory=dict)  # lower-case label -> limit
-    priority_labels: Mapping[str, int] = field(default_factory=dict)  # lower case -> tier
-    spread: int = 32

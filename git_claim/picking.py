@@ -25,12 +25,8 @@ from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
 
-from .pickconfig import (
-    DEFAULT_PRIORITY_LABELS,
-    Rules,
-    parse_capabilities,
-    parse_priority_labels,
-)
+from .pickconfig import DEFAULT_PRIORITY_LABELS, parse_capabilities, parse_priority_labels
+from .pickrules import Rules
 from .record import STATE_BLOCKED, STATE_DONE
 from .tracker.base import Link, Ticket
 
