@@ -16,27 +16,24 @@ from __future__ import annotations
 
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING
 
 from .claims import ClaimView, read_claim, read_claims, unclaimed
 from .clock import now
-from .errors import GitError, RefusedError
+from .errors import GitError, RefusedError, TrackerError
 from .lock import ClaimResult, claim
-from .picking import (
-    COUNT_WORDS,
-    Judgement,
-    Remote,
-    Rules,
-    State,
-    find_cycles,
-    judge,
-    judge_all,
-    pick_order,
-    wip_counts,
-)
+from .pickrules import Rules
 from .record import EVENT_HANDED, EVENT_HEARTBEAT, EVENT_RELEASED, STATE_HELD
 from .safetext import clean
 from .session import Session
-from .tracker.base import Ticket, Tracker, TrackerError
+
+if TYPE_CHECKING:
+    from .picking import Judgement, Remote
+    from .tracker.base import Ticket, Tracker
+
+# The rules themselves (`picking`) and the tracker interface are imported by the
+# functions that judge: a named claim with no backlog and no tracker (the
+# common `git claim T`) builds its Rules and never judges, so it loads neither.
 
 LOST = "lost to another agent"
 
@@ -80,6 +77,8 @@ def read_remote(session: Session, views: Mapping[str, ClaimView] | None = None) 
     a limit of their own, while a claim left by `git claim --next` (no
     process) counts until it is released.
     """
+    from .picking import Remote
+
     if views is None:
         views = read_claims(session)
     agent = session.settings.agent
@@ -168,6 +167,8 @@ def with_backlog_links(filled: Ticket, listed: Ticket) -> Ticket:
 
 def refusal_message(judgement: Judgement, rules: Rules) -> str:
     """One line saying why the rules refuse a named ticket (a direct claim)."""
+    from .picking import COUNT_WORDS, State
+
     ticket = clean(judgement.ticket.id)
     state, detail = judgement.state, clean(judgement.detail, 300)
     override = " (a human may pass --no-gate)"
@@ -203,6 +204,8 @@ def ticket_for_rules(session: Session, ticket_id: str, source: Tracker | None,
     sets applies to a direct claim too. A ticket nobody lists, with no
     tracker to ask, has no labels and no links.
     """
+    from .tracker.base import Ticket
+
     listed: Ticket | None = None
     if source is not None:
         try:
@@ -232,6 +235,8 @@ def check_rules(session: Session, ticket_id: str, *, source: Tracker | None,
     """
     if source is None and tracker is None:
         return None
+    from .picking import Remote, find_cycles, judge
+
     ticket = ticket_for_rules(session, ticket_id, source, tracker)
     remote = Remote()
     if any(link.local and link.open is not False for link in ticket.blocked_by + ticket.children):
@@ -283,6 +288,8 @@ def claim_next(session: Session, backlog: Sequence[Ticket], *, tracker: Tracker 
     `skip_ids`: tickets a drain (`run --until-empty`) already ran, never picked again.
     `resume`: first take back a live claim of ours that no process works on.
     """
+    from .picking import COUNT_WORDS, State, find_cycles, judge, judge_all, pick_order, wip_counts
+
     # Read over the connection the first claim push will use: one listing and
     # one push for an agent that wins its first pick.
     views = read_claims(session, for_push=True)
@@ -359,6 +366,8 @@ def _still_free(session: Session, backlog: Sequence[Ticket], order: Sequence[Tic
     lost). None
     when the listing fails: the agent then goes on in the order it had.
     """
+    from .picking import COUNT_WORDS, State, find_cycles, judge, pick_order, wip_counts
+
     try:
         views = read_claims(session, for_push=True)  # the next claim pushes over it
     except GitError:
@@ -381,6 +390,8 @@ def _resume(session: Session, views: Mapping[str, ClaimView], backlog: Sequence[
             skip_ids: Collection[str]) -> NextResult | None:
     """Take back the oldest live claim of ours that no process works on, else take up
     a ticket handed to this agent: work begun is finished before new work."""
+    from .tracker.base import Ticket
+
     titles = {ticket.id: ticket for ticket in backlog}
     ours = resumable(session, views)
     for ticket_id in ours + _handed_to_us(session, views):

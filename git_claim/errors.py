@@ -62,6 +62,17 @@ class HostRefused(GitError):
     kind = "host-refused"
 
 
+class TrackerError(ClaimError):
+    """The tracker failed or cannot do this; the claim itself is unaffected.
+
+    Defined here, beside the other errors, so that a module which only
+    catches it (mirror, backlog) need not load the tracker interface.
+    """
+
+    exit_code = ExitCode.GIT_ERROR
+    kind = "tracker"
+
+
 class IncompleteError(ClaimError):
     """Work left undone by a command that changes many claims at once.
 

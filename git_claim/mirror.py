@@ -8,12 +8,16 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
-from .claims import ClaimView
-from .liveness import Skip, SkipCheck
+from .errors import TrackerError
 from .safetext import clean
-from .session import Session
-from .tracker.base import Tracker, TrackerError
+
+if TYPE_CHECKING:
+    from .claims import ClaimView
+    from .liveness import Skip, SkipCheck
+    from .session import Session
+    from .tracker.base import Tracker
 
 
 def open_label_tracker(session: Session) -> Tracker | None:
@@ -145,6 +149,7 @@ def open_pr_check(session: Session, tracker: Tracker | None) -> SkipCheck | None
     """A reaper skip check: keep claims with an open pull request (fail safe: keep all)."""
     if tracker is None:
         return None
+    from .liveness import Skip  # only the reaper asks; a claim or release never loads liveness
     try:
         pulls = tracker.open_pull_requests()
         failure = None

@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from enum import Enum
 
 from .pickconfig import DEFAULT_PRIORITY_LABELS, parse_capabilities, parse_priority_labels
+from .pickrules import Rules
 from .record import STATE_BLOCKED, STATE_DONE
 from .tracker.base import Link, Ticket
 
@@ -84,25 +85,6 @@ COUNT_WORDS: Mapping[State, str] = {
     State.AGENT_LIMIT: "over this agent's claim limit",
     State.WIP: "over a team WIP limit",
 }
-
-
-@dataclass(frozen=True)
-class Rules:
-    """What the rules need from settings and the command line."""
-
-    agent: str
-    gate: bool = True
-    gate_label: str = "design:required"
-    approved_label: str = "design:approved"
-    labels: tuple[str, ...] = ()  # every one wanted (--label)
-    exclude: tuple[str, ...] = ()  # none of these (--exclude)
-    dependencies: bool = True
-    parents_wait: bool = False
-    capabilities: frozenset[str] = frozenset()  # lower case
-    max_per_agent: int = 0  # 0: no limit (direct claims)
-    wip: Mapping[str, int] = field(default_factory=dict)  # lower-case label -> limit
-    priority_labels: Mapping[str, int] = field(default_factory=dict)  # lower case -> tier
-    spread: int = 0  # claim.spread; 0 (unset): adapt to the agents seen (adaptive_spread)
 
 
 @dataclass(frozen=True)

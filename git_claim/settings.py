@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 from .clock import parse_duration
 from .errors import UsageError
-from .gateway.localrepo import Location
+from .gateway.discovery import Location
 from .pickconfig import (
     DEFAULT_PRIORITY_LABELS,
     parse_capabilities,

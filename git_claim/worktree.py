@@ -186,6 +186,20 @@ def _write_json(path: Path, data: dict[str, Any]) -> None:
     write_atomic(path, json.dumps(data, indent=2, default=str) + "\n")
 
 
+def _any_marker(location: Location) -> bool:
+    """Whether any linked worktree's admin dir holds a marker file.
+
+    Every worktree of ours has one (`_marker` reads it there), so without any
+    there is none of ours, and `git worktree list` need not run.
+    """
+    root = location.common_dir / "worktrees"
+    try:
+        admins = list(root.iterdir())
+    except OSError:
+        return False  # no linked worktree at all
+    return any(os.path.lexists(admin / MARKER_DIR / MARKER_FILE) for admin in admins)
+
+
 def _marker(location: Location, entry: _Entry) -> dict[str, Any] | None:
     if entry.main or entry.bare:
         return None
@@ -538,6 +552,8 @@ def remove_worktree(location: Location, *, ticket: str, branch: str,
 
 def our_worktrees(location: Location) -> list[Worktree]:
     """Linked worktrees carrying our marker, from every worktree of this clone."""
+    if not _any_marker(location):
+        return []  # (the common case: no git process to ask, a few ms off `release --done`)
     found: list[Worktree] = []
     for entry in _entries(location):
         marker = _marker(location, entry)

@@ -1,23 +1,24 @@
 """The local repository: found the way git finds it, read and written with pygit2.
 
-Discovery and configuration go through the `git` CLI on purpose: pygit2's
-discovery ignores GIT_DIR and its config ignores `git -c` settings, and a git
-subcommand must see exactly what git sees.
+Discovery and configuration go through the `git` CLI (`discovery`, re-exported
+here): pygit2's discovery ignores GIT_DIR and its config ignores `git -c`
+settings, and a git subcommand must see exactly what git sees.
 """
 
 from __future__ import annotations
 
-import os
-import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import cached_property
-from pathlib import Path
 
 from pygit2.enums import ObjectType
 
 from ..errors import GitError
+from .discovery import Location, first_line, locate, read_config, run_git
 from .libgit2_env import pygit2
+
+__all__ = ["LOOKUP_ERRORS", "MAX_OBJECT_BYTES", "LocalRepo", "Location", "TagInfo",
+           "first_line", "locate", "read_config", "run_git"]
 
 _TYPE_NAMES = {
     ObjectType.COMMIT: "commit",
@@ -29,80 +30,6 @@ MAX_OBJECT_BYTES = 1024 * 1024  # foreign objects larger than this are not parse
 # What reading a foreign object can raise: missing, wrong type, corrupt.
 LOOKUP_ERRORS = (KeyError, ValueError, TypeError, AttributeError, pygit2.GitError,
                  pygit2.InvalidSpecError)
-
-
-def run_git(args: list[str], *, cwd: Path | None = None, input_text: str | None = None,
-            timeout: float = 60, check: bool = True) -> subprocess.CompletedProcess[str]:
-    """Run git with no prompts on a non-terminal; raise GitError with git's own words."""
-    env = dict(os.environ)
-    env.setdefault("GIT_TERMINAL_PROMPT", "0")
-    try:
-        completed = subprocess.run(
-            ["git", *args], cwd=cwd, input=input_text, capture_output=True, text=True,
-            timeout=timeout, env=env, errors="replace",
-        )
-    except FileNotFoundError:
-        raise GitError("git is not installed or not on PATH") from None
-    except subprocess.TimeoutExpired:
-        raise GitError(f"git {args[0]} did not finish within {int(timeout)}s") from None
-    if check and completed.returncode != 0:
-        raise GitError(first_line(completed.stderr) or f"git {args[0]} failed")
-    return completed
-
-
-def first_line(text: str) -> str:
-    """The most useful single line of git's stderr (fatal/error lines first)."""
-    lines = [line.strip() for line in text.splitlines() if line.strip()]
-    for line in lines:
-        if line.startswith(("Host key verification failed", "Permission denied")):
-            return line.rstrip(".")
-    for index, line in enumerate(lines):
-        if line.startswith(("fatal:", "error:")):
-            found = line.split(":", 1)[1].strip()
-            if found.endswith(":") and index + 1 < len(lines):
-                found = f"{found} {lines[index + 1]}"
-            return found
-    return lines[-1] if lines else ""
-
-
-@dataclass(frozen=True)
-class Location:
-    git_dir: Path  # per worktree: where this worktree's ownership records live
-    common_dir: Path  # shared objects and refs
-    worktree: Path | None  # None for a bare repository
-
-
-def locate(cwd: Path | None = None) -> Location:
-    """Find the repository as git does (GIT_DIR, -C, subdirectories, linked worktrees)."""
-    result = run_git(
-        ["rev-parse", "--path-format=absolute", "--git-dir", "--git-common-dir",
-         "--is-bare-repository", "--show-toplevel"],
-        cwd=cwd, check=False,
-    )
-    lines = result.stdout.splitlines()
-    if result.returncode != 0 and len(lines) < 3:
-        raise GitError(first_line(result.stderr) or "not a git repository")
-    bare = len(lines) > 2 and lines[2] == "true"
-    worktree = Path(lines[3]) if not bare and len(lines) > 3 else None
-    return Location(git_dir=Path(lines[0]), common_dir=Path(lines[1]), worktree=worktree)
-
-
-def read_config(location: Location) -> dict[str, list[str]]:
-    """Every config value git sees here, including `git -c` ones; keys as git prints them."""
-    result = run_git(["--git-dir", str(location.git_dir), "config", "-z", "--list"], check=False)
-    values: dict[str, list[str]] = {}
-    for entry in result.stdout.split("\0"):
-        if not entry:
-            continue
-        key, _, value = entry.partition("\n")
-        values.setdefault(key.lower() if key.count(".") < 2 else _lower_ends(key), []).append(value)
-    return values
-
-
-def _lower_ends(key: str) -> str:
-    section, _, rest = key.partition(".")
-    subsection, _, name = rest.rpartition(".")
-    return f"{section.lower()}.{subsection}.{name.lower()}"
 
 
 @dataclass(frozen=True)

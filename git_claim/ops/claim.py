@@ -172,11 +172,11 @@ def open_rules_source(session: Session) -> Tracker | None:
     Only a file: `gh` is the label tracker already, and standard input is the
     backlog of one `--next`, not a place to look a ticket up.
     """
-    from ..tracker.sources import open_tracker
-
     source = session.settings.source
     if not source or source in ("gh", "-"):
         return None
+    from ..tracker.sources import open_tracker
+
     return open_tracker(source, cwd=session.location.worktree,
                         timeout=session.settings.tracker_timeout)
 

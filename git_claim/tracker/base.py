@@ -23,7 +23,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from ..errors import ClaimError, ExitCode, UsageError
+from ..errors import TrackerError as TrackerError  # every tracker raises it
+from ..errors import UsageError
 from ..safetext import quoted
 
 MAX_TITLE = 500
@@ -82,13 +83,6 @@ class PullRequest:
     head: str
     title: str
     body: str
-
-
-class TrackerError(ClaimError):
-    """The tracker failed or cannot do this; the claim itself is unaffected."""
-
-    exit_code = ExitCode.GIT_ERROR
-    kind = "tracker"
 
 
 class BacklogSourceError(UsageError):
