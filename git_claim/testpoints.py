@@ -10,10 +10,10 @@ reap:before-decide, run:before-start (the lease is taken, the command not
 yet started), watchdog:before-spawn (the watchdog has its start order and
 has not forked the command yet; watchdog.py has its own copy of `pause`).
 
-GIT_CLAIM_TEST_HELD_SECONDS stretches how long a listing's connection waits
-for its write (gateway/libgit2_transport.py), so that a test can pause
-between the two and still see the write go over the connection the listing
-came from.
+GIT_CLAIM_TEST_HELD_SECONDS (read in gateway/libgit2_transport.py, which
+imports nothing above the gateway) stretches how long a listing's connection
+waits for its write, so that a test can pause between the two and still see
+the write go over the connection the listing came from.
 """
 
 from __future__ import annotations
@@ -27,15 +27,6 @@ from .atomicfile import write_atomic
 PAUSE_VARIABLE = "GIT_CLAIM_TEST_PAUSE"
 PAUSE_DIR_VARIABLE = "GIT_CLAIM_TEST_PAUSE_DIR"
 MAX_WAIT = 120.0
-HELD_VARIABLE = "GIT_CLAIM_TEST_HELD_SECONDS"
-
-
-def held_seconds(default: float) -> float:
-    """How long a held connection stays usable: `default`, unless a test says."""
-    try:
-        return float(os.environ[HELD_VARIABLE])
-    except (KeyError, ValueError):
-        return default
 
 
 def pause(point: str) -> None:

@@ -11,6 +11,7 @@ against the same advertisement, read from the open connection.
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Sequence
 from time import monotonic
@@ -25,7 +26,6 @@ if TYPE_CHECKING:
 
 from ..errors import GitError
 from ..safetext import clean
-from ..testpoints import held_seconds
 from .advertisement import advertised
 from .credentials import AuthFailed, Callbacks, safe_url
 from .localrepo import LocalRepo
@@ -41,6 +41,14 @@ DIRECTION_FETCH, DIRECTION_PUSH = 0, 1  # GIT_DIRECTION_FETCH, GIT_DIRECTION_PUS
 # not used, so no push negotiates against an advertisement that old, and no
 # server is kept waiting on an idle connection.
 HELD_SECONDS = 2.0
+HELD_VARIABLE = "GIT_CLAIM_TEST_HELD_SECONDS"  # a test that pauses in between stretches it
+
+
+def _held_seconds() -> float:
+    try:
+        return float(os.environ[HELD_VARIABLE])
+    except (KeyError, ValueError):
+        return HELD_SECONDS
 _timeouts_set = False
 
 
@@ -187,7 +195,7 @@ class Libgit2Transport(Transport):
         if held is None or held[0] != direction:
             return self.remote
         self._held = None
-        fresh = monotonic() - held[2] < held_seconds(HELD_SECONDS)
+        fresh = monotonic() - held[2] < _held_seconds()
         return held[1] if fresh else self.remote
 
     def close(self) -> None:
