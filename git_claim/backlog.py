@@ -36,6 +36,7 @@ if TYPE_CHECKING:
 # common `git claim T`) builds its Rules and never judges, so it loads neither.
 
 LOST = "lost to another agent"
+MAX_LOSSES_PER_TICKET = 5  # races one --next loses on one ticket before it gives that one up
 
 
 @dataclass
@@ -317,6 +318,7 @@ def claim_next(session: Session, backlog: Sequence[Ticket], *, tracker: Tracker 
     pushes = losses = 0
     order = pick_order(candidates, rules, remote)
     cycles = find_cycles(backlog, remote) if rules.dependencies else {}
+    lost_on: dict[str, int] = {}
     while order:
         ticket = order.pop(0)
         if not ticket.labels_known:
@@ -334,7 +336,12 @@ def claim_next(session: Session, backlog: Sequence[Ticket], *, tracker: Tracker 
         except RefusedError:
             verdicts[ticket.id] = LOST
             losses += 1
-            fresh = _still_free(session, backlog, order, rules, verdicts, skip_ids, losses)
+            lost_on[ticket.id] = lost_on.get(ticket.id, 0) + 1
+            # a ticket lost may be free again by the next listing (its winner
+            # released it): it is judged again with the rest, a few times at most
+            again = [ticket] if lost_on[ticket.id] < MAX_LOSSES_PER_TICKET else []
+            fresh = _still_free(session, backlog, [*again, *order], rules, verdicts, skip_ids,
+                                losses)
             if fresh is not None:
                 order, remote, views = fresh
             continue
@@ -381,7 +388,9 @@ def _still_free(session: Session, backlog: Sequence[Ticket], order: Sequence[Tic
                           skip_ids=skip_ids)
         if judgement.eligible or (judgement.state is State.LABELS_UNKNOWN):
             left.append(judgement)
-        else:
+            if verdicts.get(ticket.id) == LOST:
+                del verdicts[ticket.id]  # lost once, free again: a candidate like any
+        elif verdicts.get(ticket.id) != LOST:
             verdicts[ticket.id] = COUNT_WORDS[judgement.state]
     return pick_order(left, rules, remote, losses=losses), remote, views
 

@@ -84,7 +84,7 @@ def _heartbeat(session: Session, ticket: str, mine: Ownership, op: oplog.Op) -> 
     known = mine.notes_tip == NO_NOTES or (tip is not None and session.local.has(tip))
     for _ in range(MAX_ROUNDS):
         if not known:
-            view = read_claim(session, ticket, for_push=True)
+            view = read_claim(session, ticket)
             if view.oid != mine.tag or not view.held:
                 raise RefusedError(lost_message(session, view, mine))
             tip = view.notes_tip

@@ -322,7 +322,7 @@ def _release(session: Session, ticket: str, mine: Ownership | None, op: oplog.Op
              outcome: str, reason: str, force: bool, pinned: bool = False) -> ReleaseResult:
     """Read, judge, write one note; again when the notes ref moved under us."""
     for _ in range(MAX_ROUNDS):
-        view = read_claim(session, ticket, for_push=True)
+        view = read_claim(session, ticket)
         if not pinned:
             mine = find_mine(session, ticket, view.oid) or mine
         earlier = _already_released(session, view, mine)
@@ -418,7 +418,7 @@ def hand_off(session: Session, ticket: str, to: str, *, tag: str | None = None) 
     with oplog.begin("hand-off", ticket, agent=settings.agent, tag=mine.tag if mine else None,
                      to=to) as op:
         for _ in range(MAX_ROUNDS):
-            view = read_claim(session, ticket, for_push=True)
+            view = read_claim(session, ticket)
             if tag is None:
                 mine = find_mine(session, ticket, view.oid) or mine
             if mine is not None and view.oid == mine.tag and view.handed_to == to \
@@ -468,7 +468,7 @@ def reopen(session: Session, ticket: str) -> ClaimView:
     """
     settings = session.settings
     for _ in range(MAX_ROUNDS):
-        view = read_claim(session, ticket, for_push=True)
+        view = read_claim(session, ticket)
         if view.record is None or view.record.state not in OUTCOME_STATES:
             raise RefusedError(f"{clean(ticket)} is not done or blocked ({view.state})")
         assert view.oid is not None

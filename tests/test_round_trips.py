@@ -2,17 +2,21 @@
 
 A round trip costs 20-200 ms on a real link, so each command uses the
 fewest the protocol allows (docs/performance.md, "Over a link"): a claim,
-a heartbeat and a release are one push connection each (the read before a
-write comes from the push connection's own advertisement), `--next` is one
-listing and one push, and a listing and the fetch of what it lacks share
-one connection. Counted on `git daemon` (one line per connection) and on
-smart HTTP (one line per request), with the libgit2 transport; the git CLI
-transport's costs are in test_push_reports.py.
+a first claim and a heartbeat are one push connection each (a claim's read
+comes from the push connection's own advertisement), `--next` is one
+listing and one push, a release is one listing and one push (a write
+guarded by a second ref negotiates on an advertisement of its own), and a
+listing and the fetch of what it lacks share one connection. Counted on
+`git daemon` (one line per connection) and on smart HTTP (one line per
+request), with the libgit2 transport; the git CLI transport's costs are in
+test_push_reports.py.
 """
 
 from __future__ import annotations
 
+import json
 import re
+import subprocess
 
 import pytest
 
@@ -82,12 +86,14 @@ def test_each_command_costs_the_fewest_round_trips(make_world, scheme, tmp_path)
     assert cost(alice, "claim", "heartbeat", "640") == PUSH[scheme]
     # a loser reads the ticket and fetches the holder's claim to name it, and writes nothing
     assert cost(bob, "claim", "640", code=1) == PUSH[scheme][:1] + LISTING_AND_FETCH[scheme]
-    assert cost(alice, "release", "640", "--done") == PUSH[scheme]
+    # a release reads, then writes its guarded note on a fresh advertisement
+    assert cost(alice, "release", "640", "--done") == LISTING[scheme] + PUSH[scheme]
     # a listing and the fetch of what it lacks share one connection
     assert cost(bob, "claim", "list") == LISTING_AND_FETCH[scheme]
     assert cost(bob, "reap", "--ttl", "15m") == LISTING[scheme]  # nothing stale: no push
     # a run is its claim and its release (no beat is due in a short command)
-    assert cost(alice, "claim", "run", "800", "--", "true") == PUSH[scheme] * 2
+    assert cost(alice, "claim", "run", "800", "--", "true") == \
+        PUSH[scheme] + LISTING[scheme] + PUSH[scheme]
     backlog = tmp_path / "backlog.txt"
     backlog.write_text("640\n800\n700\n701\n")
     # one listing and one push; bob lacks the notes that ended 800, so they are fetched
@@ -151,6 +157,69 @@ def test_a_release_whose_listing_went_stale_writes_nothing(make_world, scheme):
     out, err = release.communicate()
     assert code == 1 and "reaped" in err, (out, err)
     assert notes_log(world.repo, "640") == notes  # nothing written after the reap
-    if scheme == "git":  # the server refused the push on alice's listing's connection
-        seen = _traffic(world)[before:]
-        assert seen[:4] == ["receive-pack", "upload-pack", "receive-pack", "upload-pack"], seen
+    del before
+
+
+@pytest.mark.parametrize("scheme", ["git", "http"])
+def test_a_release_after_the_claim_ref_was_deleted_is_no_success(make_world, scheme):
+    """Plain git deletes the claim ref between a release's listing and its write
+    (a host without the guard): the guard, read on the write's own connection,
+    refuses the note, and `run` reports the claim lost (exit 4), not done."""
+    world = make_world(scheme, "libgit2")
+    alice = world.agent("alice")
+    pause = PausePoint(world.root / "pauses", "release:before-decide")
+    run = alice.popen("claim", "run", "5", "--", "true", env={**pause.env(alice.env), **HELD})
+    pause.wait_reached(run)
+    subprocess.run(["git", "--git-dir", str(world.repo.path), "update-ref", "-d",
+                    "refs/claims/5"], check=True)
+    pause.go()
+    code = run.wait(timeout=60)
+    out, err = run.communicate()
+    assert code == 4, (code, out, err)
+    assert "Traceback" not in err
+    assert notes_log(world.repo, "5") == []  # no note on a claim nothing references
+
+
+@pytest.mark.parametrize("scheme", ["git", "http"])
+def test_a_claim_after_notes_were_rewound_is_refused(make_world, scheme):
+    """A forced push from a stale clone rewinds the notes that showed a reap,
+    between a claimer's listing and its push: the claim's guard, read on the
+    push's own connection, catches it, and the claimer finds the claim held."""
+    world = make_world(scheme, "libgit2")
+    alice, bob, reaper = world.agent("alice"), world.agent("bob"), world.agent("reaper")
+    assert alice.claim("9").code == 0
+    assert alice.cmd("claim", "heartbeat", "9").code == 0
+    git = ["git", "--git-dir", str(world.repo.path)]
+    before_reap = subprocess.run([*git, "rev-parse", "refs/notes/claims/9"], check=True,
+                                 capture_output=True, text=True).stdout.strip()
+    assert reaper.cmd("reap", "--ttl", "0s", "--max-skew", "0s", "--force").code == 0
+    pause = PausePoint(world.root / "pauses", "claim:before-push")
+    claiming = bob.popen("claim", "9", "--json", env={**pause.env(bob.env), **HELD})
+    pause.wait_reached(claiming)
+    subprocess.run([*git, "update-ref", "refs/notes/claims/9", before_reap], check=True)
+    pause.go()
+    code = claiming.wait(timeout=60)
+    out, err = claiming.communicate()
+    assert code == 1 and "held by alice" in out, (code, out, err)
+    assert "refs/claims/9@2" not in remote_refs(world.repo)
+
+
+@pytest.mark.parametrize("scheme", ["git", "http"])
+def test_a_next_loser_takes_its_ticket_when_it_is_free_again(make_world, scheme, tmp_path):
+    """The ticket a --next lost is released by its winner before the loser lists
+    again: the loser claims it (the next epoch) instead of reporting nothing left."""
+    world = make_world(scheme, "libgit2")
+    alice, bob = world.agent("alice"), world.agent("bob")
+    backlog = tmp_path / "backlog.txt"
+    backlog.write_text("5\n")
+    pause = PausePoint(world.root / "pauses", "claim:before-push")
+    picking = alice.popen("claim", "--next", "--from", str(backlog), "--json",
+                          env={**pause.env(alice.env), **HELD})
+    pause.wait_reached(picking)
+    assert bob.claim("5").code == 0
+    assert bob.release("5").code == 0
+    pause.go()
+    code = picking.wait(timeout=60)
+    out, err = picking.communicate()
+    assert code == 0, (code, out, err)
+    assert remote_refs(world.repo)["refs/claims/5@2"] == json.loads(out)["tag"]

@@ -167,8 +167,9 @@ class Libgit2Transport(Transport):
         """The advertisement of a push connection, kept open for the next push.
 
         libgit2 pushes over a connection that is already open (it only
-        resets its callbacks), so the read before a claim, a release or a
-        `--next` costs no connection of its own. A host that will not open
+        resets its callbacks), so the read before a claim or a `--next`
+        costs no connection of its own (a guarded write opens its own, see
+        `push`). A host that will not open
         a push connection here (no right to push, an HTTP server that asks
         for credentials only to push) is listed the plain way, and the push
         then fails in the host's own words as before.
@@ -179,7 +180,10 @@ class Libgit2Transport(Transport):
         try:
             remote.connect(callbacks=callbacks, direction=DIRECTION_PUSH, proxy=True)
             listed = advertised(remote, prefixes)
-        except (pygit2.GitError, OSError, AuthFailed):
+        except (pygit2.GitError, OSError, AuthFailed) as error:
+            if _unreachable(error):
+                # the plain listing would wait out the same timeout again
+                raise describe_error(error, self.url, callbacks) from error
             return self.list_refs(prefixes)
         self._held = (DIRECTION_PUSH, remote, monotonic())
         return listed
@@ -213,6 +217,12 @@ class Libgit2Transport(Transport):
 
     def push(self, updates: Sequence[RefUpdate]) -> list[UpdateResult]:
         specs = [f"+{u.new}:{u.ref}" if u.new else f":{u.ref}" for u in updates]
+        # A guard is checked against the advertisement the push negotiates
+        # with, not under the server's lock: a held connection's is as old as
+        # its listing, so a guarded write always opens a connection of its own
+        # (the guard is then as fresh as it was before listings were held).
+        if any(u.guard is not None for u in updates):
+            self._held = None
         remote = self._connection(DIRECTION_PUSH)
         callbacks = _PushCallbacks(self.url, updates, remote)
         try:
@@ -239,6 +249,16 @@ class Libgit2Transport(Transport):
         if said and said not in message:
             message = f"{message} ({said})"
         return UpdateResult(update.ref, UpdateStatus.REJECTED, clean(message, 400))
+
+
+UNREACHABLE_SIGNS = ("timed out", "timeout", "connection refused", "could not resolve",
+                     "failed to resolve", "network is unreachable", "no route to host")
+
+
+def _unreachable(error: Exception) -> bool:
+    """A failure to reach the host at all, which a second connection would only repeat."""
+    text = str(error).lower()
+    return isinstance(error, TimeoutError) or any(sign in text for sign in UNREACHABLE_SIGNS)
 
 
 ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
