@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .harness import BenchError, Row, judge, quiet, repeat, run
+from .harness import BenchError, Row, judge, quiet, run
 from .wanproxy import WanProxy
 
 if TYPE_CHECKING:
@@ -191,23 +191,45 @@ def seed_pair(link: Link, ids: itertools.count) -> Callable[[int], dict[str, flo
     return measure
 
 
-def measure_link(b: Bench, scheme: str) -> dict[int, tuple[dict[str, list[float]],
-                                                           dict[str, list[float]]]]:
-    """Per RTT: the samples of the six commands and of the seed pair."""
+Samples = dict[str, list[float]]
+
+
+def measure_link(b: Bench, scheme: str) -> dict[int, tuple[Samples, Samples]]:
+    """Per RTT: the samples of the six commands and of the seed pair, run by run.
+
+    Every run goes through all the RTTs (upwards, and downwards in the next
+    run), and at each RTT the seed pair and the six commands take turns going
+    first: a burst of background load falls on every RTT and on both sides
+    alike, and the slope of one run is taken from times seconds apart, not
+    minutes. The first run(s) are the warm-up and are not recorded.
+    """
     link = open_link(b, scheme)
     ids = itertools.count()
-    got = {}
+    sides = [round_of_commands(link, ids), seed_pair(link, ids)]
+    got: dict[int, tuple[Samples, Samples]] = {rtt: ({}, {}) for rtt in rtts(b)}
     try:
-        for number, rtt in enumerate(rtts(b)):
-            link.proxy.set_rtt(rtt)
-            # one warm-up per link, at its first RTT: the code, the server and
-            # the page cache are warm for the others
-            got[rtt] = repeat(round_of_commands(link, ids), runs=b.runs,
-                              warmup=b.warmup if number == 0 else 0,
-                              baseline=seed_pair(link, ids))
+        for index in range(-b.warmup, b.runs):
+            order = rtts(b) if index % 2 == 0 else tuple(reversed(rtts(b)))
+            for step, rtt in enumerate(order):
+                link.proxy.set_rtt(rtt)
+                first = (index + step) % 2
+                for side in (first, 1 - first):
+                    sample = sides[side](index)
+                    if index < 0:
+                        continue
+                    for key, value in sample.items():
+                        got[rtt][side].setdefault(key, []).append(float(value))
     finally:
         link.proxy.stop()
     return got
+
+
+def slopes(samples: dict[int, Samples], key: str) -> list[float]:
+    """The slope of each run (least squares over the RTTs measured in it)."""
+    measured = sorted(samples)
+    runs = len(samples[measured[0]][key])
+    return [slope([(rtt / 1000, samples[rtt][key][run]) for rtt in measured])
+            for run in range(runs)]
 
 
 def scenario_wan(b: Bench) -> list[Row]:
@@ -215,28 +237,26 @@ def scenario_wan(b: Bench) -> list[Row]:
     for scheme in schemes(b):
         got = measure_link(b, scheme)
         measured = sorted(got)
-        pair_slope = slope([(rtt / 1000, statistics.median(got[rtt][1]["wall"]))
-                            for rtt in measured])
+        ours = {rtt: got[rtt][0] for rtt in measured}
+        pair = {rtt: got[rtt][1] for rtt in measured}
+        pair_slopes = slopes(pair, "wall")
         for command in COMMANDS:
             wall = f"{command.key}_wall"
             for rtt in measured:
-                mine, base = got[rtt]
                 rows.append(Row("wan", case_name(scheme, rtt), f"{command.label}, wall", "s",
-                                mine[wall], base["wall"], PAIR))
-            for metric in ("connections", "turns"):
+                                ours[rtt][wall], pair[rtt]["wall"], PAIR))
+            for metric in ("connections", "turns"):  # the same at every RTT, or the range says
+                key = f"{command.key}_{metric}"
                 rows.append(Row("wan", case_name(scheme), f"{command.label}, {metric}", "count",
-                                [v for rtt in measured
-                                 for v in got[rtt][0][f"{command.key}_{metric}"]],
-                                [v for rtt in measured for v in got[rtt][1][metric]], PAIR))
-            ours_slope = slope([(rtt / 1000, statistics.median(got[rtt][0][wall]))
-                                for rtt in measured])
+                                [v for rtt in measured for v in ours[rtt][key]],
+                                [v for rtt in measured for v in pair[rtt][metric]], PAIR))
             rows.append(Row("wan", case_name(scheme),
                             f"{command.label}, round trips (slope of wall against RTT)", "count",
-                            [round(ours_slope, 1)], [round(pair_slope, 1)], PAIR))
-            # at RTT 0, run by run: ours and the pair ran next to each other
-            mine, base = got[0] if 0 in got else got[measured[0]]
-            extra = [m - p for m, p in zip(mine[wall], base["wall"], strict=True)]
-            row = Row("wan", case_name(scheme, measured[0]),
+                            slopes(ours, wall), pair_slopes, PAIR))
+            # at the lowest RTT (0), run by run: ours and the pair ran next to each other
+            low = measured[0]
+            extra = [m - p for m, p in zip(ours[low][wall], pair[low]["wall"], strict=True)]
+            row = Row("wan", case_name(scheme, low),
                       f"{command.label} minus seed pair (start-up)", "s", extra,
                       target="≤ 100 ms" if command.startup_target else "")
             if command.startup_target:
@@ -263,6 +283,14 @@ def _count(stat: dict | None) -> str:
         return ""
     low, high = stat["min"], stat["max"]
     return f"{low:g}" if low == high else f"{stat['median']:g} ({low:g}–{high:g})"
+
+
+def _slope_cell(stat: dict | None) -> str:
+    if not stat:
+        return ""
+    if stat["min"] == stat["max"]:
+        return f"{stat['median']:.1f}"
+    return f"{stat['median']:.1f} ({stat['min']:.1f}–{stat['max']:.1f})"
 
 
 def summary_markdown(rows: Sequence[dict]) -> str:
@@ -299,7 +327,7 @@ def summary_markdown(rows: Sequence[dict]) -> str:
                     ["seed pair (tag + push)", link]
                     + [_cell(w["baseline_stat"]) if w else "" for w in walls]
                     + [_count(conns["baseline_stat"]), _count(turns["baseline_stat"]),
-                       f"{counted:g}", f"{slope_row['baseline_stat']['median']:.1f}", ""])
+                       f"{counted:g}", _slope_cell(slope_row["baseline_stat"]), ""])
                     + " |")
                 first = False
             counted = conns["stat"]["median"] + turns["stat"]["median"]
@@ -310,7 +338,7 @@ def summary_markdown(rows: Sequence[dict]) -> str:
                 [command.label.replace("|", "\\|"), link]
                 + [_cell(w["stat"], w.get("ratio")) if w else "" for w in walls]
                 + [_count(conns["stat"]), _count(turns["stat"]), f"{counted:g}",
-                   f"{slope_row['stat']['median']:.1f}",
+                   _slope_cell(slope_row["stat"]),
                    (_cell(startup["stat"]) + target) if startup else ""]) + " |")
     return "\n".join(out) + "\n"
 
