@@ -117,16 +117,29 @@ def wan_series(document: dict[str, Any]) -> dict[str, dict[str, list[tuple[int, 
 WAN_SLOPE = ", round trips (slope of wall against RTT)"
 
 
-def wan_slopes(document: dict[str, Any], pair: str) -> dict[tuple[str, str], float]:
-    """(scheme, command) -> the slope of its wall time against the RTT, the pair's too."""
-    out: dict[tuple[str, str], float] = {}
+def wan_round_trips(document: dict[str, Any], pair: str) -> dict[tuple[str, str], str]:
+    """(scheme, command) -> its round trips, counted by the proxy (connections +
+    turns) and from the slope of its wall time against the RTT; the pair's too."""
+    medians: dict[tuple[str, str, str], float] = {}
     for row in document["rows"]:
-        if row["scenario"] != "wan" or not row["metric"].endswith(WAN_SLOPE):
+        if row["scenario"] != "wan" or ":" not in row["case"] or "RTT" in row["case"]:
             continue
         scheme = row["case"].split(":", 1)[0]
-        out[(scheme, row["metric"][:-len(WAN_SLOPE)])] = row["stat"]["median"]
-        if row.get("baseline_stat"):
-            out[(scheme, pair)] = row["baseline_stat"]["median"]
+        for suffix, what in ((WAN_SLOPE, "slope"), (", connections", "connections"),
+                             (", turns", "turns")):
+            if row["metric"].endswith(suffix):
+                command = row["metric"][:-len(suffix)]
+                medians[(scheme, command, what)] = row["stat"]["median"]
+                if row.get("baseline_stat"):
+                    medians[(scheme, pair, what)] = row["baseline_stat"]["median"]
+    out = {}
+    for scheme, command, what in medians:
+        if what != "slope":
+            continue
+        counted = (medians.get((scheme, command, "connections"), 0)
+                   + medians.get((scheme, command, "turns"), 0))
+        out[(scheme, command)] = (f"{counted:g} counted,"
+                                  f" slope {medians[(scheme, command, 'slope')]:.1f}")
     return out
 
 
@@ -144,9 +157,11 @@ def plot_wan(document: dict[str, Any], path: Path) -> str:
     series = wan_series(document)
     if not series:
         return "no WAN plot: the results have no wan rows"
-    figure, axes = plt.subplots(1, len(series), figsize=(7 * len(series), 6), squeeze=False)
+    panels = len(series)
+    figure, axes = plt.subplots(1, panels, figsize=(7 * panels, 6 if panels == 1 else 7),
+                                squeeze=False)
     pair = row_pair_name(document)
-    slopes = wan_slopes(document, pair)
+    trips = wan_round_trips(document, pair)
     for axis, (scheme, commands) in zip(axes[0], sorted(series.items()), strict=True):
         rtts: set[int] = set()
         for number, (command, points) in enumerate(commands.items()):
@@ -156,8 +171,8 @@ def plot_wan(document: dict[str, Any], path: Path) -> str:
             low = [(s["median"] - s["min"]) * 1000 for _, s in points]
             high = [(s["max"] - s["median"]) * 1000 for _, s in points]
             is_pair = command == pair
-            found = slopes.get((scheme, pair if is_pair else command))
-            label = command.replace("`", "") + (f" ({found:.1f} RTT)" if found is not None else "")
+            found = trips.get((scheme, command))
+            label = command.replace("`", "") + (f" ({found})" if found else "")
             axis.errorbar(xs, medians, yerr=[low, high], capsize=3, label=label,
                           marker="s" if is_pair else "o", markersize=4,
                           linestyle="--" if is_pair else "-",
@@ -169,10 +184,11 @@ def plot_wan(document: dict[str, Any], path: Path) -> str:
         axis.set_ylim(bottom=0)
         axis.grid(True, alpha=0.3)
         # below the panel: the lines fan out over all of it
-        axis.legend(fontsize="small", loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=2)
+        axis.legend(fontsize="small", loc="upper center", bbox_to_anchor=(0.5, -0.14),
+                    ncol=1 if panels > 1 else 2)
     mode = document.get("mode", "")
     figure.suptitle(f"Commands over a link ({mode} run, {document.get('date', '')[:10]})\n"
-                    "median, bars min–max; in brackets the slope: round trips", fontsize="medium")
+                    "median, bars min–max; in brackets the round trips", fontsize="medium")
     figure.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(path, dpi=110)
