@@ -97,8 +97,9 @@ class Link:
         """Run one command through the link; its wall time and what the proxy saw.
 
         The counts are reset just before it starts and read RTT/2 + 50 ms
-        after it exits, so that the server's answer to the last bytes it sent
-        (they arrive RTT/2 after they left) is counted with it.
+        after it exits: its last bytes reach the server RTT/2 after they left,
+        and whatever the server does about them is counted with this command,
+        not with the next.
         """
         self.proxy.reset()
         proc = run(argv, cwd=clone.path, env=clone.env, check=False)
