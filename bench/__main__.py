@@ -3,8 +3,8 @@
 Starts its own git servers on 127.0.0.1 (a path remote, `git daemon`, smart
 HTTP), runs each scenario after a warm-up, prints medians with min and max
 and the ratio against the baseline measured in the same run, and writes the
-results as JSON (and, with matplotlib installed, a plot of the contention
-scaling).
+results as JSON (and, with matplotlib installed, plots of the contention
+scaling and of the wall time against the link's round-trip time).
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from pathlib import Path
 
 from .harness import Row, render_markdown, render_text, write_json
 from .scenarios import SCENARIOS, Bench
+from .wan import summary_markdown
 
 HERE = Path(__file__).resolve().parent
 DEFAULT_JSON = HERE / "results" / "latest.json"
@@ -43,8 +44,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--plot", type=Path, metavar="PNG",
                         help="where to draw the contention scaling plot"
                              " (default: next to the JSON file; needs matplotlib)")
+    parser.add_argument("--plot-wan", type=Path, metavar="PNG",
+                        help="where to draw the wall time against the RTT (scenario wan;"
+                             " default: next to the JSON file; needs matplotlib)")
     parser.add_argument("--markdown", action="store_true",
-                        help="also print the table as Markdown")
+                        help="also print the table as Markdown (and the WAN summary)")
     args = parser.parse_args(argv)
     names = [n.strip() for item in args.only for n in item.split(",") if n.strip()]
     unknown = [n for n in names if n not in SCENARIOS]
@@ -124,6 +128,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.markdown:
         print()
         print(render_markdown(rows), end="")
+        summary = summary_markdown([row.as_dict() for row in rows])
+        if summary:
+            print()
+            print(summary, end="")
     print_profiles(bench.profiles)
     for error in errors:
         print(f"\nscenario {error['scenario']} failed: {error['error']}", file=sys.stderr)
@@ -146,6 +154,11 @@ def main(argv: list[str] | None = None) -> int:
         target = args.plot or args.json.with_name(args.json.stem + "-contention.png")
         message = plot_contention(document, target)
         print(message)
+    if any(row.scenario == "wan" for row in rows):
+        from .plot import plot_wan
+
+        target = args.plot_wan or args.json.with_name(args.json.stem + "-wan.png")
+        print(plot_wan(document, target))
     return 1 if errors else 0
 
 

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from .harness import BenchError, Gate, Row, Running, judge, quiet, repeat, run
+from .wan import scenario_wan
 
 TESTS = Path(__file__).resolve().parent.parent / "tests"
 if str(TESTS) not in sys.path:
@@ -1012,4 +1013,5 @@ SCENARIOS: dict[str, Callable[[Bench], list[Row]]] = {
     "startup": scenario_startup,
     "memory": scenario_memory,
     "history": scenario_history,
+    "wan": scenario_wan,
 }

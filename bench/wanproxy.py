@@ -10,8 +10,9 @@ would hold it.
 
 It also counts what a link would see: connections, and the *turns* of each
 connection: the server answering after the client spoke. Each turn is one
-request-response round trip the client waited for; a client's last words
-that nothing answers (libgit2's closing flush) cost no wait and count none.
+request-response round trip the client waited for; bytes the client sends
+last, with no answer (the flush-pkt libgit2 sends after a push's report, or
+`git ls-remote` before it hangs up), cost it no wait and are no turn.
 
 Run standalone for a manual check:
 ``python -m bench.wanproxy --listen 0 --to 127.0.0.1:9418 --rtt 80``.
@@ -122,6 +123,12 @@ class WanProxy:
     def stop(self) -> None:
         self._stopped = True
         try:
+            # shutdown, not only close: it wakes the accept() blocked in the
+            # other thread (close alone leaves it waiting on Linux)
+            self._listener.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+        try:
             self._listener.close()
         except OSError:
             pass
@@ -160,7 +167,7 @@ class WanProxy:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         with self._lock:
             self._counts.connections += 1
-        state = {"last": "down"}
+        state = {"last": "down"}  # a turn is the server answering the client
         # The handshake: the client's connect() returns one RTT after it
         # began, and its first bytes take half an RTT more to arrive.
         first_due = accepted + self.rtt
