@@ -20,7 +20,7 @@ import time
 import traceback
 from pathlib import Path
 
-from .harness import Row, render_markdown, render_text, write_json
+from .harness import Row, render_markdown, render_targets, render_text, write_json
 from .scenarios import SCENARIOS, Bench
 from .wan import summary_markdown
 
@@ -132,6 +132,10 @@ def main(argv: list[str] | None = None) -> int:
         if summary:
             print()
             print(summary, end="")
+    # every target of this run, met or missed, in one table (docs/performance.md)
+    print()
+    print("Targets:")
+    print(render_targets(rows), end="")
     print_profiles(bench.profiles)
     for error in errors:
         print(f"\nscenario {error['scenario']} failed: {error['error']}", file=sys.stderr)

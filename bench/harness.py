@@ -388,6 +388,22 @@ def render_markdown(rows: Sequence[Row]) -> str:
     return "\n".join(out) + "\n"
 
 
+def render_targets(rows: Sequence[Row]) -> str:
+    """The rows that carry a target, as a Markdown table: what was asked, what was measured."""
+    out = ["| Scenario | Case | Metric | Measured (median, min–max) | Target | Met |",
+           "|---|---|---|---|---|---|"]
+    for row in rows:
+        if not row.target:
+            continue
+        measured = fmt_stat(row.stat, row.unit)
+        if row.baseline is not None and row.ratio is not None:
+            measured += f"; {row.ratio:.2f}× {row.baseline_name}"
+        met = {True: "met", False: "**missed**", None: ""}[row.met]
+        cells = [row.scenario, row.case, row.metric, measured, row.target, met]
+        out.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
+    return "\n".join(out) + "\n"
+
+
 def write_json(path: Path, document: dict[str, Any]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     temp = path.with_name(f".{path.name}.tmp")

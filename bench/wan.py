@@ -46,15 +46,18 @@ class Command:
     key: str
     label: str
     startup_target: bool  # judged against STARTUP_LIMIT
+    # The round trips: a claim and a heartbeat are one push connection,
+    # a release at most one read and one push, --next one listing and one push.
+    max_connections: int | None = None
 
 
 COMMANDS = (
-    Command("claim", "`git claim T`", True),
+    Command("claim", "`git claim T`", True, 1),
     Command("claim_git", "`git claim T`, claim.transport git", False),
-    Command("heartbeat", "`git claim heartbeat T`", True),
-    Command("release_done", "`git release T --done`", True),
-    Command("release", "`git release T`", True),
-    Command("next", "`git claim --next --from FILE`", False),
+    Command("heartbeat", "`git claim heartbeat T`", True, 1),
+    Command("release_done", "`git release T --done`", True, 2),
+    Command("release", "`git release T`", True, 2),
+    Command("next", "`git claim --next --from FILE`", False, 2),
 )
 
 
@@ -248,9 +251,13 @@ def scenario_wan(b: Bench) -> list[Row]:
                                 ours[rtt][wall], pair[rtt]["wall"], PAIR))
             for metric in ("connections", "turns"):  # the same at every RTT, or the range says
                 key = f"{command.key}_{metric}"
-                rows.append(Row("wan", case_name(scheme), f"{command.label}, {metric}", "count",
-                                [v for rtt in measured for v in ours[rtt][key]],
-                                [v for rtt in measured for v in pair[rtt][metric]], PAIR))
+                row = Row("wan", case_name(scheme), f"{command.label}, {metric}", "count",
+                          [v for rtt in measured for v in ours[rtt][key]],
+                          [v for rtt in measured for v in pair[rtt][metric]], PAIR)
+                if metric == "connections" and command.max_connections is not None:
+                    row.target = f"≤ {command.max_connections}"
+                    row.met = max(row.values) <= command.max_connections
+                rows.append(row)
             rows.append(Row("wan", case_name(scheme),
                             f"{command.label}, round trips (slope of wall against RTT)", "count",
                             slopes(ours, wall), pair_slopes, PAIR))
