@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import re
 import subprocess
+from pathlib import Path
 
 import pytest
 
@@ -62,11 +63,12 @@ LISTING = {"git": ["upload-pack"], "http": ["GET refs?service=git-upload-pack"]}
 LISTING_AND_FETCH = {"git": ["upload-pack"],
                      "http": ["GET refs?service=git-upload-pack", "POST git-upload-pack"]}
 # A listing for a write that then needs objects this clone lacks: the push
-# connection's advertisement, a fetch, and the push over the first connection.
-PUSH_AFTER_FETCH = {"git": ["receive-pack", "upload-pack"],
+# connection's advertisement, a fetch, then the push on a connection of its own
+# (an agent never keeps a push connection idle while it fetches).
+PUSH_AFTER_FETCH = {"git": ["receive-pack", "upload-pack", "receive-pack"],
                     "http": ["GET refs?service=git-receive-pack",
                              "GET refs?service=git-upload-pack", "POST git-upload-pack",
-                             "POST git-receive-pack"]}
+                             "GET refs?service=git-receive-pack", "POST git-receive-pack"]}
 
 
 @pytest.mark.parametrize("scheme", ["git", "http"])
@@ -96,7 +98,7 @@ def test_each_command_costs_the_fewest_round_trips(make_world, scheme, tmp_path)
         PUSH[scheme] + LISTING[scheme] + PUSH[scheme]
     backlog = tmp_path / "backlog.txt"
     backlog.write_text("640\n800\n700\n701\n")
-    # one listing and one push; bob lacks the notes that ended 800, so they are fetched
+    # bob lacks the notes that ended 800: they are fetched between the listing and the push
     assert cost(bob, "claim", "--next", "--from", str(backlog)) == PUSH_AFTER_FETCH[scheme]
     # an agent that has every object (its listing fetched them) lists and pushes at once
     assert cost(alice, "claim", "list") == LISTING_AND_FETCH[scheme]
@@ -223,3 +225,48 @@ def test_a_next_loser_takes_its_ticket_when_it_is_free_again(make_world, scheme,
     out, err = picking.communicate()
     assert code == 0, (code, out, err)
     assert remote_refs(world.repo)["refs/claims/5@2"] == json.loads(out)["tag"]
+
+
+def test_a_held_connection_the_server_closed_is_replaced(make_world):
+    """The server drops the push connection a claim's listing came over (git daemon
+    kills its oldest child beyond --max-connections) while the claim is judged:
+    the claim still settles and wins on a connection of its own, instead of
+    failing (a push that failed before sending is pushed again; one that may
+    have been sent is settled by reading the ref back)."""
+    world = make_world("git", "libgit2")
+    alice = world.agent("alice")
+    pause = PausePoint(world.root / "pauses", "claim:before-push")
+    claiming = alice.popen("claim", "640", "--json", env={**pause.env(alice.env), **HELD})
+    pause.wait_reached(claiming)
+    assert _kill_receive_packs(world.repo.path) > 0, "no receive-pack of ours to kill"
+    pause.go()
+    code = claiming.wait(timeout=60)
+    out, err = claiming.communicate()
+    assert code == 0, (code, out, err)
+    assert remote_refs(world.repo)["refs/claims/640"] == json.loads(out)["tag"]
+
+
+def _kill_receive_packs(repo: Path) -> int:
+    """SIGKILL the daemon's receive-pack processes serving `repo` (they run in it,
+    as `git receive-pack .`), and their `git-daemon --serve` parents."""
+    import os
+    import signal
+
+    killed = 0
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes().split(b"\0")
+            cwd = Path(os.readlink(entry / "cwd"))
+            parent = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+        except OSError:
+            continue
+        if b"receive-pack" in cmdline and cwd.resolve() == repo.resolve():
+            for pid in (int(entry.name), parent):
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                    killed += 1
+                except OSError:
+                    pass
+    return killed

@@ -208,10 +208,17 @@ class Libgit2Transport(Transport):
     def fetch(self, refspecs: Sequence[str]) -> None:
         if not refspecs:
             return
+        if self._held is not None and self._held[0] == DIRECTION_PUSH:
+            # One connection at a time: a push connection kept idle through a
+            # fetch would double what each agent holds open on the server (git
+            # daemon's default limit is 32 connections, and it kills the
+            # oldest from the same address beyond it), and the fetch outlasts
+            # the listing's freshness anyway. The push opens its own.
+            self._held = None
         callbacks = Callbacks(self.url)
         try:
             self._connection(DIRECTION_FETCH).fetch(list(refspecs), callbacks=callbacks, proxy=True,
-                              message="git-claim: fetch claims")
+                                                    message="git-claim: fetch claims")
         except (pygit2.GitError, OSError, AuthFailed) as error:
             raise describe_error(error, self.url, callbacks) from error
 
@@ -223,13 +230,19 @@ class Libgit2Transport(Transport):
         # (the guard is then as fresh as it was before listings were held).
         if any(u.guard is not None for u in updates):
             self._held = None
+        waiting = self._held[1] if self._held is not None else None
         remote = self._connection(DIRECTION_PUSH)
+        held = remote is waiting
         callbacks = _PushCallbacks(self.url, updates, remote)
         try:
             remote.push(specs, callbacks=callbacks, proxy=True)
         except _LeaseBroken:
             return [_broken(u, callbacks) for u in updates]
         except (pygit2.GitError, OSError, AuthFailed) as error:
+            if not callbacks.negotiated and held and not isinstance(error, AuthFailed):
+                # The held connection died before anything was sent (a server
+                # that closed it, idle): the same push on a connection of its own.
+                return self.push(updates)
             if not callbacks.negotiated:
                 raise describe_error(error, self.url, callbacks) from error
             # Sent but not confirmed: the server may have applied any of them.
