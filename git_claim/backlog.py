@@ -291,9 +291,9 @@ def claim_next(session: Session, backlog: Sequence[Ticket], *, tracker: Tracker 
     """
     from .picking import COUNT_WORDS, State, find_cycles, judge, judge_all, pick_order, wip_counts
 
-    # Read over the connection the first claim push will use: one listing and
-    # one push for an agent that wins its first pick.
-    views = read_claims(session, for_push=True)
+    # One listing, whose fetch of the claims this clone lacks (others' new
+    # claims: nearly always some) shares its connection, then one push.
+    views = read_claims(session)
     if resume:
         resumed = _resume(session, views, backlog, skip_ids)
         if resumed is not None:
@@ -376,7 +376,7 @@ def _still_free(session: Session, backlog: Sequence[Ticket], order: Sequence[Tic
     from .picking import COUNT_WORDS, State, find_cycles, judge, pick_order, wip_counts
 
     try:
-        views = read_claims(session, for_push=True)  # the next claim pushes over it
+        views = read_claims(session)
     except GitError:
         return None
     remote = read_remote(session, views)

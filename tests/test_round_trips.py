@@ -4,8 +4,9 @@ A round trip costs 20-200 ms on a real link, so each command uses the
 fewest the protocol allows (docs/performance.md, "Over a link"): a claim,
 a first claim and a heartbeat are one push connection each (a claim's read
 comes from the push connection's own advertisement), `--next` is one
-listing and one push, a release is one listing and one push (a write
-guarded by a second ref negotiates on an advertisement of its own), and a
+listing (its fetch sharing the connection) and one push, a release is one
+listing and one push (a write guarded by a second ref negotiates on an
+advertisement of its own), and a
 listing and the fetch of what it lacks share one connection. Counted on
 `git daemon` (one line per connection) and on smart HTTP (one line per
 request), with the libgit2 transport; the git CLI transport's costs are in
@@ -98,11 +99,16 @@ def test_each_command_costs_the_fewest_round_trips(make_world, scheme, tmp_path)
         PUSH[scheme] + LISTING[scheme] + PUSH[scheme]
     backlog = tmp_path / "backlog.txt"
     backlog.write_text("640\n800\n700\n701\n")
-    # bob lacks the notes that ended 800: they are fetched between the listing and the push
-    assert cost(bob, "claim", "--next", "--from", str(backlog)) == PUSH_AFTER_FETCH[scheme]
-    # an agent that has every object (its listing fetched them) lists and pushes at once
+    # --next: one listing, whose fetch (bob lacks the notes that ended 800)
+    # shares its connection, then one push
+    assert cost(bob, "claim", "--next", "--from", str(backlog)) == \
+        LISTING_AND_FETCH[scheme] + PUSH[scheme]
     assert cost(alice, "claim", "list") == LISTING_AND_FETCH[scheme]
-    assert cost(alice, "claim", "--next", "--from", str(backlog)) == PUSH[scheme]
+    assert cost(alice, "claim", "--next", "--from", str(backlog)) == LISTING[scheme] + PUSH[scheme]
+    # a claim after another's released claim: bob lacks its tag and notes, and
+    # the new epoch is guarded: listing, fetch, push on a connection of its own
+    assert alice.claim("900").code == 0 and alice.release("900").code == 0
+    assert cost(bob, "claim", "900") == PUSH_AFTER_FETCH[scheme]
 
 
 # A write goes over the connection its listing came from, so the listing it
