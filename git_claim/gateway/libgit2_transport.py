@@ -7,6 +7,12 @@ remote holds what the caller expects, and aborts otherwise; the server then
 checks the advertised old value under its own lock, which closes the race.
 A guard (a ref that must hold a value for an update to count) is checked
 against the same advertisement, read from the open connection.
+
+A listing keeps its connection open for the operation that follows it: a
+fetch after a plain listing, or a push after `list_refs_for_push` (a
+claim's read). A guarded push never uses a held connection, and a push
+connection is never kept idle through a fetch (see docs/protocol.md, "One
+connection for a read and its write").
 """
 
 from __future__ import annotations
@@ -191,9 +197,9 @@ class Libgit2Transport(Transport):
     def _connection(self, direction: int) -> pygit2.Remote:
         """The held connection if it goes that way and is fresh, else a new remote.
 
-        A held connection serves one operation. One that goes the other way
-        stays held: the fetch of the objects a listing for a push lacks comes
-        between that listing and its push.
+        A held connection serves one operation, in its own direction; an
+        operation the other way opens its own and leaves it alone (`fetch`
+        drops a held push connection itself).
         """
         held = self._held
         if held is None or held[0] != direction:
