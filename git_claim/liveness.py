@@ -30,7 +30,7 @@ from .clock import now
 from .errors import GitError, RefusedError
 from .gateway.transport import Guard, RefUpdate, UpdateResult, UpdateStatus
 from .holders import find_mine, lost_message
-from .ownership import NO_NOTES, Ownership
+from .ownership import Ownership
 from .reaper_memory import ReaperMemory
 from .record import EVENT_HEARTBEAT, EVENT_REAPED, OUTCOME_STATES, STATE_HELD, LivenessRecord
 from .safetext import clean
@@ -76,12 +76,15 @@ def _heartbeat(session: Session, ticket: str, mine: Ownership, op: oplog.Op) -> 
     holder whose claim was replaced hears it at its next beat.
     """
     settings = session.settings
-    # Fast path: no read first; the push checks everything. The tip is the one
-    # our last beat left, or the one our claim landed on (NO_NOTES: none yet).
+    # Fast path: no read first; the push checks everything. The first beat of
+    # a claim reads: its guard proves our claim ref holds our tag, not that no
+    # newer epoch exists, so a notes ref deleted or rewound by plain git (a
+    # stale clone's `push --mirror`) after a reap and a newer claim would let
+    # a beat that expects "no notes" land. The read sees the newer epoch.
     # A tip this clone no longer has (pruned by `git gc` since our last beat) is
     # read again from the remote, which brings its objects back.
-    tip = None if mine.notes_tip == NO_NOTES else mine.notes_tip
-    known = mine.notes_tip == NO_NOTES or (tip is not None and session.local.has(tip))
+    tip = mine.notes_tip
+    known = tip is not None and session.local.has(tip)
     for _ in range(MAX_ROUNDS):
         if not known:
             view = read_claim(session, ticket)

@@ -30,7 +30,7 @@ from .clock import now
 from .errors import GitError, RefusedError
 from .gateway.transport import Guard, RefUpdate
 from .holders import describe_holder, find_mine, lost_message
-from .ownership import NO_NOTES, Ownership
+from .ownership import Ownership
 from .record import (
     EVENT_HANDED,
     EVENT_RELEASED,
@@ -108,7 +108,7 @@ def claim(session: Session, ticket: str, *, no_gate: bool = False,
         if mine is not None and mine.tag == view.oid:
             if view.held:
                 # a push of ours that landed (an earlier try's)
-                return _won(session, _landed_on(mine, view.notes_tip))
+                return _won(session, mine)
             store.drop(mine)  # it landed, and someone has ended it as done or blocked since
             mine = None
         if mine is not None and (mine.tag in dict(view.claims).values() or mine.ref != view.ref
@@ -141,7 +141,7 @@ def claim(session: Session, ticket: str, *, no_gate: bool = False,
             op.end(oplog.OK if current == mine.tag else oplog.FAILED, holder=current)
         pause("claim:after-push")
         if current == mine.tag:
-            return _won(session, _landed_on(mine, view.notes_tip))
+            return _won(session, mine)
         if current is not None and not describe_loss:
             # another claim holds the epoch ref we pushed: ours can never land there
             store.drop(mine)
@@ -161,18 +161,6 @@ def _taking_up(session: Session, view: ClaimView) -> ClaimView:
         return view
     return replace(view, ref=session.settings.claim_ref(view.ticket, view.epoch + 1), oid=None,
                    record=None, epoch=view.epoch + 1, previous=view.oid)
-
-
-def _landed_on(mine: Ownership, notes_tip: str | None) -> Ownership:
-    """Remember the notes tip our claim was judged on, for the first beat.
-
-    The claim landed guarded by that tip (or on a ticket without notes), so
-    the first heartbeat can push on it without reading; if anything was
-    written since (a late note on an older epoch), its lease fails and it
-    reads then.
-    """
-    mine.notes_tip = notes_tip or NO_NOTES
-    return mine
 
 
 def _won(session: Session, mine: Ownership) -> ClaimResult:

@@ -33,7 +33,6 @@ from pathlib import Path
 from .atomicfile import write_atomic
 
 STORE_DIR = "git-claim/owned"
-NO_NOTES = "0" * 40  # Ownership.notes_tip when the ticket had no notes ref
 
 
 @dataclass
@@ -46,10 +45,7 @@ class Ownership:
     agent: str
     claimed_at: float
     pending: bool = True
-    # The notes tip our last write left, or that our claim landed on, so that
-    # a beat needs no read first. None: not known; NO_NOTES: known absent
-    # (an older version reads it as an object it lacks, and reads the remote).
-    notes_tip: str | None = None
+    notes_tip: str | None = None  # the notes tip our last write left
     seq: int = 0
     worktree_copy: bool = False  # the copy a claim worktree carries for whoever works there
 

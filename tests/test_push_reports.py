@@ -234,8 +234,7 @@ def test_round_trips_of_each_command(make_world, git_log, scheme):
     assert cost == {"push": 0, "ls-remote": 1, "fetch": 1}
     first, cost = counted(alice, git_log, "claim", "heartbeat", "640")
     assert first.code == 0, first
-    # the claim kept the notes tip it landed on: even the first beat reads nothing
-    assert cost == {"push": 1, "ls-remote": 0, "fetch": 0}
+    assert cost == {"push": 1, "ls-remote": 1, "fetch": 0}  # no notes tip known yet: read it
     beat, cost = counted(alice, git_log, "claim", "heartbeat", "640")
     assert beat.code == 0, beat
     assert cost == {"push": 1, "ls-remote": 0, "fetch": 0}

@@ -3,7 +3,8 @@
 A round trip costs 20-200 ms on a real link, so each command uses the
 fewest the protocol allows (docs/performance.md, "Over a link"): a claim,
 a first claim and a heartbeat are one push connection each (a claim's read
-comes from the push connection's own advertisement), `--next` is one
+comes from the push connection's own advertisement; a claim's first beat
+reads first), `--next` is one
 listing (its fetch sharing the connection) and one push, a release is one
 listing and one push (a write guarded by a second ref negotiates on an
 advertisement of its own), and a
@@ -84,8 +85,8 @@ def test_each_command_costs_the_fewest_round_trips(make_world, scheme, tmp_path)
 
     # the read before the write is the push connection's own advertisement
     assert cost(alice, "claim", "640") == PUSH[scheme]
-    # the claim kept the notes tip it landed on: no beat reads first, the first neither
-    assert cost(alice, "claim", "heartbeat", "640") == PUSH[scheme]
+    # a claim's first beat reads (it proves no newer epoch exists), later ones do not
+    assert cost(alice, "claim", "heartbeat", "640") == LISTING[scheme] + PUSH[scheme]
     assert cost(alice, "claim", "heartbeat", "640") == PUSH[scheme]
     # a loser reads the ticket and fetches the holder's claim to name it, and writes nothing
     assert cost(bob, "claim", "640", code=1) == PUSH[scheme][:1] + LISTING_AND_FETCH[scheme]
@@ -276,3 +277,20 @@ def _kill_receive_packs(repo: Path) -> int:
                 except OSError:
                     pass
     return killed
+
+
+def test_a_first_beat_after_the_notes_were_deleted_finds_the_newer_claim(make_world):
+    """A reap and a newer claim land, then a stale clone's push deletes the notes
+    ref (plain git, a host without the guard): the holder's first beat would
+    find "no notes", as its claim left them, and land; it reads first, sees the
+    newer epoch, and is refused."""
+    world = make_world("git", "libgit2")
+    alice, bob, reaper = world.agent("alice"), world.agent("bob"), world.agent("reaper")
+    assert alice.claim("9").code == 0
+    assert reaper.cmd("reap", "--ttl", "0s", "--max-skew", "0s", "--force").code == 0
+    assert bob.claim("9").code == 0
+    subprocess.run(["git", "--git-dir", str(world.repo.path), "update-ref", "-d",
+                    "refs/notes/claims/9"], check=True)
+    beat = alice.cmd("claim", "heartbeat", "9")
+    assert beat.code == 1 and "bob" in beat.stderr, beat
+    assert "refs/notes/claims/9" not in remote_refs(world.repo)
