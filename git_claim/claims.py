@@ -141,9 +141,10 @@ def read_claims(session: Session, tickets: Sequence[str] | None = None, *,
                 for_push: bool = False) -> dict[str, ClaimView]:
     """The remote's claims (all, or just `tickets`), objects fetched as needed.
 
-    `for_push`: a write follows at once (a claim, a release): the listing is
-    read from the connection that write will use, where the transport can
-    keep one open, so the read costs no connection of its own.
+    `for_push`: a claim's push follows at once: the listing is read from the
+    connection that push will use, where the transport can keep one open, so
+    the read costs no connection of its own. Guarded writes (a release, a
+    beat) list the plain way: their push negotiates on a fresh advertisement.
     """
     settings = session.settings
     if tickets is None:
