@@ -30,12 +30,7 @@ from .record import (
 )
 from .session import Session
 
-CACHE_NAMESPACE = "refs/claim-cache/"
 WILDCARD_THRESHOLD = 32  # above this many missing refs, fetch by pattern
-
-
-def cache_ref(ref: str) -> str:
-    return CACHE_NAMESPACE + ref[len("refs/"):]
 
 
 @dataclass(frozen=True)
@@ -217,11 +212,11 @@ def _fetch_missing(session: Session, listed: dict[str, str], *, wildcard_ok: boo
         return
     if wildcard_ok and len(missing) > WILDCARD_THRESHOLD:
         prefixes = sorted({session.settings.ref_prefix, session.settings.notes_prefix})
-        specs = [f"+{p}*:{cache_ref(p)}*" for p in prefixes]
+        sources = [f"{prefix}*" for prefix in prefixes]
     else:
-        specs = [f"+{ref}:{cache_ref(ref)}" for ref in missing]
+        sources = missing
     try:
-        session.transport.fetch(specs)
+        session.transport.fetch(sources)
     except GitError as failure:
         # A ref may have moved or vanished between listing and fetching, or the
         # server cannot send one object (malformed, or a tag of a missing
@@ -229,15 +224,14 @@ def _fetch_missing(session: Session, listed: dict[str, str], *, wildcard_ok: boo
         # the set around failures, so that one bad claim spoils only itself:
         # its view comes back unknown.
         current = session.transport.list_refs(missing)
-        specs = [f"+{ref}:{cache_ref(ref)}" for ref in missing if ref in current]
-        _fetch_around_failures(session, specs, failure)
+        _fetch_around_failures(session, [ref for ref in missing if ref in current], failure)
 
 
 BISECT_FETCH_LIMIT = 64  # fetches spent isolating unfetchable refs
 
 
-def _fetch_around_failures(session: Session, specs: list[str], failure: GitError) -> None:
-    """Fetch `specs`, splitting any failing set in halves down to single refs.
+def _fetch_around_failures(session: Session, refs: list[str], failure: GitError) -> None:
+    """Fetch `refs`, splitting any failing set in halves down to single refs.
 
     k bad refs among n cost about 2k·log2(n/k) fetches; past the limit the
     rest is left unfetched (those claims read as unknown, and unknown claims
@@ -246,7 +240,7 @@ def _fetch_around_failures(session: Session, specs: list[str], failure: GitError
     latter is an error (exit 3), not a remote full of unreadable claims.
     """
     budget = BISECT_FETCH_LIMIT
-    pending = [specs] if specs else []
+    pending = [refs] if refs else []
     failed = False
     while pending and budget > 0:
         batch = pending.pop()
@@ -260,6 +254,6 @@ def _fetch_around_failures(session: Session, specs: list[str], failure: GitError
                 pending.extend([batch[middle:], batch[:middle]])
     if failed or pending:
         try:
-            session.transport.list_refs([spec.lstrip("+").split(":", 1)[0] for spec in specs[:1]])
+            session.transport.list_refs(refs[:1])
         except GitError:
             raise failure from None

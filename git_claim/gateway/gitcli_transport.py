@@ -34,7 +34,7 @@ from ..errors import GitError
 from ..safetext import clean
 from .credentials import safe_url
 from .localrepo import LocalRepo, first_line, run_git
-from .transport import RefUpdate, Transport, UpdateResult, UpdateStatus
+from .transport import RefUpdate, Transport, UpdateResult, UpdateStatus, fetch_refspecs
 
 PUSH_TIMEOUT = 120.0
 NO_ATOMIC = "does not support --atomic"  # git's words for a server without atomic pushes
@@ -95,10 +95,12 @@ class GitCliTransport(Transport):
                 found[name] = oid
         return found
 
-    def fetch(self, refspecs: Sequence[str]) -> None:
-        if refspecs:
-            self._git(["fetch", "--quiet", "--no-tags", "--no-write-fetch-head",
-                       "--no-auto-maintenance", self.remote, *refspecs])
+    def fetch(self, sources: Sequence[str]) -> None:
+        # --dry-run: git transfers and keeps the objects but updates no ref
+        # (a pattern refspec must still name a destination)
+        if sources:
+            self._git(["fetch", "--dry-run", "--quiet", "--no-tags", "--no-write-fetch-head",
+                       "--no-auto-maintenance", self.remote, *fetch_refspecs(sources)])
 
     def push(self, updates: Sequence[RefUpdate]) -> list[UpdateResult]:
         if not updates:

@@ -34,9 +34,17 @@ from ..errors import GitError
 from ..safetext import clean
 from .advertisement import advertised
 from .credentials import AuthFailed, Callbacks, safe_url
+from .download import download
 from .localrepo import LocalRepo
 from .nodelay import no_delay_on_tcp_sockets
-from .transport import ZERO_OID, RefUpdate, Transport, UpdateResult, UpdateStatus
+from .transport import (
+    ZERO_OID,
+    RefUpdate,
+    Transport,
+    UpdateResult,
+    UpdateStatus,
+    fetch_refspecs,
+)
 
 CONNECT_TIMEOUT_MS = 10_000
 SERVER_TIMEOUT_MS = 60_000
@@ -211,8 +219,8 @@ class Libgit2Transport(Transport):
     def close(self) -> None:
         self._held = None  # freeing the remote closes its connection
 
-    def fetch(self, refspecs: Sequence[str]) -> None:
-        if not refspecs:
+    def fetch(self, sources: Sequence[str]) -> None:
+        if not sources:
             return
         if self._held is not None and self._held[0] == DIRECTION_PUSH:
             # One connection at a time: a push connection kept idle through a
@@ -223,8 +231,7 @@ class Libgit2Transport(Transport):
             self._held = None
         callbacks = Callbacks(self.url)
         try:
-            self._connection(DIRECTION_FETCH).fetch(list(refspecs), callbacks=callbacks, proxy=True,
-                                                    message="git-claim: fetch claims")
+            download(self._connection(DIRECTION_FETCH), fetch_refspecs(sources), callbacks)
         except (pygit2.GitError, OSError, AuthFailed) as error:
             raise describe_error(error, self.url, callbacks) from error
 

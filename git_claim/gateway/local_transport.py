@@ -69,14 +69,13 @@ class LocalTransport(Libgit2Transport):
                     found[name] = str(target)
         return found
 
-    def fetch(self, refspecs: Sequence[str]) -> None:
+    def fetch(self, sources: Sequence[str]) -> None:
         """Copy objects straight from the remote's object database.
 
         (libgit2's local fetch negotiation fails on refs to tags of blobs,
         which is what claims are.)
         """
         remote = self._remote_repo()
-        sources = [spec.lstrip("+").split(":", 1)[0] for spec in refspecs]
         exact = [s for s in sources if not s.endswith("*")]
         prefixes = tuple(s[:-1] for s in sources if s.endswith("*"))
         wanted = dict(self.list_refs(prefixes)) if prefixes else {}
@@ -84,13 +83,21 @@ class LocalTransport(Libgit2Transport):
             found = _read_ref(remote, name)
             if found:
                 wanted[name] = found
+        target = self.local.repo.odb
+        copying: list[str] = []
+        seen: set[str] = set()
         for oid in wanted.values():
             try:
-                _copy_objects(oid, remote.odb, self.local.repo.odb, fetching=True)
+                copying += _missing_objects(oid, remote.odb, target, seen, fetching=True)
             except LOOKUP_ERRORS:
                 # an object the remote cannot produce (missing or corrupt): that one
                 # claim stays unreadable and is reported so; the others are unaffected
                 continue
+        if len(copying) >= PACK_AT:
+            _copy_as_pack(remote, copying, self.local.location.common_dir / "objects" / "pack")
+        else:
+            for oid in copying:
+                target.write(*remote.odb.read(oid))
 
     def push(self, updates: Sequence[RefUpdate]) -> list[UpdateResult]:
         remote = self._remote_repo()
@@ -191,28 +198,58 @@ class _Unguarded(_Stale):
     """The guard ref did not hold its expected value."""
 
 
-def _copy_objects(oid: str, source: pygit2.Odb, target: pygit2.Odb, *,
-                  fetching: bool = False) -> None:
-    """Copy `oid` and whatever it references that `target` lacks.
+def _copy_objects(oid: str, source: pygit2.Odb, target: pygit2.Odb) -> None:
+    """Copy `oid` and whatever it references that `target` lacks (one push's few objects)."""
+    for missing in _missing_objects(oid, source, target, set()):
+        target.write(*source.read(missing))
+
+
+# From this many objects a fetch writes one pack instead of loose objects: a
+# loose object is a file and a folder lookup each, seconds for the 10,000
+# claims of a large listing, and a pack is two files.
+PACK_AT = 64
+
+
+def _copy_as_pack(source: pygit2.Repository, oids: list[str], pack_folder: Path) -> None:
+    """Write `oids` (objects of `source`) as one pack into the local pack folder.
+
+    libgit2 writes the pack under a temporary name and renames it into place,
+    so a reader never sees half a pack.
+    """
+    builder = pygit2.PackBuilder(source)
+    for oid in oids:
+        builder.add(pygit2.Oid(hex=oid))
+    builder.write(str(pack_folder))
+
+
+def _missing_objects(oid: str, source: pygit2.Odb, target: pygit2.Odb, seen: set[str], *,
+                     fetching: bool = False) -> list[str]:
+    """`oid` and whatever it references that `target` lacks and `seen` does not hold.
 
     When fetching, a foreign tag or blob larger than the tool ever parses is
     left behind (it would be read whole into memory to be copied); its claim
-    then reads as unreadable, which is what it would be anyway.
+    then reads as unreadable, which is what it would be anyway. Raises a
+    lookup error when `source` cannot produce an object.
     """
     from pygit2.enums import ObjectType
 
+    found: list[str] = []
+    visited: set[str] = set()
     pending = [oid]
     while pending:
         current = pending.pop()
-        if target.exists(current):
+        if current in seen or current in visited or target.exists(current):
             continue
+        visited.add(current)
         if fetching:
             kind, size = source.read_header(current)
             if size > MAX_OBJECT_BYTES and kind in (ObjectType.TAG, ObjectType.BLOB):
                 continue
         kind, data = source.read(current)
         pending.extend(_references(kind, data))
-        target.write(kind, data)
+        found.append(current)
+    seen.update(found)
+    return found
 
 
 def _read_ref(repo: pygit2.Repository, name: str) -> str | None:
