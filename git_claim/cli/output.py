@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import json
 import os
 import sys
-import traceback
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
@@ -35,6 +33,8 @@ DEBUG_VARIABLE = "GIT_CLAIM_DEBUG"
 
 
 def emit_json(document: Any) -> None:
+    import json  # here, not at the top: `-h` and the human output never need it
+
     click.echo(json.dumps(document, sort_keys=True, default=str))
 
 
@@ -73,6 +73,8 @@ def reporting(*, as_json: bool, command: str) -> Iterator[None]:
         _fail("interrupted", "interrupted", int(ExitCode.INTERRUPTED), as_json, command, {})
     except Exception as error:  # a bug: still one line, details on request
         if os.environ.get(DEBUG_VARIABLE):
+            import traceback
+
             traceback.print_exc()
         _fail(f"internal error: {type(error).__name__}: {clean(str(error))}"
               f" (set {DEBUG_VARIABLE}=1 for details)", "internal", int(ExitCode.GIT_ERROR),
@@ -82,6 +84,8 @@ def reporting(*, as_json: bool, command: str) -> Iterator[None]:
 def _fail(message: str, kind: str, code: int, as_json: bool, command: str,
           details: dict[str, Any]) -> None:
     if os.environ.get(DEBUG_VARIABLE) and sys.exc_info()[0] is not None and kind != "internal":
+        import traceback
+
         traceback.print_exc()
     if as_json:
         emit_json(error_document(message, kind, code, **details))
