@@ -19,6 +19,7 @@ every few seconds frees a dead claim within TTL plus one run interval.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass, field, replace
 from enum import Enum
 from typing import Any
@@ -331,6 +332,9 @@ def _settled(judged: _Judged, decided: list[ClaimView],
 
 # Why a reap the reaper meant to write is not done, by the kind of skip it becomes.
 _LEFT_UNDONE = {SkipKind.REFUSED: Undone.REFUSED, SkipKind.UNWRITABLE: Undone.UNWRITABLE}
+# From this many reaps in one run, their notes are written as one pack, not
+# as three loose objects each (see gateway/memory_objects.py).
+ONE_PACK_AT = 16
 
 
 def _decide_reaps(session: Session, views: list[ClaimView], *, ttl: float,
@@ -348,22 +352,26 @@ def _decide_reaps(session: Session, views: list[ClaimView], *, ttl: float,
     updates: list[RefUpdate] = []
     by_ref: dict[str, tuple[ClaimView, LivenessRecord, str]] = {}
     ops: dict[str, oplog.Op] = {}
-    for view in views:
-        assert view.oid is not None and view.record is not None
-        event = LivenessRecord(event=EVENT_REAPED, time=at, agent=settings.agent,
-                               seq=(view.note.seq if view.note else 0) + 1, ttl=ttl,
-                               holder=view.record.agent)
-        try:
-            commit = session.local.notes_commit(
-                view.notes_tip, view.oid, event.to_text(), message=f"reaped {view.ticket}",
-                author=settings.agent, email=f"agent@{EMAIL_DOMAIN}", time=at)
-        except GitError as error:
-            left[view.ticket] = (SkipKind.UNWRITABLE,
-                                 f"the reap could not be written: {error.message}")
-            continue
-        ref = settings.notes_ref(view.ticket)
-        updates.append(RefUpdate(ref, commit, view.notes_tip, Guard(view.ref, view.oid)))
-        by_ref[ref] = (view, event, commit)
+    batch = session.local.writing_one_pack() if len(views) >= ONE_PACK_AT else nullcontext()
+    with batch:
+        for view in views:
+            assert view.oid is not None and view.record is not None
+            event = LivenessRecord(event=EVENT_REAPED, time=at, agent=settings.agent,
+                                   seq=(view.note.seq if view.note else 0) + 1, ttl=ttl,
+                                   holder=view.record.agent)
+            try:
+                commit = session.local.notes_commit(
+                    view.notes_tip, view.oid, event.to_text(), message=f"reaped {view.ticket}",
+                    author=settings.agent, email=f"agent@{EMAIL_DOMAIN}", time=at)
+            except GitError as error:
+                left[view.ticket] = (SkipKind.UNWRITABLE,
+                                     f"the reap could not be written: {error.message}")
+                continue
+            ref = settings.notes_ref(view.ticket)
+            updates.append(RefUpdate(ref, commit, view.notes_tip, Guard(view.ref, view.oid)))
+            by_ref[ref] = (view, event, commit)
+    for ref, (view, _, commit) in by_ref.items():
+        # logged once the notes are on disk: a crash before then leaves no op behind
         ops[ref] = oplog.begin("reap", view.ticket, agent=settings.agent, tag=view.oid,
                                judged=oplog.wall(at), ttl=ttl)
         ops[ref].step(commit=commit)

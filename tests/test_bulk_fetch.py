@@ -5,12 +5,13 @@ one go. It needs the objects only: a local ref per claim cost seconds at
 10,000 claims (bench/, "reap"), so none is written, on every scheme and
 with both transports. The objects are then reachable from no local ref,
 so a `git gc --prune=now` in the clone may take them again: the next
-reader fetches them again.
+reader fetches them again. A reap of many claims writes its notes as one
+pack, not as loose objects.
 """
 
 from __future__ import annotations
 
-from agents import ticket_state
+from agents import remote_refs, ticket_state
 from test_pruned_objects import prune
 
 MANY = 40  # above the pattern-fetch threshold (claims.WILDCARD_THRESHOLD = 32)
@@ -63,4 +64,11 @@ def test_many_missing_claims_are_read_without_local_refs(world):
         ref.rsplit("/", 1)[1] for ref in seeded)
     assert all(ticket_state(world.repo, ref.rsplit("/", 1)[1]).state == "free" for ref in seeded)
     assert ticket_state(world.repo, "640").agent == "bob"
+    # the reap's 40 notes commits were written in a pack, none as a loose object
+    notes = [oid for ref, oid in remote_refs(world.repo).items()
+             if ref.startswith("refs/notes/claims/B")]
+    assert len(notes) == MANY
+    objects = alice.workdir / ".git" / "objects"
+    assert not [oid for oid in notes if (objects / oid[:2] / oid[2:]).exists()], notes
+    assert all(alice.git("cat-file", "-e", oid, check=False).code == 0 for oid in notes)
     assert local_refs(alice) == before

@@ -8,6 +8,7 @@ settings, and a git subcommand must see exactly what git sees.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import cached_property
 
@@ -16,6 +17,7 @@ from pygit2.enums import ObjectType
 from ..errors import GitError
 from .discovery import Location, first_line, locate, read_config, run_git
 from .libgit2_env import pygit2
+from .memory_objects import objects_in_memory
 
 __all__ = ["LOOKUP_ERRORS", "MAX_OBJECT_BYTES", "LocalRepo", "Location", "TagInfo",
            "first_line", "locate", "read_config", "run_git"]
@@ -56,6 +58,31 @@ class LocalRepo:
 
     def has(self, oid: str) -> bool:
         return bool(self.repo.odb.exists(oid))
+
+    @contextmanager
+    def writing_one_pack(self) -> Iterator[None]:
+        """Objects written inside land on disk as one pack when it ends, not loose.
+
+        For many objects at once (a reap's notes): a loose object costs a
+        file, often a folder, and a check of the store, about 1.3 ms each.
+        Everything else this repository does inside reads the new objects
+        as usual; other processes see them once the block ends. On an
+        exception they are dropped.
+        """
+        pack_folder = self.location.common_dir / "objects" / "pack"
+        with objects_in_memory(self.location.git_dir, pack_folder) as scratch:
+            if scratch is None:
+                yield
+                return
+            before = self.__dict__.get("repo")
+            self.__dict__["repo"] = scratch  # the cached_property's slot
+            try:
+                yield
+            finally:
+                if before is None:
+                    del self.__dict__["repo"]
+                else:
+                    self.__dict__["repo"] = before
 
     def resolve(self, revision: str) -> str | None:
         """A revision to a commit id, or None when it does not resolve."""
