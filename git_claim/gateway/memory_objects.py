@@ -22,6 +22,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
+from ..errors import GitError
 from .libgit2_env import pygit2
 
 # above the loose (1) and packed (2) backends: new objects are written here
@@ -49,14 +50,18 @@ def objects_in_memory(git_dir: Path, pack_folder: Path) -> Iterator[pygit2.Repos
         yield None
         return
     yield scratch
-    builder = pygit2.PackBuilder(scratch)
-    status = functions["git_mempack_write_thin_pack"](backend, _address(builder._packbuilder))
-    if status < 0:
-        from pygit2.errors import check_error
+    try:
+        builder = pygit2.PackBuilder(scratch)
+        status = functions["git_mempack_write_thin_pack"](backend, _address(builder._packbuilder))
+        if status < 0:
+            from pygit2.errors import check_error
 
-        check_error(status)
-    if len(builder):
-        builder.write(str(pack_folder))
+            check_error(status)
+        if len(builder):
+            builder.write(str(pack_folder))
+    except (pygit2.GitError, OSError) as error:
+        # (a full disk, a folder we may not write): nothing was pushed yet
+        raise GitError(f"cannot write new objects to {pack_folder}: {error}") from error
 
 
 def _add_memory_backend(repo: pygit2.Repository,
