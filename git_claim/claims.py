@@ -14,7 +14,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from .clock import now
-from .errors import GitError
+from .errors import GitError, NoteUnreadable
 from .record import (
     EVENT_HANDED,
     EVENT_HEARTBEAT,
@@ -63,6 +63,7 @@ class ClaimView:
     claims: tuple[tuple[int, str], ...] = ()  # every epoch listed, (epoch, tag id)
     handed_to: str | None = None  # a hand-off not yet taken up: the agent it waits for
     handed_from: str | None = None  # ... and the holder who handed it
+    note_unreadable: bool = False  # the notes tip is here but not whole: state unknown
 
     @property
     def state(self) -> str:
@@ -101,7 +102,12 @@ def _view(session: Session, ticket: str, claims: dict[int, str],
     oid = claims[epoch]
     ref = settings.claim_ref(ticket, epoch)
     record = _claim_record(session, ticket, oid)
-    note_bytes = session.local.note_on(notes_tip, oid)
+    try:
+        note_bytes = session.local.read_note(notes_tip, oid)
+    except NoteUnreadable as unreadable:
+        # its last heartbeat or release may be in there: never judged as no note
+        return ClaimView(ticket, ref, oid, replace(record, state=STATE_UNKNOWN, problem=str(
+            unreadable)), notes_tip, None, epoch, claims=listed, note_unreadable=True)
     note = parse_liveness(note_bytes) if note_bytes is not None else None
     if note is not None and note.event == EVENT_HANDED and record.state == STATE_HELD:
         # in force for the agent it names alone, since the hand-off (its last sign of life)
@@ -170,6 +176,17 @@ def read_claims(session: Session, tickets: Sequence[str] | None = None, *,
         views[ticket] = _view(session, ticket, claims.get(ticket, {}), notes_tips.get(ticket))
         if progress is not None:
             progress(count, len(names))
+    torn = [ticket for ticket, view in views.items() if view.note_unreadable]
+    if torn:
+        # A notes tip this clone has but cannot read whole (a copy cut short, a
+        # `git gc` pruning it): a fetch skips tips that are present, so fetch
+        # them again; what still cannot be read stays unknown, never "no note".
+        try:
+            transport.refetch([settings.notes_ref(ticket) for ticket in torn])
+        except GitError:
+            pass
+        for ticket in torn:
+            views[ticket] = _view(session, ticket, claims.get(ticket, {}), notes_tips.get(ticket))
     return views
 
 

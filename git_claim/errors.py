@@ -83,3 +83,7 @@ class IncompleteError(ClaimError):
 
     exit_code = ExitCode.INCOMPLETE
     kind = "incomplete"
+
+
+class NoteUnreadable(Exception):
+    """A notes commit this clone cannot read whole: whether a note is there is unknown."""

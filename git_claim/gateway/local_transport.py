@@ -69,11 +69,15 @@ class LocalTransport(Libgit2Transport):
                     found[name] = str(target)
         return found
 
-    def fetch(self, sources: Sequence[str]) -> None:
+    def refetch(self, refs: Sequence[str]) -> None:
+        self.fetch(refs, whole=True)
+
+    def fetch(self, sources: Sequence[str], *, whole: bool = False) -> None:
         """Copy objects straight from the remote's object database.
 
         (libgit2's local fetch negotiation fails on refs to tags of blobs,
-        which is what claims are.)
+        which is what claims are.) `whole`: look inside objects already
+        present too, for tips this clone has but cannot read whole.
         """
         remote = self._remote_repo()
         exact = [s for s in sources if not s.endswith("*")]
@@ -88,7 +92,8 @@ class LocalTransport(Libgit2Transport):
         seen: set[str] = set()
         for oid in wanted.values():
             try:
-                copying += _missing_objects(oid, remote.odb, target, seen, fetching=True)
+                copying += _missing_objects(oid, remote.odb, target, seen, fetching=True,
+                                            whole=whole)
             except LOOKUP_ERRORS:
                 # an object the remote cannot produce (missing or corrupt): that one
                 # claim stays unreadable and is reported so; the others are unaffected
@@ -223,31 +228,46 @@ def _copy_as_pack(source: pygit2.Repository, oids: list[str], pack_folder: Path)
 
 
 def _missing_objects(oid: str, source: pygit2.Odb, target: pygit2.Odb, seen: set[str], *,
-                     fetching: bool = False) -> list[str]:
+                     fetching: bool = False, whole: bool = False) -> list[str]:
     """`oid` and whatever it references that `target` lacks and `seen` does not hold.
+
+    Children come before their parents (post-order), and callers write in
+    this order: a copy cut short (SIGKILL, a full disk) leaves objects
+    nothing refers to, never a commit or tree without what it names. Written
+    the other way, the next copy finds the parent present, skips it and its
+    children, and a notes commit stays without its note (on the remote, a
+    ref would then point to it).
 
     When fetching, a foreign tag or blob larger than the tool ever parses is
     left behind (it would be read whole into memory to be copied); its claim
-    then reads as unreadable, which is what it would be anyway. Raises a
-    lookup error when `source` cannot produce an object.
+    then reads as unreadable, which is what it would be anyway. `whole`:
+    objects `target` has are looked into too (found only if missing). Raises
+    a lookup error when `source` cannot produce an object.
     """
     from pygit2.enums import ObjectType
 
     found: list[str] = []
-    visited: set[str] = set()
-    pending = [oid]
+    expanded: set[str] = set()
+    pending: list[tuple[str, bool]] = [(oid, False)]
     while pending:
-        current = pending.pop()
-        if current in seen or current in visited or target.exists(current):
+        current, children_done = pending.pop()
+        if children_done:
+            found.append(current)
             continue
-        visited.add(current)
+        if current in seen or current in expanded:
+            continue
+        present = target.exists(current)
+        if present and not whole:
+            continue
+        expanded.add(current)
         if fetching:
             kind, size = source.read_header(current)
             if size > MAX_OBJECT_BYTES and kind in (ObjectType.TAG, ObjectType.BLOB):
                 continue
         kind, data = source.read(current)
-        pending.extend(_references(kind, data))
-        found.append(current)
+        if not present:
+            pending.append((current, True))
+        pending.extend((child, False) for child in _references(kind, data))
     seen.update(found)
     return found
 

@@ -14,7 +14,7 @@ from functools import cached_property
 
 from pygit2.enums import ObjectType
 
-from ..errors import GitError
+from ..errors import GitError, NoteUnreadable
 from .discovery import Location, first_line, locate, read_config, run_git
 from .libgit2_env import pygit2
 from .memory_objects import objects_in_memory
@@ -157,15 +157,39 @@ class LocalRepo:
     # Notes: one notes ref per ticket, a flat tree keyed by annotated object id.
 
     def note_on(self, notes_tip: str | None, annotated: str) -> bytes | None:
-        """The note on `annotated` in the notes commit `notes_tip`."""
+        """The note on `annotated` in the notes commit `notes_tip`; None if none can be read."""
+        try:
+            return self.read_note(notes_tip, annotated)
+        except NoteUnreadable:
+            return None
+
+    def read_note(self, notes_tip: str | None, annotated: str) -> bytes | None:
+        """The note on `annotated` in `notes_tip`: None only when the tree says there is none.
+
+        Raises NoteUnreadable when this clone cannot tell: the commit, a tree
+        on the way or the note's blob is missing (an interrupted copy, a
+        `git gc --prune=now` that has deleted part of it, a partial clone) or
+        is not what a note is. Such a note may be a heartbeat: a reader that
+        took it for "no note" would judge a live claim silent.
+        """
         if not notes_tip:
             return None
         try:
-            tree = self.repo[notes_tip].peel(pygit2.Tree)
-        except LOOKUP_ERRORS:
+            commit = self.repo[notes_tip]
+            if not isinstance(commit, pygit2.Commit):
+                raise NoteUnreadable(f"the notes tip {notes_tip[:12]} is not a commit")
+            tree = commit.tree
+            found = _note_entry_strict(self.repo, tree, annotated)
+        except LOOKUP_ERRORS as error:
+            raise NoteUnreadable(f"the notes commit {notes_tip[:12]} cannot be read in this"
+                                 f" clone ({type(error).__name__})") from None
+        if found is None:
             return None
-        found = _note_entry(tree, annotated)
-        return self.read_blob(found[1]) if found else None
+        data = self.read_blob(found)
+        if data is None:
+            raise NoteUnreadable(f"the note {found[:12]} in notes commit {notes_tip[:12]}"
+                                 " cannot be read in this clone")
+        return data
 
     def note_set_by(self, commit: str | None, annotated: str) -> bool:
         """Whether notes commit `commit` itself wrote the note on `annotated`.
@@ -257,6 +281,35 @@ def _note_entry(tree: pygit2.Tree, annotated: str) -> tuple[str, str] | None:
             continue
         if entry.type_str == "blob":
             return path, str(entry.id)
+    return None
+
+
+def _note_entry_strict(repo: pygit2.Repository, tree: pygit2.Tree, annotated: str) -> str | None:
+    """The blob id of the note on `annotated`, flat or under fan-out folders; None if absent.
+
+    Unlike `_note_entry`, a fan-out folder whose tree this clone lacks is an
+    error (LOOKUP_ERRORS), not an absent note.
+    """
+    for depth in range(0, 4):
+        parts = [annotated[2 * i: 2 * i + 2] for i in range(depth)] + [annotated[2 * depth:]]
+        current: pygit2.Tree | None = tree
+        for folder in parts[:-1]:
+            if current is None or folder not in current:
+                current = None
+                break
+            entry = current[folder]
+            if entry.type_str != "tree":
+                current = None
+                break
+            subtree = repo[entry.id]  # missing here: raises, never "no note"
+            if not isinstance(subtree, pygit2.Tree):
+                raise ValueError(f"{entry.id} is not a tree")
+            current = subtree
+        if current is None or parts[-1] not in current:
+            continue
+        entry = current[parts[-1]]
+        if entry.type_str == "blob":
+            return str(entry.id)
     return None
 
 

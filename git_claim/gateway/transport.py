@@ -95,6 +95,15 @@ class Transport(ABC):
         costs tens of system calls, seconds at 10,000 claims.
         """
 
+    def refetch(self, refs: Sequence[str]) -> None:
+        """Fetch the objects of `refs` whose tips this clone has but cannot read whole.
+
+        :meth:`fetch` may skip a ref whose tip object is present; this one
+        must bring what that tip references and the clone lacks. The git
+        CLI's fetch does (its connectivity check fails and it fetches).
+        """
+        self.fetch(refs)
+
     @abstractmethod
     def push(self, updates: Sequence[RefUpdate]) -> list[UpdateResult]:
         """Apply each update as a compare-and-swap; results in the order given."""
