@@ -55,7 +55,7 @@ from servers import start_server  # noqa: E402
 
 from . import checker  # noqa: E402
 
-FAULT_KINDS = ("kill", "pause", "cut", "partition", "cut-upload", "slow")
+FAULT_KINDS = ("kill", "pause", "cut", "partition", "cut-upload", "slow", "prune")
 # signals to the tool's own process under the `git` wrapper, or to the loop's whole group
 SIGNAL_KINDS = ("kill-run", "term-run", "int-run", "kill-group", "term-group", "int-group")
 INJECTED = FAULT_KINDS + SIGNAL_KINDS  # what the injector picks from
@@ -557,6 +557,34 @@ class Soak:
             _send(outside, signal.SIGKILL)
             run = slot.run
         self.fault("kill", t=t, agent=slot.name, run=run, pids=pids, outside=outside)
+        return True
+
+    def inject_prune(self) -> bool:
+        """`git gc --prune=now` or `git prune --expire=now`, again and again for a few
+        seconds, in the reaper's clone or an agent's, while they work.
+
+        Claim tags and notes are reachable from no local ref, so these delete
+        them under a running command, one object at a time: a reader can find
+        a notes commit without its note (it must not take that for "no note").
+        """
+        where = self.rng.choice([self.reaper, self.reaper, *self.slots])
+        workdir = where.clone.workdir
+        length = self.rng.uniform(2.0, 6.0)
+        t = time.time()
+
+        def prune_for_a_while() -> None:
+            count = 0
+            while time.time() < t + length and not self.stopping.is_set():
+                command = ["gc", "--quiet", "--prune=now"] if self.rng.random() < 0.3 \
+                    else ["prune", "--expire=now"]
+                subprocess.run(["git", "-C", str(workdir), "-c", "gc.reflogExpire=now",
+                                "-c", "gc.reflogExpireUnreachable=now", *command],
+                               env=self.env, capture_output=True, timeout=60)
+                count += 1
+            self.fault("prune", t=t, until=time.time(), agent=where.name, runs=count)
+
+        thread = threading.Thread(target=prune_for_a_while, daemon=True)
+        thread.start()
         return True
 
     def inject_pause(self) -> bool:
