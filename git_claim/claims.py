@@ -64,6 +64,7 @@ class ClaimView:
     handed_to: str | None = None  # a hand-off not yet taken up: the agent it waits for
     handed_from: str | None = None  # ... and the holder who handed it
     note_unreadable: bool = False  # the notes tip is here but not whole: state unknown
+    note_missing: str | None = None  # ... and the note's blob id, when known
 
     @property
     def state(self) -> str:
@@ -107,7 +108,8 @@ def _view(session: Session, ticket: str, claims: dict[int, str],
     except NoteUnreadable as unreadable:
         # its last heartbeat or release may be in there: never judged as no note
         return ClaimView(ticket, ref, oid, replace(record, state=STATE_UNKNOWN, problem=str(
-            unreadable)), notes_tip, None, epoch, claims=listed, note_unreadable=True)
+            unreadable)), notes_tip, None, epoch, claims=listed, note_unreadable=True,
+            note_missing=unreadable.missing)
     note = parse_liveness(note_bytes) if note_bytes is not None else None
     if note is not None and note.event == EVENT_HANDED and record.state == STATE_HELD:
         # in force for the agent it names alone, since the hand-off (its last sign of life)
@@ -181,8 +183,9 @@ def read_claims(session: Session, tickets: Sequence[str] | None = None, *,
         # A notes tip this clone has but cannot read whole (a copy cut short, a
         # `git gc` pruning it): a fetch skips tips that are present, so fetch
         # them again; what still cannot be read stays unknown, never "no note".
+        missing = [view.note_missing for view in views.values() if view.note_missing]
         try:
-            transport.refetch([settings.notes_ref(ticket) for ticket in torn])
+            transport.refetch([settings.notes_ref(ticket) for ticket in torn], missing)
         except GitError:
             pass
         for ticket in torn:

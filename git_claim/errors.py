@@ -87,3 +87,7 @@ class IncompleteError(ClaimError):
 
 class NoteUnreadable(Exception):
     """A notes commit this clone cannot read whole: whether a note is there is unknown."""
+
+    def __init__(self, message: str, missing: str | None = None) -> None:
+        super().__init__(message)
+        self.missing = missing  # the note's blob id, when the tree that names it was read

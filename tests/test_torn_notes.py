@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import subprocess
 
-from agents import remote_refs, ticket_state, with_env
+import pytest
+
+from agents import Agent, remote_refs, ticket_state, with_env
 
 
 def plant_commit_without_note(reader, repo_path, tip: str) -> str:
@@ -74,3 +76,38 @@ def test_a_note_that_cannot_be_fetched_reads_as_unknown_and_is_not_reaped(sample
     reaped = alice.cmd("reap", "--ttl", "15m", "--json")
     assert not reaped.json()["reaped"], reaped
     assert ticket_state(world.repo, "640").agent == "bob"
+
+
+def partial_clone(world, name: str):
+    """A clone made with `--filter=blob:none` and `claim.transport git`: no note blob arrives."""
+    subprocess.run(["git", "--git-dir", str(world.repo.path), "config", "uploadpack.allowFilter",
+                    "true"], check=True)
+    workdir = world.root / name
+    subprocess.run(["git", "clone", "-q", "--filter=blob:none", world.repo.url, str(workdir)],
+                   env=world.env, check=True, capture_output=True)
+    env = {**world.env, "GIT_CLAIM_AGENT": name}
+    subprocess.run(["git", "-C", str(workdir), "config", "claim.transport", "git"], env=env,
+                   check=True)
+    return Agent(name, workdir, env, world.repo)
+
+
+@pytest.mark.parametrize("scheme", ["file", "git", "http"])
+def test_a_partial_clone_reads_notes_and_claims_a_released_ticket(make_world, scheme):
+    world = make_world(scheme, "git")
+    bob = world.agent("bob")
+    assert bob.claim("641").code == 0
+    assert bob.release("641").code == 0  # free again: its release is a note
+    assert bob.cmd("claim", "642", env=with_env(bob, GIT_CLAIM_CLOCK_OFFSET="-7200")).code == 0
+    assert bob.claim("643").code == 0
+    assert bob.claim("heartbeat", "643").code == 0
+    alice = partial_clone(world, "alice")
+
+    listed = alice.cmd("claim", "list", "--json")
+    assert listed.code == 0, listed
+    rows = {row["ticket"]: row for row in listed.json()}
+    assert set(rows) == {"642", "643"} and rows["643"]["state"] == "live", rows
+    taken = alice.claim("641")
+    assert taken.code == 0, taken
+    reaped = alice.cmd("reap", "--ttl", "15m", "--json")
+    assert [e["ticket"] for e in reaped.json()["reaped"]] == ["642"], reaped
+    assert ticket_state(world.repo, "643").agent == "bob"

@@ -37,6 +37,10 @@ from .localrepo import LocalRepo, first_line, run_git
 from .transport import RefUpdate, Transport, UpdateResult, UpdateStatus, fetch_refspecs
 
 PUSH_TIMEOUT = 120.0
+# A refetch repairs a clone's view of a few notes: it must not hold a listing
+# for the push timeout (what cannot be read in time stays unknown).
+REFETCH_TIMEOUT = 20.0
+MAX_LAZY_OBJECTS = 200  # a partial clone fetches each missing blob on its own
 NO_ATOMIC = "does not support --atomic"  # git's words for a server without atomic pushes
 MESSAGE_LIMIT = 400  # a result's message, the host's words included
 HOST_WORDS_LIMIT = 300
@@ -94,6 +98,24 @@ class GitCliTransport(Transport):
             if name.startswith(tuple(prefixes)) and not name.endswith("^{}"):
                 found[name] = oid
         return found
+
+    def refetch(self, refs: Sequence[str], objects: Sequence[str] = ()) -> None:
+        """A fetch, then a read of the objects still missing, within REFETCH_TIMEOUT each.
+
+        In a partial clone (`--filter=blob:none`) the fetch brings no blob:
+        the promised ones pass git's connectivity check. Reading them with
+        `git cat-file` makes git fetch them from the promisor remote; in a
+        full clone it only reports them missing.
+        """
+        if refs:
+            self._git(["fetch", "--dry-run", "--quiet", "--no-tags", "--no-write-fetch-head",
+                       "--no-auto-maintenance", self.remote, *fetch_refspecs(refs)],
+                      timeout=REFETCH_TIMEOUT)
+        wanted = list(objects)[:MAX_LAZY_OBJECTS]
+        if wanted:
+            run_git([*self.base_args, "cat-file", "--batch-check"],
+                    input_text="".join(f"{oid}\n" for oid in wanted), timeout=REFETCH_TIMEOUT,
+                    check=False)
 
     def fetch(self, sources: Sequence[str]) -> None:
         # --dry-run: git transfers and keeps the objects but updates no ref

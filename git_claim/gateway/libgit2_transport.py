@@ -235,11 +235,11 @@ class Libgit2Transport(Transport):
         except (pygit2.GitError, OSError, AuthFailed) as error:
             raise describe_error(error, self.url, callbacks) from error
 
-    def refetch(self, refs: Sequence[str]) -> None:
+    def refetch(self, refs: Sequence[str], objects: Sequence[str] = ()) -> None:
         """Through the git CLI: libgit2 never asks for a tip the clone has."""
         from .gitcli_transport import GitCliTransport
 
-        GitCliTransport(self.local, self.remote_name, self.url).fetch(refs)
+        GitCliTransport(self.local, self.remote_name, self.url).refetch(refs, objects)
 
     def push(self, updates: Sequence[RefUpdate]) -> list[UpdateResult]:
         specs = [f"+{u.new}:{u.ref}" if u.new else f":{u.ref}" for u in updates]

@@ -69,7 +69,7 @@ class LocalTransport(Libgit2Transport):
                     found[name] = str(target)
         return found
 
-    def refetch(self, refs: Sequence[str]) -> None:
+    def refetch(self, refs: Sequence[str], objects: Sequence[str] = ()) -> None:
         self.fetch(refs, whole=True)
 
     def fetch(self, sources: Sequence[str], *, whole: bool = False) -> None:
@@ -98,11 +98,17 @@ class LocalTransport(Libgit2Transport):
                 # an object the remote cannot produce (missing or corrupt): that one
                 # claim stays unreadable and is reported so; the others are unaffected
                 continue
-        if len(copying) >= PACK_AT:
-            _copy_as_pack(remote, copying, self.local.location.common_dir / "objects" / "pack")
-        else:
-            for oid in copying:
-                target.write(*remote.odb.read(oid))
+        try:
+            if len(copying) >= PACK_AT:
+                _copy_as_pack(remote, copying,
+                              self.local.location.common_dir / "objects" / "pack")
+            else:
+                for oid in copying:
+                    target.write(*remote.odb.read(oid))
+        except (pygit2.GitError, OSError) as error:
+            # (a `git prune` or `git gc` in this clone removing a folder under our
+            # write, a full disk): what was not copied reads as unknown, not as absent
+            raise GitError(f"cannot copy objects into this clone: {error}") from error
 
     def push(self, updates: Sequence[RefUpdate]) -> list[UpdateResult]:
         remote = self._remote_repo()

@@ -188,7 +188,7 @@ class LocalRepo:
         data = self.read_blob(found)
         if data is None:
             raise NoteUnreadable(f"the note {found[:12]} in notes commit {notes_tip[:12]}"
-                                 " cannot be read in this clone")
+                                 " cannot be read in this clone", missing=found)
         return data
 
     def note_set_by(self, commit: str | None, annotated: str) -> bool:

@@ -95,12 +95,13 @@ class Transport(ABC):
         costs tens of system calls, seconds at 10,000 claims.
         """
 
-    def refetch(self, refs: Sequence[str]) -> None:
+    def refetch(self, refs: Sequence[str], objects: Sequence[str] = ()) -> None:
         """Fetch the objects of `refs` whose tips this clone has but cannot read whole.
 
         :meth:`fetch` may skip a ref whose tip object is present; this one
-        must bring what that tip references and the clone lacks. The git
-        CLI's fetch does (its connectivity check fails and it fetches).
+        must bring what that tip references and the clone lacks, `objects`
+        (ids known to be missing) included. The git CLI's fetch does (its
+        connectivity check fails and it fetches), except in a partial clone.
         """
         self.fetch(refs)
 
