@@ -164,32 +164,39 @@ class LocalRepo:
             return None
 
     def read_note(self, notes_tip: str | None, annotated: str) -> bytes | None:
-        """The note on `annotated` in `notes_tip`: None only when the tree says there is none.
+        """The note on `annotated` in `notes_tip`, or None when there is no readable note.
 
-        Raises NoteUnreadable when this clone cannot tell: the commit, a tree
-        on the way or the note's blob is missing (an interrupted copy, a
-        `git gc --prune=now` that has deleted part of it, a partial clone) or
-        is not what a note is. Such a note may be a heartbeat: a reader that
-        took it for "no note" would judge a live claim silent.
+        Raises NoteUnreadable when this clone lacks an object on the way (the
+        commit, a tree, the note's blob): an interrupted copy, a `git gc
+        --prune=now` that has deleted part of it, a partial clone. Such a note
+        may be a heartbeat: a reader that took it for "no note" would judge a
+        live claim silent. What is here but is not a note (a tip that is not
+        a commit, a blob too large or not a blob) is the remote's content and
+        proves no life, as before: None.
         """
         if not notes_tip:
             return None
+        odb = self.repo.odb
+        if not odb.exists(notes_tip):
+            raise NoteUnreadable(f"the notes commit {notes_tip[:12]} is not in this clone")
         try:
             commit = self.repo[notes_tip]
-            if not isinstance(commit, pygit2.Commit):
-                raise NoteUnreadable(f"the notes tip {notes_tip[:12]} is not a commit")
-            tree = commit.tree
-            found = _note_entry_strict(self.repo, tree, annotated)
-        except LOOKUP_ERRORS as error:
-            raise NoteUnreadable(f"the notes commit {notes_tip[:12]} cannot be read in this"
-                                 f" clone ({type(error).__name__})") from None
+        except LOOKUP_ERRORS:
+            return None
+        if not isinstance(commit, pygit2.Commit):
+            return None
+        if not odb.exists(commit.tree_id):
+            raise NoteUnreadable(f"the tree of notes commit {notes_tip[:12]} is not in this clone")
+        try:
+            found = _note_entry_strict(self.repo, commit.tree, annotated)
+        except LOOKUP_ERRORS:
+            return None
         if found is None:
             return None
-        data = self.read_blob(found)
-        if data is None:
+        if not odb.exists(found):
             raise NoteUnreadable(f"the note {found[:12]} in notes commit {notes_tip[:12]}"
                                  " cannot be read in this clone", missing=found)
-        return data
+        return self.read_blob(found)
 
     def note_set_by(self, commit: str | None, annotated: str) -> bool:
         """Whether notes commit `commit` itself wrote the note on `annotated`.
@@ -287,8 +294,8 @@ def _note_entry(tree: pygit2.Tree, annotated: str) -> tuple[str, str] | None:
 def _note_entry_strict(repo: pygit2.Repository, tree: pygit2.Tree, annotated: str) -> str | None:
     """The blob id of the note on `annotated`, flat or under fan-out folders; None if absent.
 
-    Unlike `_note_entry`, a fan-out folder whose tree this clone lacks is an
-    error (LOOKUP_ERRORS), not an absent note.
+    Unlike `_note_entry`, a fan-out folder whose tree this clone lacks raises
+    NoteUnreadable, never reads as an absent note.
     """
     for depth in range(0, 4):
         parts = [annotated[2 * i: 2 * i + 2] for i in range(depth)] + [annotated[2 * depth:]]
@@ -301,7 +308,9 @@ def _note_entry_strict(repo: pygit2.Repository, tree: pygit2.Tree, annotated: st
             if entry.type_str != "tree":
                 current = None
                 break
-            subtree = repo[entry.id]  # missing here: raises, never "no note"
+            if not repo.odb.exists(entry.id):  # missing here: never "no note"
+                raise NoteUnreadable(f"the notes folder {entry.id} is not in this clone")
+            subtree = repo[entry.id]
             if not isinstance(subtree, pygit2.Tree):
                 raise ValueError(f"{entry.id} is not a tree")
             current = subtree
