@@ -20,11 +20,8 @@ import ctypes
 from collections.abc import Callable, Sequence
 from functools import cache
 
+from .libgit2_c import Unavailable, address, function
 from .libgit2_env import pygit2
-
-
-class _Unavailable(Exception):
-    """This pygit2 does not let us call `git_remote_download` ourselves."""
 
 
 def download(remote: pygit2.Remote, refspecs: Sequence[str],
@@ -37,8 +34,8 @@ def download(remote: pygit2.Remote, refspecs: Sequence[str],
     """
     try:
         functions = _functions()
-        handle = _address(remote._remote)
-    except (_Unavailable, AttributeError, ImportError, OSError, TypeError):
+        handle = address(remote._remote)
+    except (Unavailable, AttributeError, ImportError, OSError, TypeError):
         remote.fetch(list(refspecs), callbacks=callbacks, proxy=True,
                      message="git-claim: fetch claims")
         return
@@ -52,36 +49,15 @@ def download(remote: pygit2.Remote, refspecs: Sequence[str],
         # nothing here shows progress: skip a call into Python per object received
         options.callbacks.transfer_progress = ffi.NULL
         with git_proxy_options(remote, options.proxy_opts, True), StrArray(list(refspecs)) as specs:
-            status = download_c(handle, _address(specs.ptr), _address(options))
+            status = download_c(handle, address(specs.ptr), address(options))
             # git_remote_fetch disconnects here too: the server's connection is
             # not left open until the remote object is freed
             disconnect_c(handle)
             payload.check_error(status)
 
 
-def _address(pointer: object) -> int:
-    from pygit2.ffi import ffi
-
-    return int(ffi.cast("uintptr_t", pointer))
-
-
 @cache
 def _functions() -> tuple[Callable[..., int], Callable[..., int]]:
-    """git_remote_download and git_remote_disconnect, from pygit2's own libgit2.
-
-    pygit2's cffi module is linked against libgit2, so looking the names up
-    through its handle finds the very library (and state) pygit2 uses.
-    """
-    from pygit2 import _libgit2
-
-    try:
-        library = ctypes.CDLL(_libgit2.__file__)
-        download_c = library.git_remote_download
-        disconnect_c = library.git_remote_disconnect
-    except (AttributeError, OSError) as missing:
-        raise _Unavailable(str(missing)) from missing
-    download_c.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p]
-    download_c.restype = ctypes.c_int
-    disconnect_c.argtypes = [ctypes.c_void_p]
-    disconnect_c.restype = ctypes.c_int
-    return download_c, disconnect_c
+    """git_remote_download and git_remote_disconnect."""
+    return (function("git_remote_download", [ctypes.c_void_p] * 3),
+            function("git_remote_disconnect", [ctypes.c_void_p]))

@@ -23,14 +23,11 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import GitError
+from .libgit2_c import Unavailable, address, function
 from .libgit2_env import pygit2
 
 # above the loose (1) and packed (2) backends: new objects are written here
 MEMORY_PRIORITY = 999
-
-
-class _Unavailable(Exception):
-    """This pygit2 does not let us reach libgit2's mempack."""
 
 
 @contextmanager
@@ -45,14 +42,14 @@ def objects_in_memory(git_dir: Path, pack_folder: Path) -> Iterator[pygit2.Repos
         functions = _functions()
         scratch = pygit2.Repository(str(git_dir))
         backend = _add_memory_backend(scratch, functions)
-    except (_Unavailable, AttributeError, ImportError, OSError, TypeError, pygit2.GitError,
+    except (Unavailable, AttributeError, ImportError, OSError, TypeError, pygit2.GitError,
             KeyError):
         yield None
         return
     yield scratch
     try:
         builder = pygit2.PackBuilder(scratch)
-        status = functions["git_mempack_write_thin_pack"](backend, _address(builder._packbuilder))
+        status = functions["git_mempack_write_thin_pack"](backend, address(builder._packbuilder))
         if status < 0:
             from pygit2.errors import check_error
 
@@ -71,23 +68,17 @@ def _add_memory_backend(repo: pygit2.Repository,
     odb = ctypes.c_void_p()
     repo_pointer = int.from_bytes(repo._pointer, sys.byteorder)
     if functions["git_mempack_new"](ctypes.byref(backend)) < 0:
-        raise _Unavailable("git_mempack_new failed")
+        raise Unavailable("git_mempack_new failed")
     if functions["git_repository_odb"](ctypes.byref(odb), repo_pointer) < 0:
-        raise _Unavailable("git_repository_odb failed")
+        raise Unavailable("git_repository_odb failed")
     try:
         # the object store owns the backend from here (freed with it)
         if functions["git_odb_add_backend"](odb, backend, MEMORY_PRIORITY) < 0:
-            raise _Unavailable("git_odb_add_backend failed")
+            raise Unavailable("git_odb_add_backend failed")
     finally:
         functions["git_odb_free"](odb)  # our reference only; the repository keeps its own
     assert backend.value is not None
     return backend.value
-
-
-def _address(pointer: object) -> int:
-    from pygit2.ffi import ffi
-
-    return int(ffi.cast("uintptr_t", pointer))
 
 
 _OUT = ctypes.POINTER(ctypes.c_void_p)
@@ -102,15 +93,5 @@ _SIGNATURES: dict[str, list[Any]] = {
 
 @cache
 def _functions() -> dict[str, Callable[..., int]]:
-    """The libgit2 calls above, looked up through pygit2's own cffi module."""
-    from pygit2 import _libgit2
-
-    try:
-        library = ctypes.CDLL(_libgit2.__file__)
-        found = {name: getattr(library, name) for name in _SIGNATURES}
-    except (AttributeError, OSError) as missing:
-        raise _Unavailable(str(missing)) from missing
-    for name, function in found.items():
-        function.argtypes = _SIGNATURES[name]
-        function.restype = ctypes.c_int
-    return found
+    """The libgit2 calls above."""
+    return {name: function(name, argtypes) for name, argtypes in _SIGNATURES.items()}
